@@ -1,0 +1,23 @@
+# The two commands: `make demo` runs the product end to end on this machine,
+# `make test` runs every check CI runs. Both install what they need.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.venv/bin:$(HOME)/.cargo/bin:$(PATH)
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: setup test lint unit demo bench
+
+setup:
+	@scripts/setup.sh
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test: setup lint
+	cargo nextest run --workspace --no-fail-fast
+
+demo: setup
+	@scripts/demo.sh
+
+bench: setup
+	@scripts/bench.sh

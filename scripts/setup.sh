@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything the demo, the tests and the benchmarks need on a fresh
+# Debian machine: the XMPP servers and Python XMPP client from Debian, and the
+# Python tools (moto's SQS server, cargo-lambda, zig, SAM) in .venv.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v prosody >/dev/null || need_apt+=(prosody)
+command -v ejabberdctl >/dev/null || [ -x /usr/sbin/ejabberdctl ] || need_apt+=(ejabberd)
+/usr/bin/python3 -c 'import slixmpp' 2>/dev/null || need_apt+=(python3-slixmpp)
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Debian starts no daemons in containers, but make sure the packaged
+# services are not holding the test ports.
+for svc in prosody ejabberd; do
+  pkill -x "$svc" 2>/dev/null || true
+done
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  python3 -m venv .venv
+fi
+want=(moto[server] cargo-lambda ziglang)
+missing=()
+for pkg in "${want[@]}"; do
+  name=${pkg%%[*}
+  .venv/bin/python -m pip show -q "$name" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: pip install ${missing[*]}"
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${missing[@]}"
+fi
+echo "setup: ready"

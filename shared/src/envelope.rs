@@ -1,0 +1,182 @@
+//! The queue messages of the sqs transport (DESIGN §5), versioned.
+
+use crate::{BotResponse, Request};
+use serde::{Deserialize, Serialize};
+
+/// The envelope version this build writes and reads.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Why a queue message could not be read as an envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not JSON, or not the envelope's shape.
+    #[error("invalid envelope: {0}")]
+    Invalid(#[from] serde_json::Error),
+    /// Written by a newer (or unknown) version of xmpp-lambda.
+    #[error("unsupported envelope version {0} (this build reads version {ENVELOPE_VERSION})")]
+    UnsupportedVersion(u64),
+    /// No `v` at all.
+    #[error("invalid envelope: missing version field \"v\"")]
+    MissingVersion,
+}
+
+/// A request on its way to the bot: the body of a request-queue message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    /// Always [`ENVELOPE_VERSION`]; checked before anything else is read.
+    pub v: u32,
+    /// Unique per stanza: the FIFO deduplication id, and how the connector
+    /// drops a reply delivered twice.
+    pub id: String,
+    /// The stanza as the bot sees it.
+    pub request: Request,
+}
+
+/// A bot's answer on its way back: the body of a reply-queue message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyEnvelope {
+    /// Always [`ENVELOPE_VERSION`].
+    pub v: u32,
+    /// The id of the request envelope this answers.
+    pub id: String,
+    /// The request again, so the connector needs no state to build the reply.
+    pub request: Request,
+    /// The bot's HTTP outcome, turned into stanzas by the connector.
+    pub response: BotResponse,
+}
+
+/// Checks `v` first, so a newer envelope gives a version error rather than a
+/// confusing shape error.
+fn check_version(json: &str) -> Result<(), EnvelopeError> {
+    #[derive(Deserialize)]
+    struct Version {
+        v: Option<serde_json::Value>,
+    }
+    let version: Version = serde_json::from_str(json)?;
+    match version.v {
+        None => Err(EnvelopeError::MissingVersion),
+        Some(serde_json::Value::Number(n)) if n.as_u64() == Some(u64::from(ENVELOPE_VERSION)) => {
+            Ok(())
+        }
+        Some(serde_json::Value::Number(n)) => Err(EnvelopeError::UnsupportedVersion(
+            n.as_u64().unwrap_or(u64::MAX),
+        )),
+        Some(_) => Err(EnvelopeError::UnsupportedVersion(u64::MAX)),
+    }
+}
+
+impl RequestEnvelope {
+    /// Wraps a request with a fresh id.
+    pub fn new(id: impl Into<String>, request: Request) -> Self {
+        RequestEnvelope {
+            v: ENVELOPE_VERSION,
+            id: id.into(),
+            request,
+        }
+    }
+
+    /// Reads a queue message body.
+    pub fn from_json(json: &str) -> Result<Self, EnvelopeError> {
+        check_version(json)?;
+        Ok(serde_json::from_str(json)?)
+    }
+
+    /// The queue message body.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an envelope always serialises")
+    }
+
+    /// The answer to this request, carrying the same id.
+    pub fn reply(&self, response: BotResponse) -> ReplyEnvelope {
+        ReplyEnvelope {
+            v: ENVELOPE_VERSION,
+            id: self.id.clone(),
+            request: self.request.clone(),
+            response,
+        }
+    }
+}
+
+impl ReplyEnvelope {
+    /// Reads a queue message body.
+    pub fn from_json(json: &str) -> Result<Self, EnvelopeError> {
+        check_version(json)?;
+        Ok(serde_json::from_str(json)?)
+    }
+
+    /// The queue message body.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an envelope always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StanzaKind;
+
+    fn request() -> Request {
+        Request {
+            to: "echo@bot.example.com".into(),
+            from: "alice@example.com/x".into(),
+            kind: StanzaKind::Message,
+            stanza: "<message xmlns='jabber:client'><body>hi</body></message>".into(),
+            body: Some("hi".into()),
+            stanza_type: Some("chat".into()),
+            id: Some("m1".into()),
+        }
+    }
+
+    #[test]
+    fn request_envelope_round_trips() {
+        let envelope = RequestEnvelope::new("0b8c", request());
+        let json = envelope.to_json();
+        assert!(
+            json.starts_with(r#"{"v":1,"id":"0b8c","request":{"#),
+            "{json}"
+        );
+        assert_eq!(RequestEnvelope::from_json(&json).expect("parse"), envelope);
+    }
+
+    #[test]
+    fn reply_envelope_round_trips() {
+        let envelope = RequestEnvelope::new("0b8c", request()).reply(BotResponse::json("{}"));
+        let json = envelope.to_json();
+        assert!(
+            json.contains(
+                r#""response":{"status":200,"content_type":"application/json","body":"{}"}"#
+            ),
+            "{json}"
+        );
+        assert_eq!(ReplyEnvelope::from_json(&json).expect("parse"), envelope);
+    }
+
+    #[test]
+    fn unknown_version_is_an_error() {
+        let json = RequestEnvelope::new("x", request())
+            .to_json()
+            .replace(r#""v":1"#, r#""v":2"#);
+        assert_eq!(
+            RequestEnvelope::from_json(&json).unwrap_err().to_string(),
+            "unsupported envelope version 2 (this build reads version 1)"
+        );
+        assert_eq!(
+            ReplyEnvelope::from_json(r#"{"id":"x"}"#)
+                .unwrap_err()
+                .to_string(),
+            "invalid envelope: missing version field \"v\""
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let err = RequestEnvelope::from_json("not json").unwrap_err();
+        assert!(matches!(err, EnvelopeError::Invalid(_)), "{err}");
+        let err = ReplyEnvelope::from_json(r#"{"v":1,"id":"x"}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid envelope: missing field"),
+            "{err}"
+        );
+    }
+}

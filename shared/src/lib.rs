@@ -1,0 +1,43 @@
+//! The xmpp-lambda protocol, in one place so the connector and the function
+//! cannot drift apart.
+//!
+//! * [`Request`]: the JSON a bot receives (compatible with Prosody's
+//!   `mod_component_http`).
+//! * [`BotResponse`]: what came back from the bot over HTTP (or nothing).
+//! * [`RequestEnvelope`] / [`ReplyEnvelope`]: the versioned SQS messages.
+//! * With the `xml` feature: every mapping rule between stanzas and JSON as
+//!   pure functions ([`stanza_to_request`], [`response_to_stanzas`],
+//!   [`presence_auto_answer`], [`iq_auto_answer`]).
+//!
+//! Nothing here does I/O.
+
+mod envelope;
+mod request;
+mod response;
+
+pub use envelope::{ENVELOPE_VERSION, EnvelopeError, ReplyEnvelope, RequestEnvelope};
+pub use request::{Request, StanzaKind, UnknownKind, conversation_id};
+pub use response::BotResponse;
+
+#[cfg(feature = "xml")]
+mod auto;
+#[cfg(feature = "xml")]
+mod errors;
+#[cfg(feature = "xml")]
+mod reply;
+#[cfg(feature = "xml")]
+mod stanza;
+
+#[cfg(feature = "xml")]
+pub use auto::{iq_auto_answer, presence_auto_answer};
+#[cfg(feature = "xml")]
+pub use errors::{ErrorType, StanzaErrorSpec, error_for_status, error_reply, no_response_error};
+#[cfg(feature = "xml")]
+pub use reply::{
+    BadReply, MAX_BODY_BYTES, Reply, bad_reply_error, response_to_stanzas, stanzas_to_send,
+};
+#[cfg(feature = "xml")]
+pub use stanza::{
+    CLIENT_NS, COMPONENT_NS, InvalidStanza, STANZAS_NS, element_to_string, parse_stanza,
+    stanza_to_request, with_namespace,
+};

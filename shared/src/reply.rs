@@ -1,0 +1,332 @@
+//! The reply rules (DESIGN §2): a bot's HTTP outcome → the stanzas to send.
+
+use crate::errors::{error_element, error_for_status, error_reply};
+use crate::stanza::{COMPONENT_NS, InvalidStanza, parse_stanza, set_attr};
+use crate::{BotResponse, ErrorType, Request, StanzaErrorSpec, StanzaKind};
+use minidom::Element;
+use serde_json::{Map, Value};
+
+/// The largest reply a bot may send: a `body`, or a whole `stanza` as text,
+/// in bytes. Larger replies are refused rather than risk the XMPP server
+/// closing the component link over an oversized stanza.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Why a bot's reply was refused. The reply is never sent; the sender gets
+/// `cancel/internal-server-error` and the log gets this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadReply {
+    #[error("reply is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("reply JSON is not an object")]
+    NotAnObject,
+    #[error("reply field {field:?} must be {expected}")]
+    WrongFieldType {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error("reply kind {0:?} is not message, presence or iq")]
+    UnknownKind(String),
+    #[error("reply stanza is invalid: {0}")]
+    InvalidStanza(#[from] InvalidStanza),
+    #[error("reply {field:?} {value:?} is not a valid JID")]
+    InvalidJid { field: &'static str, value: String },
+    #[error("reply \"from\" {from:?} is outside the component's domain {domain:?}")]
+    ForeignFrom { from: String, domain: String },
+    #[error("reply {field:?} is {size} bytes, over the limit of {MAX_BODY_BYTES}")]
+    TooLarge { field: &'static str, size: usize },
+}
+
+impl BadReply {
+    /// The short text the sender sees.
+    fn user_text(&self) -> &'static str {
+        match self {
+            BadReply::InvalidJson(_) | BadReply::NotAnObject | BadReply::WrongFieldType { .. } => {
+                "The bot sent an invalid reply"
+            }
+            BadReply::UnknownKind(_) | BadReply::InvalidStanza(_) => {
+                "The bot sent an invalid stanza"
+            }
+            BadReply::InvalidJid { .. } | BadReply::ForeignFrom { .. } => {
+                "The bot sent a reply with an invalid address"
+            }
+            BadReply::TooLarge { .. } => "The bot's reply is too large",
+        }
+    }
+}
+
+/// A bot's JSON reply object, read field by field so a wrong type gets a
+/// clear reason. Every field is optional (§2 rule 2 fills the defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// A whole stanza as XML; overrides every other field but the addresses.
+    pub stanza: Option<String>,
+    /// `message`, `presence` or `iq`; defaults to `message`.
+    pub kind: Option<String>,
+    /// Defaults to the request's `from`.
+    pub to: Option<String>,
+    /// Defaults to the request's `to`.
+    pub from: Option<String>,
+    /// The message text (a JSON number is taken as its text).
+    pub body: Option<String>,
+    /// The stanza's `type`.
+    pub stanza_type: Option<String>,
+    /// The stanza's `id` (honoured for IQs; messages always get a fresh one).
+    pub id: Option<String>,
+}
+
+impl Reply {
+    /// Reads a reply body. `Ok(None)` when there is nothing to send (an empty
+    /// body or `null`).
+    pub fn from_json(text: &str) -> Result<Option<Reply>, BadReply> {
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| BadReply::InvalidJson(e.to_string()))?;
+        match value {
+            Value::Null => Ok(None),
+            Value::Object(object) => Reply::from_object(&object).map(Some),
+            _ => Err(BadReply::NotAnObject),
+        }
+    }
+
+    fn from_object(object: &Map<String, Value>) -> Result<Reply, BadReply> {
+        let body = match object.get("body") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(Value::Number(number)) => Some(number.to_string()),
+            Some(_) => {
+                return Err(BadReply::WrongFieldType {
+                    field: "body",
+                    expected: "a string or a number",
+                });
+            }
+        };
+        Ok(Reply {
+            stanza: string_field(object, "stanza")?,
+            kind: string_field(object, "kind")?,
+            to: string_field(object, "to")?,
+            from: string_field(object, "from")?,
+            body,
+            stanza_type: string_field(object, "type")?,
+            id: string_field(object, "id")?,
+        })
+    }
+}
+
+fn string_field(
+    object: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, BadReply> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(BadReply::WrongFieldType {
+            field,
+            expected: "a string",
+        }),
+    }
+}
+
+/// Checks a reply's `to`.
+fn checked_to(to: &str) -> Result<(), BadReply> {
+    jid::Jid::new(to)
+        .map(drop)
+        .map_err(|_| BadReply::InvalidJid {
+            field: "to",
+            value: to.to_owned(),
+        })
+}
+
+/// Checks a reply's `from`: a JID in the component's own domain, since the
+/// XMPP server closes the whole link over any other.
+fn checked_from(from: &str, domain: &str) -> Result<(), BadReply> {
+    let jid = jid::Jid::new(from).map_err(|_| BadReply::InvalidJid {
+        field: "from",
+        value: from.to_owned(),
+    })?;
+    if jid.domain().as_str() != domain {
+        return Err(BadReply::ForeignFrom {
+            from: from.to_owned(),
+            domain: domain.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn checked_size(field: &'static str, text: &str) -> Result<(), BadReply> {
+    if text.len() > MAX_BODY_BYTES {
+        return Err(BadReply::TooLarge {
+            field,
+            size: text.len(),
+        });
+    }
+    Ok(())
+}
+
+/// The message types a reply inherits from the request; anything else
+/// (including `headline` and no type) gets `chat`.
+fn reply_message_type(request: &Request) -> &str {
+    match (request.kind, request.stanza_type.as_deref()) {
+        (StanzaKind::Message, Some(t @ ("chat" | "normal" | "groupchat"))) => t,
+        _ => "chat",
+    }
+}
+
+fn bare(jid: &str) -> &str {
+    jid.split('/').next().unwrap_or(jid)
+}
+
+/// Builds the reply stanza from a bot's reply object (rule 2).
+fn reply_to_stanza(
+    request: &Request,
+    reply: &Reply,
+    domain: &str,
+    new_id: &mut dyn FnMut() -> String,
+) -> Result<Element, BadReply> {
+    let mut stanza = match &reply.stanza {
+        Some(xml) => {
+            checked_size("stanza", xml)?;
+            parse_stanza(xml)?
+        }
+        None => fields_to_stanza(request, reply)?,
+    };
+    if stanza.attr("to").is_none() {
+        set_attr(&mut stanza, "to", &request.from);
+    }
+    if stanza.attr("from").is_none() {
+        set_attr(&mut stanza, "from", &request.to);
+    }
+    checked_to(stanza.attr("to").unwrap_or_default())?;
+    checked_from(stanza.attr("from").unwrap_or_default(), domain)?;
+    match stanza.name() {
+        // Clients drop a message whose id they have seen, and bots often
+        // echo the request's: every reply message gets its own.
+        "message" => set_attr(&mut stanza, "id", &new_id()),
+        "iq" if stanza.attr("id").is_none() => {
+            if let Some(id) = &request.id {
+                set_attr(&mut stanza, "id", id);
+            }
+        }
+        _ => {}
+    }
+    Ok(stanza)
+}
+
+/// A stanza from the reply's fields, with rule 2's defaults.
+fn fields_to_stanza(request: &Request, reply: &Reply) -> Result<Element, BadReply> {
+    let kind = match reply.kind.as_deref() {
+        None => StanzaKind::Message,
+        Some(name) => name
+            .parse()
+            .map_err(|_| BadReply::UnknownKind(name.to_owned()))?,
+    };
+    let mut stanza = Element::builder(kind.as_str(), COMPONENT_NS).build();
+    let stanza_type = match kind {
+        StanzaKind::Message => Some(
+            reply
+                .stanza_type
+                .as_deref()
+                .unwrap_or(reply_message_type(request)),
+        ),
+        StanzaKind::Presence => reply.stanza_type.as_deref(),
+        StanzaKind::Iq => Some(reply.stanza_type.as_deref().unwrap_or("result")),
+    };
+    let to = match (&reply.to, stanza_type) {
+        (Some(to), _) => to.clone(),
+        // A groupchat message goes to the room, not to the occupant.
+        (None, Some("groupchat")) => bare(&request.from).to_owned(),
+        (None, _) => request.from.clone(),
+    };
+    set_attr(&mut stanza, "to", &to);
+    set_attr(
+        &mut stanza,
+        "from",
+        reply.from.as_deref().unwrap_or(&request.to),
+    );
+    if let Some(stanza_type) = stanza_type {
+        set_attr(&mut stanza, "type", stanza_type);
+    }
+    if let Some(id) = &reply.id {
+        set_attr(&mut stanza, "id", id);
+    }
+    if let (StanzaKind::Message, Some(text)) = (kind, &reply.body) {
+        checked_size("body", text)?;
+        let mut body = Element::bare("body", COMPONENT_NS);
+        body.append_text_node(text.as_str());
+        stanza.append_child(body);
+    }
+    Ok(stanza)
+}
+
+/// The stanzas a bot's outcome turns into (rules 1–4), or why the bot's
+/// reply was refused (rule 5). `new_id` gives a fresh stanza id each call.
+///
+/// An IQ request (`get`/`set`) is always answered: when the bot gives no IQ
+/// `result` or `error`, `cancel/service-unavailable` is added.
+pub fn response_to_stanzas(
+    request: &Request,
+    response: &BotResponse,
+    domain: &str,
+    new_id: &mut dyn FnMut() -> String,
+) -> Result<Vec<Element>, BadReply> {
+    if request.stanza_type.as_deref() == Some("error") {
+        return Ok(Vec::new());
+    }
+    let mut stanzas = match response.status {
+        200 if response.is_json() => match Reply::from_json(&response.body)? {
+            Some(reply) => vec![reply_to_stanza(request, &reply, domain, new_id)?],
+            None => Vec::new(),
+        },
+        200..=299 => Vec::new(),
+        status => error_reply(request, &error_for_status(status))
+            .into_iter()
+            .collect(),
+    };
+    let unanswered_iq = request.kind == StanzaKind::Iq
+        && matches!(request.stanza_type.as_deref(), Some("get" | "set"))
+        && !stanzas
+            .iter()
+            .any(|s| s.name() == "iq" && matches!(s.attr("type"), Some("result" | "error")));
+    if unanswered_iq {
+        stanzas.push(error_element(
+            StanzaKind::Iq,
+            &request.from,
+            &request.to,
+            request.id.as_deref(),
+            &StanzaErrorSpec::new(ErrorType::Cancel, "service-unavailable", None),
+        ));
+    }
+    Ok(stanzas)
+}
+
+/// The error the sender gets for a refused reply:
+/// `cancel/internal-server-error` with a short text. `None` where no error
+/// may be sent.
+pub fn bad_reply_error(request: &Request, reason: &BadReply) -> Option<Element> {
+    error_reply(
+        request,
+        &StanzaErrorSpec::new(
+            ErrorType::Cancel,
+            "internal-server-error",
+            Some(reason.user_text()),
+        ),
+    )
+}
+
+/// Everything to write for a bot's outcome: the reply stanzas, or the error
+/// for a refused reply along with the reason to log.
+pub fn stanzas_to_send(
+    request: &Request,
+    response: &BotResponse,
+    domain: &str,
+    new_id: &mut dyn FnMut() -> String,
+) -> (Vec<Element>, Option<BadReply>) {
+    match response_to_stanzas(request, response, domain, new_id) {
+        Ok(stanzas) => (stanzas, None),
+        Err(reason) => (
+            bad_reply_error(request, &reason).into_iter().collect(),
+            Some(reason),
+        ),
+    }
+}

@@ -1,0 +1,182 @@
+//! The request JSON (DESIGN §1): what a bot receives for each stanza.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The three kinds of XMPP stanza, named by their element name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StanzaKind {
+    Message,
+    Presence,
+    Iq,
+}
+
+impl StanzaKind {
+    /// The element name, as it appears in XML and in the JSON `kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StanzaKind::Message => "message",
+            StanzaKind::Presence => "presence",
+            StanzaKind::Iq => "iq",
+        }
+    }
+}
+
+impl fmt::Display for StanzaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not `message`, `presence` or `iq`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown stanza kind {0:?} (expected message, presence or iq)")]
+pub struct UnknownKind(pub String);
+
+impl FromStr for StanzaKind {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "message" => Ok(StanzaKind::Message),
+            "presence" => Ok(StanzaKind::Presence),
+            "iq" => Ok(StanzaKind::Iq),
+            other => Err(UnknownKind(other.to_owned())),
+        }
+    }
+}
+
+/// One stanza, as JSON for a bot. Field names are mod_component_http's;
+/// `type` and `id` are extensions old bots ignore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The JID the stanza was sent to (somewhere at the component).
+    pub to: String,
+    /// The sender's JID; replies go back here by default.
+    pub from: String,
+    /// Which element the stanza is.
+    pub kind: StanzaKind,
+    /// The whole stanza as XML text in `jabber:client`, for bots that need
+    /// more than the body.
+    pub stanza: String,
+    /// The text of the first `<body>`, absent (not null) when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The stanza's `type` attribute: lets a bot tell chat from groupchat and
+    /// lets the reply rules pick the reply's type.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub stanza_type: Option<String>,
+    /// The stanza's `id`: error replies and IQ results must carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// The conversation a request belongs to: the sender's bare JID and the
+/// recipient. Requests of one conversation are kept in order; different
+/// conversations never wait for each other.
+///
+/// The result is a valid SQS `MessageGroupId` (at most 128 printable ASCII
+/// characters): a key that would not be is replaced by a hash of itself.
+pub fn conversation_id(request: &Request) -> String {
+    let sender = request.from.split('/').next().unwrap_or_default();
+    let key = format!("{sender} {}", request.to);
+    let fits = key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    if fits && !key.contains(' ') {
+        return key;
+    }
+    // The space is not allowed in a group id; keep readable keys readable.
+    let readable = key.replace(' ', "|");
+    if fits && !request.from.contains('|') {
+        return readable;
+    }
+    format!("h:{:016x}{:016x}", fnv1a(&key, 0), fnv1a(&key, 1))
+}
+
+/// FNV-1a, 64 bit, with a seed byte: stable across builds and platforms,
+/// unlike `DefaultHasher`, so connector and function agree on group ids.
+fn fnv1a(text: &str, seed: u8) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in std::iter::once(seed).chain(text.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(from: &str, to: &str) -> Request {
+        Request {
+            to: to.into(),
+            from: from.into(),
+            kind: StanzaKind::Message,
+            stanza: String::new(),
+            body: None,
+            stanza_type: None,
+            id: None,
+        }
+    }
+
+    #[test]
+    fn conversation_ignores_the_senders_resource() {
+        assert_eq!(
+            conversation_id(&request("alice@example.com/phone", "echo@bot.example.com")),
+            conversation_id(&request("alice@example.com/laptop", "echo@bot.example.com")),
+        );
+        assert_eq!(
+            conversation_id(&request("alice@example.com/phone", "echo@bot.example.com")),
+            "alice@example.com|echo@bot.example.com"
+        );
+    }
+
+    #[test]
+    fn conversation_differs_per_recipient_and_sender() {
+        let a = conversation_id(&request("alice@example.com", "echo@bot.example.com"));
+        let b = conversation_id(&request("alice@example.com", "other@bot.example.com"));
+        let c = conversation_id(&request("bob@example.com", "echo@bot.example.com"));
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn conversation_of_non_ascii_jids_is_a_valid_group_id() {
+        let id = conversation_id(&request("ålice@exämple.com/x", "echo@bot.example.com"));
+        assert!(id.starts_with("h:"), "{id}");
+        assert!(id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()));
+        let long = "a".repeat(200) + "@example.com";
+        let id = conversation_id(&request(&long, "echo@bot.example.com"));
+        assert!(id.len() <= 128, "{id}");
+    }
+
+    #[test]
+    fn request_json_round_trips_and_tolerates_unknown_keys() {
+        let json = r#"{"to":"echo@bot.example.com","from":"alice@example.com/x","kind":"message",
+            "stanza":"<message/>","body":"hi","type":"chat","id":"m1","future":[1,2]}"#;
+        let parsed: Request = serde_json::from_str(json).expect("valid request");
+        assert_eq!(parsed.body.as_deref(), Some("hi"));
+        assert_eq!(parsed.stanza_type.as_deref(), Some("chat"));
+        let again: Request =
+            serde_json::from_str(&serde_json::to_string(&parsed).expect("serialise"))
+                .expect("parse again");
+        assert_eq!(parsed, again);
+    }
+
+    #[test]
+    fn absent_body_is_absent_not_null() {
+        let text = serde_json::to_string(&request("a@b", "c@d")).expect("serialise");
+        assert!(!text.contains("body"), "{text}");
+        assert!(!text.contains("null"), "{text}");
+    }
+
+    #[test]
+    fn unknown_kind_is_a_clear_error() {
+        assert_eq!(
+            "chat".parse::<StanzaKind>().unwrap_err().to_string(),
+            r#"unknown stanza kind "chat" (expected message, presence or iq)"#
+        );
+    }
+}
