@@ -1,0 +1,186 @@
+//! The function's options (DESIGN §4), read from the environment once at
+//! start-up, so a bad setting fails the cold start with one clear line
+//! instead of every invocation.
+
+use crate::bot::Bot;
+use crate::echo::EchoBot;
+use crate::proxy::ProxyBot;
+use std::time::Duration;
+use xmpp_lambda_shared::{BotResponse, Request};
+
+/// How long the proxy waits for the bot unless `COMPONENT_POST_TIMEOUT` says.
+pub const DEFAULT_POST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A setting the function cannot start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `BOT` names no built-in bot.
+    #[error("BOT={0:?} is not a built-in bot (expected \"proxy\" or \"echo\")")]
+    UnknownBot(String),
+    /// `BOT=proxy` without a URL to proxy to.
+    #[error("BOT=proxy needs COMPONENT_POST_URL (the bot's http or https URL)")]
+    MissingPostUrl,
+    /// `COMPONENT_POST_URL` is not an absolute http(s) URL.
+    #[error("COMPONENT_POST_URL={url:?} is not an http or https URL: {reason}")]
+    InvalidPostUrl {
+        /// The value as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `COMPONENT_POST_TIMEOUT` is not a positive number of seconds.
+    #[error("COMPONENT_POST_TIMEOUT={0:?} is not a positive number of seconds")]
+    InvalidTimeout(String),
+    /// The HTTP client could not be built (e.g. no TLS roots).
+    #[error("cannot build the HTTP client for the proxy bot: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+/// Reads an option; an empty value counts as unset, because deployment
+/// templates pass empty strings for options left out.
+pub(crate) fn option(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name)
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// The bots that ship with the function, chosen by `BOT`.
+#[derive(Debug, Clone)]
+pub enum BuiltinBot {
+    /// `BOT=proxy`: POST to `COMPONENT_POST_URL`.
+    Proxy(ProxyBot),
+    /// `BOT=echo`: the reference README's echo bot.
+    Echo(EchoBot),
+}
+
+impl BuiltinBot {
+    /// The bot the process environment asks for.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The bot a set of options asks for: `BOT` if set, else `proxy` when
+    /// `COMPONENT_POST_URL` is set, else `echo`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let post_url = option(&lookup, "COMPONENT_POST_URL");
+        let choice = option(&lookup, "BOT").map(|bot| bot.to_ascii_lowercase());
+        let choice =
+            choice.unwrap_or_else(|| if post_url.is_some() { "proxy" } else { "echo" }.to_owned());
+        match choice.as_str() {
+            "echo" => Ok(BuiltinBot::Echo(EchoBot)),
+            "proxy" => {
+                let url = post_url.ok_or(ConfigError::MissingPostUrl)?;
+                let parsed = parse_post_url(&url)?;
+                let timeout = match option(&lookup, "COMPONENT_POST_TIMEOUT") {
+                    Some(text) => parse_timeout(&text)?,
+                    None => DEFAULT_POST_TIMEOUT,
+                };
+                Ok(BuiltinBot::Proxy(ProxyBot::new(parsed, timeout)?))
+            }
+            _ => Err(ConfigError::UnknownBot(choice)),
+        }
+    }
+
+    /// The option value naming this bot, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BuiltinBot::Proxy(_) => "proxy",
+            BuiltinBot::Echo(_) => "echo",
+        }
+    }
+}
+
+impl Bot for BuiltinBot {
+    async fn answer(&self, request: &Request) -> BotResponse {
+        match self {
+            BuiltinBot::Proxy(bot) => bot.answer(request).await,
+            BuiltinBot::Echo(bot) => bot.answer(request).await,
+        }
+    }
+}
+
+fn parse_post_url(url: &str) -> Result<reqwest::Url, ConfigError> {
+    let invalid = |reason: String| ConfigError::InvalidPostUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|error| invalid(error.to_string()))?;
+    match parsed.scheme() {
+        "http" | "https" => Ok(parsed),
+        other => Err(invalid(format!("scheme {other:?}"))),
+    }
+}
+
+/// Seconds, whole or fractional (`30`, `2.5`), as the connector reads them.
+fn parse_timeout(text: &str) -> Result<Duration, ConfigError> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .ok_or_else(|| ConfigError::InvalidTimeout(text.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn bot(options: &[(&str, &str)]) -> Result<BuiltinBot, ConfigError> {
+        let map: HashMap<String, String> = options
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        BuiltinBot::from_lookup(move |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn default_is_echo_without_a_url_and_proxy_with_one() {
+        assert_eq!(bot(&[]).expect("echo").name(), "echo");
+        assert_eq!(bot(&[("BOT", "")]).expect("echo").name(), "echo");
+        let proxy = bot(&[("COMPONENT_POST_URL", "http://127.0.0.1:8080/bot")]).expect("proxy");
+        match proxy {
+            BuiltinBot::Proxy(proxy) => {
+                assert_eq!(proxy.url().as_str(), "http://127.0.0.1:8080/bot")
+            }
+            other => panic!("expected proxy, got {other:?}"),
+        }
+        let echo = bot(&[("BOT", "Echo"), ("COMPONENT_POST_URL", "http://h/")]).expect("echo");
+        assert_eq!(echo.name(), "echo");
+    }
+
+    #[test]
+    fn bad_options_are_clear_errors() {
+        assert_eq!(
+            bot(&[("BOT", "lisp")]).unwrap_err().to_string(),
+            r#"BOT="lisp" is not a built-in bot (expected "proxy" or "echo")"#
+        );
+        assert_eq!(
+            bot(&[("BOT", "proxy")]).unwrap_err().to_string(),
+            "BOT=proxy needs COMPONENT_POST_URL (the bot's http or https URL)"
+        );
+        let err = bot(&[("COMPONENT_POST_URL", "ftp://example.com/")]).unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidPostUrl { .. }), "{err}");
+        let err = bot(&[("COMPONENT_POST_URL", "not a url")]).unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidPostUrl { .. }), "{err}");
+        for timeout in ["0", "-1", "soon", "NaN", "inf"] {
+            let err = bot(&[
+                ("COMPONENT_POST_URL", "http://127.0.0.1/"),
+                ("COMPONENT_POST_TIMEOUT", timeout),
+            ])
+            .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("COMPONENT_POST_TIMEOUT={timeout:?} is not a positive number of seconds")
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_may_be_fractional() {
+        assert_eq!(
+            parse_timeout("2.5").expect("valid"),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(parse_timeout("30").expect("valid"), Duration::from_secs(30));
+    }
+}

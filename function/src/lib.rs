@@ -1,0 +1,58 @@
+//! The xmpp-lambda function: one Lambda handler for every trigger, and the
+//! [`Bot`] trait that answers each request.
+//!
+//! The handler tells its events apart by shape:
+//!
+//! * a **Function URL** request (the connector's `http` transport pointed at
+//!   the function): the body is the request JSON, the response carries the
+//!   bot's status, content type and body so the connector applies the reply
+//!   rules unchanged;
+//! * an **SQS batch** (`Records`): each body is a request envelope; each
+//!   answer goes to `REPLY_QUEUE_URL` as a reply envelope, and the records to
+//!   retry come back as `batchItemFailures`;
+//! * a bare **request JSON** (a direct invoke): answered with the bot's
+//!   outcome as JSON.
+//!
+//! Writing a bot is implementing [`Bot`] and handing it to [`run`]:
+//!
+//! ```no_run
+//! use xmpp_lambda_function::{Bot, BotResponse, Request, text_reply};
+//!
+//! struct Shout;
+//!
+//! impl Bot for Shout {
+//!     async fn answer(&self, request: &Request) -> BotResponse {
+//!         text_reply(&request.body.as_deref().unwrap_or_default().to_uppercase())
+//!     }
+//! }
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), xmpp_lambda_function::Error> {
+//!     xmpp_lambda_function::run(Shout).await
+//! }
+//! ```
+
+mod bot;
+mod config;
+mod echo;
+mod event;
+mod function_url;
+mod handler;
+mod logging;
+mod proxy;
+mod reply_queue;
+mod sqs_batch;
+
+pub use bot::{Bot, text_reply};
+pub use config::{BuiltinBot, ConfigError};
+pub use echo::EchoBot;
+pub use handler::{Handler, HandlerError, run};
+pub use logging::init_logging;
+pub use proxy::ProxyBot;
+
+/// The protocol types a bot works with, re-exported so a bot needs only
+/// this crate.
+pub use xmpp_lambda_shared::{BotResponse, Request, StanzaKind};
+
+/// The error [`run`] ends with (the Lambda runtime's own).
+pub use lambda_runtime::Error;

@@ -1,0 +1,27 @@
+//! Logs in the shape Lambda's logging controls ask for.
+
+/// Installs a `tracing` subscriber on stdout: JSON lines when
+/// `AWS_LAMBDA_LOG_FORMAT=JSON` (CloudWatch parses them), text otherwise;
+/// the level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else `info`.
+/// Does nothing if the program already installed one.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let filter =
+        EnvFilter::try_new(level.to_ascii_lowercase()).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Lambda stamps every line itself.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time();
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT")
+        .is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+    // An error here means a subscriber is already installed: keep it.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
