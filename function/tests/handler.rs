@@ -1,0 +1,466 @@
+//! The handler called directly with real event shapes, against a real HTTP
+//! bot and moto's SQS server.
+
+mod common;
+
+use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use base64::Engine;
+use common::{BotServer, Moto, envelope, fixture, request, sqs_event};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::time::Instant;
+use xmpp_lambda_function::{EchoBot, Handler, HandlerError, ProxyBot};
+use xmpp_lambda_shared::{ReplyEnvelope, conversation_id};
+
+fn proxy(bot: &BotServer, timeout: Duration) -> ProxyBot {
+    ProxyBot::new(bot.url.parse().expect("bot url"), timeout).expect("proxy bot")
+}
+
+fn url_event(body: &str) -> Value {
+    let mut event = fixture("function_url_request.json");
+    event["body"] = json!(body);
+    event
+}
+
+fn failures(result: &Value) -> BTreeSet<String> {
+    result["batchItemFailures"]
+        .as_array()
+        .expect("batchItemFailures is an array")
+        .iter()
+        .map(|item| {
+            item["itemIdentifier"]
+                .as_str()
+                .expect("itemIdentifier")
+                .to_owned()
+        })
+        .collect()
+}
+
+fn ids(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn replies(messages: &[aws_sdk_sqs::types::Message]) -> Vec<ReplyEnvelope> {
+    messages
+        .iter()
+        .map(|m| ReplyEnvelope::from_json(m.body().expect("body")).expect("a reply envelope"))
+        .collect()
+}
+
+#[test]
+fn fixtures_are_real_event_shapes() {
+    let url: LambdaFunctionUrlRequest =
+        serde_json::from_value(fixture("function_url_request.json")).expect("Function URL event");
+    let again: LambdaFunctionUrlRequest =
+        serde_json::from_value(serde_json::to_value(&url).expect("serialise")).expect("reparse");
+    assert_eq!(url, again);
+    assert_eq!(url.request_context.http.method.as_deref(), Some("POST"));
+    assert!(url.body.as_deref().is_some_and(|b| b.contains("hello")));
+
+    for (name, fifo) in [
+        ("sqs_event_standard.json", false),
+        ("sqs_event_fifo.json", true),
+    ] {
+        let event: SqsEvent = serde_json::from_value(fixture(name)).expect("SQS event");
+        let again: SqsEvent =
+            serde_json::from_value(serde_json::to_value(&event).expect("serialise"))
+                .expect("reparse");
+        assert_eq!(event, again);
+        let record = &event.records[0];
+        assert_eq!(record.event_source.as_deref(), Some("aws:sqs"));
+        assert_eq!(
+            record
+                .event_source_arn
+                .as_deref()
+                .is_some_and(|a| a.ends_with(".fifo")),
+            fifo
+        );
+        assert_eq!(record.attributes.contains_key("MessageGroupId"), fifo);
+        xmpp_lambda_shared::RequestEnvelope::from_json(record.body.as_deref().expect("body"))
+            .expect("fixture body is a request envelope");
+    }
+}
+
+#[tokio::test]
+async fn function_url_reaches_the_bot_and_returns_its_answer_verbatim() {
+    let bot = BotServer::start().await;
+    let handler = Handler::new(proxy(&bot, Duration::from_secs(5)));
+
+    let response = handler
+        .handle(fixture("function_url_request.json"), None)
+        .await
+        .expect("answered");
+    assert_eq!(response["statusCode"], 200);
+    assert_eq!(
+        response["headers"]["content-type"],
+        "application/json; charset=utf-8"
+    );
+    assert_eq!(
+        response["body"],
+        json!({"body": "bot heard hello"}).to_string()
+    );
+    assert_eq!(response["isBase64Encoded"], false);
+
+    let seen = bot.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].content_type.as_deref(), Some("application/json"));
+    assert_eq!(seen[0].request(), request(Some("hello")));
+
+    let body = serde_json::to_string(&request(Some("status 404"))).expect("json");
+    let response = handler
+        .handle(url_event(&body), None)
+        .await
+        .expect("answered");
+    assert_eq!(response["statusCode"], 404);
+    assert_eq!(response["headers"]["content-type"], "text/plain");
+    assert_eq!(response["body"], "scripted 404");
+
+    let body = serde_json::to_string(&request(Some("plain"))).expect("json");
+    let response = handler
+        .handle(url_event(&body), None)
+        .await
+        .expect("answered");
+    assert_eq!(response["statusCode"], 200);
+    assert_eq!(response["headers"]["content-type"], "text/plain");
+    assert_eq!(response["body"], "just text");
+}
+
+#[tokio::test]
+async fn function_url_decodes_a_base64_body() {
+    // Prosody labels its JSON form-urlencoded, so Lambda base64-encodes it.
+    let handler = Handler::new(EchoBot);
+    let body = serde_json::to_string(&request(Some("über <&>"))).expect("json");
+    let mut event = url_event(&base64::engine::general_purpose::STANDARD.encode(body));
+    event["isBase64Encoded"] = json!(true);
+    event["headers"]["content-type"] = json!("application/x-www-form-urlencoded");
+    let response = handler.handle(event, None).await.expect("answered");
+    assert_eq!(response["statusCode"], 200);
+    let reply: Value =
+        serde_json::from_str(response["body"].as_str().expect("body")).expect("json");
+    assert_eq!(reply, json!({"body": "Did you say über <&>?"}));
+}
+
+#[tokio::test]
+async fn function_url_refuses_what_is_not_a_request() {
+    let handler = Handler::new(EchoBot);
+    let mut get = fixture("function_url_request.json");
+    get["requestContext"]["http"]["method"] = json!("GET");
+    let response = handler.handle(get, None).await.expect("answered");
+    assert_eq!(response["statusCode"], 405);
+
+    for body in ["", "not json", r#"{"to":"a"}"#] {
+        let response = handler
+            .handle(url_event(body), None)
+            .await
+            .expect("answered");
+        assert_eq!(response["statusCode"], 400, "{body:?}");
+        assert_eq!(
+            response["headers"]["content-type"],
+            "text/plain; charset=utf-8"
+        );
+    }
+    let mut bad64 = url_event("%%%");
+    bad64["isBase64Encoded"] = json!(true);
+    let response = handler.handle(bad64, None).await.expect("answered");
+    assert_eq!(response["statusCode"], 400);
+    assert!(response["body"].as_str().expect("text").contains("base64"));
+}
+
+#[tokio::test]
+async fn function_url_with_the_bot_down_is_a_bad_gateway() {
+    let port = common::free_port();
+    let down = ProxyBot::new(
+        format!("http://127.0.0.1:{port}/").parse().expect("url"),
+        Duration::from_secs(5),
+    )
+    .expect("proxy");
+    let response = Handler::new(down)
+        .handle(fixture("function_url_request.json"), None)
+        .await
+        .expect("answered");
+    assert_eq!(response["statusCode"], 502);
+}
+
+#[tokio::test]
+async fn direct_invoke_gets_the_bots_outcome() {
+    let handler = Handler::new(EchoBot);
+    let event = serde_json::to_value(request(Some("hi"))).expect("json");
+    let outcome = handler.handle(event, None).await.expect("answered");
+    assert_eq!(outcome["status"], 200);
+    assert_eq!(outcome["content_type"], "application/json");
+    assert_eq!(
+        serde_json::from_str::<Value>(outcome["body"].as_str().expect("body")).expect("json"),
+        json!({"body": "Did you say hi?"})
+    );
+}
+
+#[tokio::test]
+async fn bad_event_shapes_are_clear_errors() {
+    let handler = Handler::new(EchoBot);
+    let cases = [
+        (
+            json!("hello"),
+            "UnrecognisedEvent",
+            "the event is a string, not a JSON object",
+        ),
+        (
+            json!({"foo": 1}),
+            "UnrecognisedEvent",
+            "got an object with keys [foo]",
+        ),
+        (
+            json!({"Records": [{"eventSource": "aws:s3", "s3": {}}]}),
+            "UnrecognisedEvent",
+            r#"Records from "aws:s3" are not supported"#,
+        ),
+        (
+            json!({"requestContext": {"http": {"method": "POST"}}}),
+            "InvalidFunctionUrlEvent",
+            "invalid Function URL event",
+        ),
+        (
+            json!({"to": "a", "from": "b", "kind": "chat", "stanza": "<x/>"}),
+            "InvalidRequest",
+            "unknown variant `chat`",
+        ),
+        (
+            fixture("sqs_event_standard.json"),
+            "ReplyQueueNotConfigured",
+            "REPLY_QUEUE_URL is not set",
+        ),
+    ];
+    for (event, kind, text) in cases {
+        let error = handler
+            .handle(event.clone(), None)
+            .await
+            .expect_err("refused");
+        assert_eq!(error.kind(), kind, "{event}: {error}");
+        assert!(error.to_string().contains(text), "{event}: {error}");
+    }
+    let mut no_id = fixture("sqs_event_standard.json");
+    no_id["Records"][0]
+        .as_object_mut()
+        .expect("record")
+        .remove("messageId");
+    let error = Handler::new(EchoBot)
+        .with_reply_queue("http://127.0.0.1:9/queue")
+        .handle(no_id, None)
+        .await
+        .expect_err("refused");
+    assert!(matches!(error, HandlerError::InvalidSqsEvent(_)), "{error}");
+    assert!(
+        error.to_string().contains("record 0 has no messageId"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn standard_batch_with_mixed_outcomes() {
+    let moto = Moto::start();
+    let replies_url = moto.queue("replies", &[]).await;
+    let bot = BotServer::start().await;
+    let handler = Handler::new(proxy(&bot, Duration::from_secs(1)))
+        .with_reply_queue(&replies_url)
+        .with_sqs_client(moto.client.clone());
+
+    let event = sqs_event(
+        "sqs_event_standard.json",
+        "arn:aws:sqs:us-east-1:123456789012:requests",
+        &[
+            ("ok", envelope("e-ok", "hello")),
+            ("e500", envelope("e-500", "status 500")),
+            ("e429", envelope("e-429", "status 429")),
+            ("e404", envelope("e-404", "status 404")),
+            ("e204", envelope("e-204", "status 204")),
+            ("slow", envelope("e-slow", "slow")),
+            ("garbage", "not an envelope".into()),
+            (
+                "future",
+                envelope("e-v2", "hello").replace(r#""v":1"#, r#""v":2"#),
+            ),
+        ],
+    );
+    let result = handler.handle(event, None).await.expect("answered");
+    assert_eq!(
+        failures(&result),
+        ids(&["e500", "e429", "slow", "garbage", "future"])
+    );
+
+    let mut sent = replies(&moto.drain(&replies_url).await);
+    sent.sort_by(|a, b| a.id.cmp(&b.id));
+    let summary: Vec<(&str, u16, &str)> = sent
+        .iter()
+        .map(|r| (r.id.as_str(), r.response.status, r.response.body.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("e-204", 204, ""), // HTTP drops a 204's body
+            ("e-404", 404, "scripted 404"),
+            ("e-ok", 200, r#"{"body":"bot heard hello"}"#),
+        ]
+    );
+    let ok = sent.iter().find(|r| r.id == "e-ok").expect("ok reply");
+    assert_eq!(ok.request, request(Some("hello")));
+    assert_eq!(
+        ok.response.content_type.as_deref(),
+        Some("application/json; charset=utf-8")
+    );
+    // The garbage and the future envelope never reached the bot.
+    assert_eq!(bot.seen().len(), 6);
+}
+
+#[tokio::test]
+async fn fifo_batch_stops_at_the_first_failure() {
+    let moto = Moto::start();
+    let replies_url = moto.queue("replies.fifo", &[]).await;
+    let bot = BotServer::start().await;
+    let handler = Handler::new(proxy(&bot, Duration::from_secs(5)))
+        .with_reply_queue(&replies_url)
+        .with_sqs_client(moto.client.clone());
+    let event = sqs_event(
+        "sqs_event_fifo.json",
+        "arn:aws:sqs:us-east-1:123456789012:requests.fifo",
+        &[
+            ("a", envelope("e-a", "one")),
+            ("b", envelope("e-b", "two")),
+            ("c", envelope("e-c", "status 503")),
+            ("d", envelope("e-d", "four")),
+            ("e", envelope("e-e", "status 404")),
+        ],
+    );
+    let result = handler.handle(event, None).await.expect("answered");
+    assert_eq!(failures(&result), ids(&["c", "d", "e"]));
+    // d and e were not asked: answering them now would overtake c.
+    let asked: Vec<String> = bot
+        .seen()
+        .iter()
+        .map(|s| s.request().body.unwrap_or_default())
+        .collect();
+    assert_eq!(asked, ["one", "two", "status 503"]);
+
+    let messages = moto.drain(&replies_url).await;
+    let sent = replies(&messages);
+    let order: Vec<&str> = sent.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(order, ["e-a", "e-b"]);
+    for (message, reply) in messages.iter().zip(&sent) {
+        let attributes = message.attributes().expect("system attributes");
+        assert_eq!(
+            attributes
+                .get(&MessageSystemAttributeName::MessageGroupId)
+                .map(String::as_str),
+            Some(conversation_id(&reply.request).as_str())
+        );
+        assert_eq!(
+            attributes
+                .get(&MessageSystemAttributeName::MessageDeduplicationId)
+                .map(String::as_str),
+            Some(reply.id.as_str())
+        );
+    }
+}
+
+#[tokio::test]
+async fn fifo_batch_with_an_invalid_first_record_fails_whole() {
+    let moto = Moto::start();
+    let replies_url = moto.queue("replies.fifo", &[]).await;
+    let bot = BotServer::start().await;
+    let handler = Handler::new(proxy(&bot, Duration::from_secs(5)))
+        .with_reply_queue(&replies_url)
+        .with_sqs_client(moto.client.clone());
+    let event = sqs_event(
+        "sqs_event_fifo.json",
+        "arn:aws:sqs:us-east-1:123456789012:requests.fifo",
+        &[("a", "{}".into()), ("b", envelope("e-b", "two"))],
+    );
+    let result = handler.handle(event, None).await.expect("answered");
+    assert_eq!(failures(&result), ids(&["a", "b"]));
+    assert!(bot.seen().is_empty());
+    assert!(moto.drain(&replies_url).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_reply_that_cannot_be_sent_is_a_failure() {
+    let moto = Moto::start();
+    let missing = format!("{}/123456789012/no-such-queue", moto.endpoint);
+    let handler = Handler::new(EchoBot)
+        .with_reply_queue(&missing)
+        .with_sqs_client(moto.client.clone());
+    let event = sqs_event(
+        "sqs_event_standard.json",
+        "arn:aws:sqs:us-east-1:123456789012:requests",
+        &[("a", envelope("e-a", "one")), ("b", envelope("e-b", "two"))],
+    );
+    let result = handler.handle(event, None).await.expect("answered");
+    assert_eq!(failures(&result), ids(&["a", "b"]));
+}
+
+#[tokio::test]
+async fn large_batches_are_sent_ten_at_a_time() {
+    let moto = Moto::start();
+    let replies_url = moto.queue("replies", &[]).await;
+    let handler = Handler::new(EchoBot)
+        .with_reply_queue(&replies_url)
+        .with_sqs_client(moto.client.clone());
+    let records: Vec<(String, String)> = (0..23)
+        .map(|i| {
+            (
+                format!("m{i}"),
+                envelope(&format!("e{i}"), &format!("n{i}")),
+            )
+        })
+        .collect();
+    let borrowed: Vec<(&str, String)> = records
+        .iter()
+        .map(|(id, body)| (id.as_str(), body.clone()))
+        .collect();
+    let event = sqs_event(
+        "sqs_event_standard.json",
+        "arn:aws:sqs:us-east-1:123456789012:requests",
+        &borrowed,
+    );
+    let result = handler.handle(event, None).await.expect("answered");
+    assert!(failures(&result).is_empty(), "{result}");
+    let sent: BTreeSet<String> = replies(&moto.drain(&replies_url).await)
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(sent, (0..23).map(|i| format!("e{i}")).collect());
+}
+
+#[tokio::test]
+async fn a_bot_slower_than_the_deadline_is_retried_in_time() {
+    let moto = Moto::start();
+    let replies_url = moto.queue("replies", &[]).await;
+    let bot = BotServer::start().await;
+    let handler = Handler::new(proxy(&bot, Duration::from_secs(30)))
+        .with_reply_queue(&replies_url)
+        .with_sqs_client(moto.client.clone());
+    let event = sqs_event(
+        "sqs_event_standard.json",
+        "arn:aws:sqs:us-east-1:123456789012:requests",
+        &[
+            ("fast", envelope("e-fast", "hi")),
+            ("slow", envelope("e-slow", "slow")),
+        ],
+    );
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(3500);
+    let result = handler
+        .handle(event, Some(deadline))
+        .await
+        .expect("answered");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(failures(&result), ids(&["slow"]));
+    let sent = replies(&moto.drain(&replies_url).await);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].id, "e-fast");
+}
