@@ -27,7 +27,9 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-want=(moto[server] cargo-lambda ziglang)
+# One pip call on a fresh clone, so the resolver picks versions that fit
+# together (aws-sam-cli pins boto3 and cfn-lint ranges).
+want=(moto[server] cargo-lambda ziglang aws-sam-cli aws-sam-translator cfn-lint)
 missing=()
 for pkg in "${want[@]}"; do
   name=${pkg%%[*}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Offline checks of template.yaml, run by `make test`; needs no AWS account.
+#  1. the SAM transform, then cfn-lint on the CloudFormation it expands to
+#     (cfn-lint or `sam validate` alone miss most errors inside
+#     AWS::Serverless::* resources);
+#  2. a self-test: broken copies of the template must each be rejected;
+#  3. `sam validate --lint`;
+#  4. `sam build` of the function for x86_64 (this machine cannot build
+#     arm64), checking that the artifact is an x86-64 `bootstrap`.
+# --no-build skips step 4 (a release build: minutes the first time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-build) build=0 ;;
+    *) echo "usage: $0 [--no-build]" >&2; exit 2 ;;
+  esac
+done
+
+# Tools from scripts/setup.sh: sam, cfn-lint, cargo-lambda and zig in .venv.
+export PATH="$PWD/.venv/bin:$HOME/.cargo/bin:$PATH"
+export SAM_CLI_TELEMETRY=0 AWS_EC2_METADATA_DISABLED=true
+# Any region: nothing is called, but the SAM CLI insists on one.
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+
+work=.tmp/validate-template
+mkdir -p "$work"
+
+echo "validate-template: SAM transform + cfn-lint"
+python scripts/lint_template.py template.yaml --expanded "$work/expanded.json"
+
+echo "validate-template: self-test (broken templates must be rejected)"
+python scripts/lint_template.py template.yaml --self-test
+
+echo "validate-template: sam validate --lint"
+sam validate --lint --template template.yaml
+
+if [ "$build" -eq 0 ]; then
+  echo "validate-template: ok (sam build skipped)"
+  exit 0
+fi
+
+echo "validate-template: sam build (x86_64)"
+build_dir="$work/sam-build"
+rm -rf "$build_dir"
+sam build --template template.yaml --build-dir "$build_dir" \
+  --parameter-overrides Architecture=x86_64
+
+artifact="$build_dir/BotFunction/bootstrap"
+if [ ! -x "$artifact" ]; then
+  echo "validate-template: sam build left no executable $artifact" >&2
+  exit 1
+fi
+# ELF e_machine (2 bytes, little-endian, at offset 18): 0x3e is x86-64.
+machine=$(od -An -tx1 -j18 -N2 "$artifact" | tr -d ' \n')
+if [ "$machine" != "3e00" ]; then
+  echo "validate-template: $artifact is not an x86-64 ELF (e_machine $machine)" >&2
+  exit 1
+fi
+if ! grep -q "CodeUri: BotFunction" "$build_dir/template.yaml"; then
+  echo "validate-template: the built template does not point at the built function" >&2
+  exit 1
+fi
+echo "validate-template: ok ($artifact, $(du -k "$artifact" | cut -f1) KiB)"
