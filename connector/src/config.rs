@@ -1,0 +1,801 @@
+//! The connector's options (DESIGN §4): from the environment or from a TOML
+//! file given with `--config FILE` (keys are the lower-case names); the
+//! environment wins. A missing or invalid option is one [`ConfigError`]
+//! whose text names the option.
+
+use reqwest::Url;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use xmpp_lambda_shared::StanzaKind;
+
+/// The text `--help` prints.
+pub const HELP: &str = "\
+xmpp-lambda-connector: an XMPP component (XEP-0114) that hands every stanza
+addressed to it to a bot, and sends the bot's answer back.
+
+Usage: xmpp-lambda-connector [--config FILE]
+
+Options come from the environment or from a TOML file (--config FILE) whose
+keys are the lower-case names below; the environment wins.
+
+  COMPONENT_JID           the component's domain, e.g. bot.example.com (required)
+  COMPONENT_SECRET        the XEP-0114 shared secret (required)
+  COMPONENT_SERVER        the XMPP server's component port, host:port
+                          (names resolve) [default: localhost:5347]
+  TRANSPORT               http or sqs [default: http]
+  COMPONENT_POST_URL      where requests are POSTed (required for http)
+  COMPONENT_POST_STANZAS  forwarded kinds, comma-separated: message, presence,
+                          iq (alias POST_STANZA_TYPES) [default: message]
+  COMPONENT_POST_TIMEOUT  seconds to wait for the bot [default: 30]
+  COMPONENT_PING_INTERVAL seconds between keepalive pings on the link
+                          [default: 60]
+  REQUEST_QUEUE_URL       SQS queue for requests (required for sqs)
+  REPLY_QUEUE_URL         SQS queue for replies (required for sqs)
+  LOG_FORMAT              text or json [default: text]
+
+Environment only:
+  RUST_LOG                log filter, e.g. info or xmpp_lambda_connector=debug
+                          [default: info]
+  AWS_REGION, AWS_ENDPOINT_URL, ...  the AWS SDK's own variables (sqs)
+
+Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT), 2 for a missing
+or invalid option.
+";
+
+/// Every option name, as the environment spells it. The file uses the same
+/// names in lower case.
+const OPTIONS: &[&str] = &[
+    "COMPONENT_JID",
+    "COMPONENT_SECRET",
+    "COMPONENT_SERVER",
+    "TRANSPORT",
+    "COMPONENT_POST_URL",
+    "COMPONENT_POST_STANZAS",
+    "POST_STANZA_TYPES",
+    "COMPONENT_POST_TIMEOUT",
+    "COMPONENT_PING_INTERVAL",
+    "REQUEST_QUEUE_URL",
+    "REPLY_QUEUE_URL",
+    "LOG_FORMAT",
+];
+
+/// Why the connector cannot start. Each is one line naming the option.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{option} is required: {what}")]
+    Missing {
+        option: &'static str,
+        what: &'static str,
+    },
+    #[error("{option} {value:?} is invalid: expected {expected}")]
+    Invalid {
+        option: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("unknown argument {0:?} (see --help)")]
+    UnknownArgument(String),
+    #[error("--config needs a file name")]
+    ConfigFileMissing,
+    #[error("config file {path:?}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it (the handshake).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// How requests reach the bot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportConfig {
+    /// POST each request to a URL; the HTTP response is the reply.
+    Http {
+        /// Where requests are POSTed.
+        post_url: RedactedUrl,
+    },
+    /// Send requests to one SQS queue and read replies from another.
+    Sqs {
+        /// Where request envelopes go.
+        request_queue_url: String,
+        /// Where reply envelopes come from.
+        reply_queue_url: String,
+    },
+}
+
+/// A URL whose password and query (where tokens tend to live) are hidden
+/// from `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedactedUrl(pub Url);
+
+impl fmt::Debug for RedactedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            // Only fails for URLs that cannot have a password.
+            let _ = shown.set_password(Some("redacted"));
+        }
+        if shown.query().is_some() {
+            shown.set_query(Some("redacted"));
+        }
+        write!(f, "{:?}", shown.as_str())
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors such as CloudWatch.
+    Json,
+}
+
+/// Everything the connector needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The component's domain: stanzas to it and to JIDs at it are ours,
+    /// and every reply must come from it.
+    pub component_domain: String,
+    /// The XEP-0114 shared secret for the handshake.
+    pub component_secret: Secret,
+    /// The server's component port as `host:port`; the host is resolved
+    /// at every connection attempt so a moved server is found again.
+    pub component_server: String,
+    /// Where requests go.
+    pub transport: TransportConfig,
+    /// The stanza kinds handed to the bot; the others are answered by the
+    /// connector itself (DESIGN §3).
+    pub forwarded_kinds: HashSet<StanzaKind>,
+    /// How long to wait for the bot before answering "no response".
+    pub post_timeout: Duration,
+    /// How often to ping the server so an idle link stays up and a dead
+    /// one is noticed.
+    pub ping_interval: Duration,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Print the help text and exit.
+    Help,
+    /// Run with this configuration.
+    Run(Box<Config>),
+}
+
+/// Reads the command line (without the program name) and the options.
+/// `env` looks up an environment variable.
+pub fn load(
+    args: impl IntoIterator<Item = String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, ConfigError> {
+    let mut config_file = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--config" => {
+                config_file = Some(PathBuf::from(
+                    args.next().ok_or(ConfigError::ConfigFileMissing)?,
+                ))
+            }
+            _ => match arg.strip_prefix("--config=") {
+                Some(path) => config_file = Some(PathBuf::from(path)),
+                None => return Err(ConfigError::UnknownArgument(arg)),
+            },
+        }
+    }
+    let file = match &config_file {
+        Some(path) => read_file(path)?,
+        None => HashMap::new(),
+    };
+    let sources = Sources { env, file };
+    Config::from_sources(&sources).map(|config| Command::Run(Box::new(config)))
+}
+
+/// The two places an option can come from.
+struct Sources<'a> {
+    /// The environment, which wins.
+    env: &'a dyn Fn(&str) -> Option<String>,
+    /// The config file's values, keyed by the upper-case option name.
+    file: HashMap<String, String>,
+}
+
+impl Sources<'_> {
+    /// The option's value; an empty environment variable counts as unset.
+    fn get(&self, option: &str) -> Option<String> {
+        (self.env)(option)
+            .filter(|value| !value.is_empty())
+            .or_else(|| self.file.get(option).cloned())
+    }
+}
+
+/// Reads a TOML config file into option name → value text.
+fn read_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let file_error = |reason: String| ConfigError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        let message = e.message().replace('\n', " ");
+        match line {
+            Some(line) => file_error(format!("invalid TOML at line {line}: {message}")),
+            None => file_error(format!("invalid TOML: {message}")),
+        }
+    })?;
+    let mut values = HashMap::new();
+    for (key, value) in table {
+        let option = key.to_ascii_uppercase();
+        if key != key.to_ascii_lowercase() || !OPTIONS.contains(&option.as_str()) {
+            return Err(file_error(format!("unknown option {key:?}")));
+        }
+        let text = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Integer(number) => number.to_string(),
+            toml::Value::Float(number) => number.to_string(),
+            toml::Value::Array(items) => {
+                let mut texts = Vec::new();
+                for item in items {
+                    match item {
+                        toml::Value::String(text) => texts.push(text),
+                        _ => {
+                            return Err(file_error(format!(
+                                "option {key:?} must be a list of strings"
+                            )));
+                        }
+                    }
+                }
+                texts.join(",")
+            }
+            _ => {
+                return Err(file_error(format!(
+                    "option {key:?} must be a string, a number or a list of strings"
+                )));
+            }
+        };
+        values.insert(option, text);
+    }
+    Ok(values)
+}
+
+impl Config {
+    fn from_sources(sources: &Sources<'_>) -> Result<Config, ConfigError> {
+        let component_domain = parse_domain(&required(
+            sources,
+            "COMPONENT_JID",
+            "the component's domain, e.g. bot.example.com",
+        )?)?;
+        let component_secret = Secret(required(
+            sources,
+            "COMPONENT_SECRET",
+            "the XEP-0114 shared secret",
+        )?);
+        let component_server = parse_server(
+            sources
+                .get("COMPONENT_SERVER")
+                .unwrap_or_else(|| "localhost:5347".into()),
+        )?;
+        let transport = match sources.get("TRANSPORT").as_deref() {
+            None | Some("http") => TransportConfig::Http {
+                post_url: parse_post_url(required(
+                    sources,
+                    "COMPONENT_POST_URL",
+                    "where requests are POSTed (TRANSPORT=http)",
+                )?)?,
+            },
+            Some("sqs") => TransportConfig::Sqs {
+                request_queue_url: required(
+                    sources,
+                    "REQUEST_QUEUE_URL",
+                    "the SQS queue for requests (TRANSPORT=sqs)",
+                )?,
+                reply_queue_url: required(
+                    sources,
+                    "REPLY_QUEUE_URL",
+                    "the SQS queue for replies (TRANSPORT=sqs)",
+                )?,
+            },
+            Some(other) => {
+                return Err(invalid("TRANSPORT", other, "http or sqs"));
+            }
+        };
+        let forwarded_kinds = match sources.get("COMPONENT_POST_STANZAS") {
+            Some(list) => parse_kinds("COMPONENT_POST_STANZAS", &list)?,
+            None => match sources.get("POST_STANZA_TYPES") {
+                Some(list) => parse_kinds("POST_STANZA_TYPES", &list)?,
+                None => HashSet::from([StanzaKind::Message]),
+            },
+        };
+        let post_timeout = parse_seconds(sources, "COMPONENT_POST_TIMEOUT", 30)?;
+        let ping_interval = parse_seconds(sources, "COMPONENT_PING_INTERVAL", 60)?;
+        let log_format = match sources.get("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(invalid("LOG_FORMAT", other, "text or json")),
+        };
+        Ok(Config {
+            component_domain,
+            component_secret,
+            component_server,
+            transport,
+            forwarded_kinds,
+            post_timeout,
+            ping_interval,
+            log_format,
+        })
+    }
+}
+
+fn required(
+    sources: &Sources<'_>,
+    option: &'static str,
+    what: &'static str,
+) -> Result<String, ConfigError> {
+    sources
+        .get(option)
+        .ok_or(ConfigError::Missing { option, what })
+}
+
+fn invalid(option: &'static str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        option,
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+/// A component is addressed by a bare domain: no `user@`, no `/resource`.
+fn parse_domain(value: &str) -> Result<String, ConfigError> {
+    let expected = "a domain such as bot.example.com";
+    match jid::Jid::new(value) {
+        Ok(jid) if jid.node().is_none() && jid.resource().is_none() => {
+            Ok(jid.domain().as_str().to_owned())
+        }
+        _ => Err(invalid("COMPONENT_JID", value, expected)),
+    }
+}
+
+/// `host:port`, where host is a name, an IPv4 address or `[IPv6]`.
+fn parse_server(value: String) -> Result<String, ConfigError> {
+    let valid = value.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains(char::is_whitespace)
+            && port.parse::<u16>().is_ok_and(|port| port != 0)
+    });
+    if valid {
+        Ok(value)
+    } else {
+        Err(invalid(
+            "COMPONENT_SERVER",
+            &value,
+            "host:port, e.g. localhost:5347",
+        ))
+    }
+}
+
+fn parse_post_url(value: String) -> Result<RedactedUrl, ConfigError> {
+    match Url::parse(&value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+            Ok(RedactedUrl(url))
+        }
+        _ => Err(invalid(
+            "COMPONENT_POST_URL",
+            &value,
+            "an http:// or https:// URL",
+        )),
+    }
+}
+
+fn parse_kinds(option: &'static str, list: &str) -> Result<HashSet<StanzaKind>, ConfigError> {
+    let expected = "a comma-separated list of message, presence, iq";
+    let mut kinds = HashSet::new();
+    for name in list
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+    {
+        kinds.insert(
+            name.parse::<StanzaKind>()
+                .map_err(|_| invalid(option, list, expected))?,
+        );
+    }
+    if kinds.is_empty() {
+        return Err(invalid(option, list, expected));
+    }
+    Ok(kinds)
+}
+
+/// A positive number of seconds, fractions allowed (tests use short ones).
+fn parse_seconds(
+    sources: &Sources<'_>,
+    option: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    let Some(value) = sources.get(option) else {
+        return Ok(Duration::from_secs(default));
+    };
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds <= 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            invalid(
+                option,
+                &value,
+                "a number of seconds greater than 0 (at most 86400)",
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &[(&str, &str)] = &[
+        ("COMPONENT_JID", "bot.example.com"),
+        ("COMPONENT_SECRET", "s3cret"),
+        ("COMPONENT_POST_URL", "http://127.0.0.1:8080/bot"),
+    ];
+
+    fn load_with(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load(args.iter().map(|a| a.to_string()), &|name| {
+            env.get(name).cloned()
+        })
+    }
+
+    fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
+        match load_with(args, env) {
+            Ok(Command::Run(config)) => *config,
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    fn error(args: &[&str], env: &[(&str, &str)]) -> String {
+        match load_with(args, env) {
+            Err(e) => e.to_string(),
+            Ok(other) => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut env: Vec<_> = MINIMAL
+            .iter()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .copied()
+            .collect();
+        env.extend_from_slice(extra);
+        env
+    }
+
+    /// A config file in a fresh temporary directory; removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(text: &str) -> TempFile {
+            let dir =
+                std::env::temp_dir().join(format!("connector-config-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).expect("create temp dir");
+            let path = dir.join("connector.toml");
+            std::fs::write(&path, text).expect("write config file");
+            TempFile(path)
+        }
+
+        fn arg(&self) -> &str {
+            self.0.to_str().expect("temp path is UTF-8")
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let config = config(&[], MINIMAL);
+        assert_eq!(config.component_domain, "bot.example.com");
+        assert_eq!(config.component_secret.expose(), "s3cret");
+        assert_eq!(config.component_server, "localhost:5347");
+        assert_eq!(
+            config.transport,
+            TransportConfig::Http {
+                post_url: RedactedUrl(Url::parse("http://127.0.0.1:8080/bot").expect("url"))
+            }
+        );
+        assert_eq!(config.forwarded_kinds, HashSet::from([StanzaKind::Message]));
+        assert_eq!(config.post_timeout, Duration::from_secs(30));
+        assert_eq!(config.ping_interval, Duration::from_secs(60));
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn help() {
+        assert!(matches!(load_with(&["--help"], &[]), Ok(Command::Help)));
+        assert!(matches!(load_with(&["-h"], &[]), Ok(Command::Help)));
+        for option in OPTIONS {
+            assert!(HELP.contains(option), "--help does not list {option}");
+        }
+    }
+
+    #[test]
+    fn missing_options_are_named() {
+        assert_eq!(
+            error(&[], &[]),
+            "COMPONENT_JID is required: the component's domain, e.g. bot.example.com"
+        );
+        assert_eq!(
+            error(&[], &[("COMPONENT_JID", "bot.example.com")]),
+            "COMPONENT_SECRET is required: the XEP-0114 shared secret"
+        );
+        assert_eq!(
+            error(
+                &[],
+                &[
+                    ("COMPONENT_JID", "bot.example.com"),
+                    ("COMPONENT_SECRET", "s")
+                ]
+            ),
+            "COMPONENT_POST_URL is required: where requests are POSTed (TRANSPORT=http)"
+        );
+        assert_eq!(
+            error(&[], &with(&[("TRANSPORT", "sqs")])),
+            "REQUEST_QUEUE_URL is required: the SQS queue for requests (TRANSPORT=sqs)"
+        );
+        assert_eq!(
+            error(
+                &[],
+                &with(&[("TRANSPORT", "sqs"), ("REQUEST_QUEUE_URL", "http://q/req")])
+            ),
+            "REPLY_QUEUE_URL is required: the SQS queue for replies (TRANSPORT=sqs)"
+        );
+    }
+
+    #[test]
+    fn empty_environment_variable_counts_as_unset() {
+        assert_eq!(
+            error(&[], &with(&[("COMPONENT_SECRET", "")])),
+            "COMPONENT_SECRET is required: the XEP-0114 shared secret"
+        );
+    }
+
+    #[test]
+    fn invalid_options_are_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("COMPONENT_JID", "alice@bot.example.com")],
+                r#"COMPONENT_JID "alice@bot.example.com" is invalid: expected a domain such as bot.example.com"#,
+            ),
+            (
+                &[("COMPONENT_JID", "bot.example.com/x")],
+                r#"COMPONENT_JID "bot.example.com/x" is invalid: expected a domain such as bot.example.com"#,
+            ),
+            (
+                &[("COMPONENT_SERVER", "localhost")],
+                r#"COMPONENT_SERVER "localhost" is invalid: expected host:port, e.g. localhost:5347"#,
+            ),
+            (
+                &[("COMPONENT_SERVER", "localhost:99999")],
+                r#"COMPONENT_SERVER "localhost:99999" is invalid: expected host:port, e.g. localhost:5347"#,
+            ),
+            (
+                &[("TRANSPORT", "smtp")],
+                r#"TRANSPORT "smtp" is invalid: expected http or sqs"#,
+            ),
+            (
+                &[("COMPONENT_POST_URL", "ftp://example.com/")],
+                r#"COMPONENT_POST_URL "ftp://example.com/" is invalid: expected an http:// or https:// URL"#,
+            ),
+            (
+                &[("COMPONENT_POST_URL", "not a url")],
+                r#"COMPONENT_POST_URL "not a url" is invalid: expected an http:// or https:// URL"#,
+            ),
+            (
+                &[("COMPONENT_POST_STANZAS", "message,chat")],
+                r#"COMPONENT_POST_STANZAS "message,chat" is invalid: expected a comma-separated list of message, presence, iq"#,
+            ),
+            (
+                &[("POST_STANZA_TYPES", " , ")],
+                r#"POST_STANZA_TYPES " , " is invalid: expected a comma-separated list of message, presence, iq"#,
+            ),
+            (
+                &[("COMPONENT_POST_TIMEOUT", "soon")],
+                r#"COMPONENT_POST_TIMEOUT "soon" is invalid: expected a number of seconds greater than 0 (at most 86400)"#,
+            ),
+            (
+                &[("COMPONENT_POST_TIMEOUT", "0")],
+                r#"COMPONENT_POST_TIMEOUT "0" is invalid: expected a number of seconds greater than 0 (at most 86400)"#,
+            ),
+            (
+                &[("COMPONENT_PING_INTERVAL", "-5")],
+                r#"COMPONENT_PING_INTERVAL "-5" is invalid: expected a number of seconds greater than 0 (at most 86400)"#,
+            ),
+            (
+                &[("LOG_FORMAT", "xml")],
+                r#"LOG_FORMAT "xml" is invalid: expected text or json"#,
+            ),
+        ];
+        for (env, line) in cases {
+            assert_eq!(error(&[], &with(env)), *line);
+        }
+    }
+
+    #[test]
+    fn valid_variants() {
+        let config = config(
+            &[],
+            &with(&[
+                ("COMPONENT_SERVER", "[::1]:5347"),
+                ("COMPONENT_POST_STANZAS", "message, presence,iq"),
+                ("COMPONENT_POST_TIMEOUT", "0.5"),
+                ("LOG_FORMAT", "json"),
+            ]),
+        );
+        assert_eq!(config.component_server, "[::1]:5347");
+        assert_eq!(
+            config.forwarded_kinds,
+            HashSet::from([StanzaKind::Message, StanzaKind::Presence, StanzaKind::Iq])
+        );
+        assert_eq!(config.post_timeout, Duration::from_millis(500));
+        assert_eq!(config.log_format, LogFormat::Json);
+
+        let sqs = self::config(
+            &[],
+            &[
+                ("COMPONENT_JID", "bot.example.com"),
+                ("COMPONENT_SECRET", "s"),
+                ("TRANSPORT", "sqs"),
+                ("REQUEST_QUEUE_URL", "http://q/req.fifo"),
+                ("REPLY_QUEUE_URL", "http://q/reply.fifo"),
+            ],
+        );
+        assert_eq!(
+            sqs.transport,
+            TransportConfig::Sqs {
+                request_queue_url: "http://q/req.fifo".into(),
+                reply_queue_url: "http://q/reply.fifo".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn alias_for_forwarded_kinds_and_the_main_name_wins() {
+        let alias = config(&[], &with(&[("POST_STANZA_TYPES", "iq")]));
+        assert_eq!(alias.forwarded_kinds, HashSet::from([StanzaKind::Iq]));
+        let both = config(
+            &[],
+            &with(&[
+                ("POST_STANZA_TYPES", "iq"),
+                ("COMPONENT_POST_STANZAS", "presence"),
+            ]),
+        );
+        assert_eq!(both.forwarded_kinds, HashSet::from([StanzaKind::Presence]));
+    }
+
+    #[test]
+    fn file_options_and_environment_wins() {
+        let file = TempFile::new(
+            "component_jid = \"file.example.com\"\n\
+             component_secret = \"from-file\"\n\
+             component_post_url = \"http://127.0.0.1:9/file\"\n\
+             component_post_timeout = 5\n\
+             component_post_stanzas = [\"message\", \"iq\"]\n\
+             component_ping_interval = 2.5\n",
+        );
+        let from_file = config(&["--config", file.arg()], &[]);
+        assert_eq!(from_file.component_domain, "file.example.com");
+        assert_eq!(from_file.component_secret.expose(), "from-file");
+        assert_eq!(from_file.post_timeout, Duration::from_secs(5));
+        assert_eq!(from_file.ping_interval, Duration::from_millis(2500));
+        assert_eq!(
+            from_file.forwarded_kinds,
+            HashSet::from([StanzaKind::Message, StanzaKind::Iq])
+        );
+
+        let arg = format!("--config={}", file.arg());
+        let env_wins = config(
+            &[&arg],
+            &[
+                ("COMPONENT_JID", "env.example.com"),
+                ("COMPONENT_POST_TIMEOUT", "7"),
+            ],
+        );
+        assert_eq!(env_wins.component_domain, "env.example.com");
+        assert_eq!(env_wins.component_secret.expose(), "from-file");
+        assert_eq!(env_wins.post_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn file_errors_are_one_line() {
+        let unknown = TempFile::new("component_jid = \"a.example\"\ncomponent_sekret = \"x\"\n");
+        assert_eq!(
+            error(&["--config", unknown.arg()], &[]),
+            format!(
+                "config file {:?}: unknown option \"component_sekret\"",
+                unknown.0
+            )
+        );
+        let upper = TempFile::new("COMPONENT_JID = \"a.example\"\n");
+        assert_eq!(
+            error(&["--config", upper.arg()], &[]),
+            format!(
+                "config file {:?}: unknown option \"COMPONENT_JID\"",
+                upper.0
+            )
+        );
+        let wrong_type = TempFile::new("component_secret = true\n");
+        assert_eq!(
+            error(&["--config", wrong_type.arg()], &[]),
+            format!(
+                "config file {:?}: option \"component_secret\" must be a string, a number or a list of strings",
+                wrong_type.0
+            )
+        );
+        let broken = TempFile::new("component_jid = \"a.example\"\ncomponent_secret = \n");
+        let line = error(&["--config", broken.arg()], &[]);
+        assert!(
+            line.starts_with(&format!(
+                "config file {:?}: invalid TOML at line 2: ",
+                broken.0
+            )),
+            "{line}"
+        );
+        assert!(!line.contains('\n'), "{line}");
+
+        let missing = error(&["--config", "/nonexistent/connector.toml"], &[]);
+        assert!(
+            missing.starts_with("config file \"/nonexistent/connector.toml\": "),
+            "{missing}"
+        );
+        assert_eq!(error(&["--config"], &[]), "--config needs a file name");
+        assert_eq!(
+            error(&["--verbose"], MINIMAL),
+            r#"unknown argument "--verbose" (see --help)"#
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let config = config(
+            &[],
+            &with(&[(
+                "COMPONENT_POST_URL",
+                "https://user:hunter2@bot.example.com/x?token=abc123",
+            )]),
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("abc123"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        assert!(shown.contains("bot.example.com/x"), "{shown}");
+    }
+}

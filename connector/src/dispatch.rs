@@ -1,0 +1,274 @@
+//! What happens to each stanza the link reads (DESIGN §2, §3).
+//!
+//! Presence and IQs that are not forwarded are answered here at once.
+//! Forwarded stanzas become requests; each conversation (sender's bare JID +
+//! recipient, [`conversation_id`]) has at most one task working through its
+//! own queue, so one conversation's requests reach the bot, and its replies
+//! reach the user, in the order they were sent, while other conversations
+//! run alongside. A [`Semaphore`] bounds the requests accepted but not yet
+//! answered: at the limit the dispatcher stops reading, so new stanzas wait
+//! in the link instead of being dropped.
+
+use crate::shutdown::Shutdown;
+use crate::transport::Transport;
+use minidom::Element;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use xmpp_lambda_shared::{
+    ErrorType, Request, StanzaErrorSpec, StanzaKind, conversation_id, error_reply, iq_auto_answer,
+    presence_auto_answer, stanza_to_request, stanzas_to_send,
+};
+
+/// Requests accepted but not yet answered, over all conversations.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+/// Routes stanzas: auto-answers, or requests to the bot.
+pub struct Dispatcher {
+    /// What the conversation tasks share with the dispatcher.
+    shared: Arc<Shared>,
+    /// The stanza kinds handed to the bot; the rest are answered here.
+    forwarded_kinds: HashSet<StanzaKind>,
+    /// One permit per request accepted and not yet answered. All permits
+    /// back means nothing is in flight, which is what shutdown waits for.
+    in_flight: Arc<Semaphore>,
+}
+
+/// State the conversation tasks share.
+struct Shared {
+    /// The component's domain: replies must come from it.
+    domain: String,
+    /// The way to the bot.
+    transport: Transport,
+    /// The link's writer; it outlives reconnects.
+    writer: mpsc::UnboundedSender<Element>,
+    /// The waiting requests of each conversation that has a task running.
+    /// A conversation is in the map exactly while its task runs; the task
+    /// removes it, under this lock, once its queue is empty.
+    conversations: Mutex<HashMap<String, VecDeque<Job>>>,
+}
+
+/// One request on its way to the bot.
+struct Job {
+    /// What the bot gets.
+    request: Request,
+    /// Held until the reply is queued for writing.
+    _permit: OwnedSemaphorePermit,
+    /// When the stanza arrived, for the latency in the log.
+    received_at: Instant,
+}
+
+impl Dispatcher {
+    pub fn new(
+        domain: String,
+        forwarded_kinds: HashSet<StanzaKind>,
+        transport: Transport,
+        writer: mpsc::UnboundedSender<Element>,
+    ) -> Dispatcher {
+        Dispatcher {
+            shared: Arc::new(Shared {
+                domain,
+                transport,
+                writer,
+                conversations: Mutex::new(HashMap::new()),
+            }),
+            forwarded_kinds,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        }
+    }
+
+    /// Handles stanzas from `inbound` until shutdown, then lets every
+    /// request in flight finish and get its reply queued. Stanzas arriving
+    /// meanwhile are still auto-answered, and forwarded kinds are refused
+    /// with an error so the sender knows to try again. Returning drops the
+    /// last writer handles, which tells the link that all is written.
+    pub async fn run(self, mut inbound: mpsc::Receiver<Element>, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                stanza = inbound.recv() => match stanza {
+                    Some(stanza) => self.handle(stanza).await,
+                    None => break,
+                },
+                () = shutdown.recv() => break,
+            }
+        }
+        let in_flight = MAX_IN_FLIGHT - self.in_flight.available_permits();
+        info!(
+            in_flight,
+            "stopped taking stanzas; finishing requests in flight"
+        );
+        let mut link_open = true;
+        loop {
+            tokio::select! {
+                // Every permit back: nothing is in flight any more. The
+                // semaphore is never closed, so this cannot fail.
+                _ = self.in_flight.acquire_many(MAX_IN_FLIGHT as u32) => break,
+                stanza = inbound.recv(), if link_open => match stanza {
+                    Some(stanza) => self.refuse(stanza),
+                    None => link_open = false,
+                },
+            }
+        }
+        info!("all requests answered");
+    }
+
+    /// One stanza, while running normally.
+    async fn handle(&self, stanza: Element) {
+        let Ok(kind) = stanza.name().parse::<StanzaKind>() else {
+            debug!(
+                name = stanza.name(),
+                "ignoring an element that is not a stanza"
+            );
+            return;
+        };
+        if !self.forwarded_kinds.contains(&kind) {
+            self.auto_answer(kind, &stanza);
+            return;
+        }
+        match stanza_to_request(&stanza) {
+            Ok(request) => self.forward(request).await,
+            Err(reason) => debug!(%reason, "ignoring a stanza that cannot be forwarded"),
+        }
+    }
+
+    /// One stanza, while shutting down: no new requests to the bot.
+    fn refuse(&self, stanza: Element) {
+        let Ok(kind) = stanza.name().parse::<StanzaKind>() else {
+            return;
+        };
+        if !self.forwarded_kinds.contains(&kind) {
+            self.auto_answer(kind, &stanza);
+            return;
+        }
+        let spec = StanzaErrorSpec::new(
+            ErrorType::Wait,
+            "remote-server-timeout",
+            Some("The bot is restarting"),
+        );
+        if let Some(error) = stanza_to_request(&stanza)
+            .ok()
+            .and_then(|request| error_reply(&request, &spec))
+        {
+            self.shared.write(error);
+        }
+    }
+
+    /// The connector's own answers (DESIGN §3). A message is only here when
+    /// messages are not forwarded: the sender learns there is no service.
+    fn auto_answer(&self, kind: StanzaKind, stanza: &Element) {
+        let domain = &self.shared.domain;
+        let answers = match kind {
+            StanzaKind::Presence => presence_auto_answer(stanza, domain),
+            StanzaKind::Iq => iq_auto_answer(stanza, domain).into_iter().collect(),
+            StanzaKind::Message => {
+                let spec = StanzaErrorSpec::new(ErrorType::Cancel, "service-unavailable", None);
+                stanza_to_request(stanza)
+                    .ok()
+                    .and_then(|request| error_reply(&request, &spec))
+                    .into_iter()
+                    .collect()
+            }
+        };
+        for answer in answers {
+            self.shared.write(answer);
+        }
+    }
+
+    /// Queues a request on its conversation, starting the conversation's
+    /// task if it has none. Waits while the in-flight limit is reached.
+    async fn forward(&self, request: Request) {
+        let received_at = Instant::now();
+        let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
+            // Only a closed semaphore fails, and this one is never closed.
+            warn!("in-flight limit unavailable; request dropped");
+            return;
+        };
+        let key = conversation_id(&request);
+        let job = Job {
+            request,
+            _permit: permit,
+            received_at,
+        };
+        let first = {
+            let mut conversations = self.shared.conversations();
+            match conversations.get_mut(&key) {
+                Some(queue) => {
+                    queue.push_back(job);
+                    None
+                }
+                None => {
+                    conversations.insert(key.clone(), VecDeque::new());
+                    Some(job)
+                }
+            }
+        };
+        if let Some(job) = first {
+            tokio::spawn(converse(Arc::clone(&self.shared), key, job));
+        }
+    }
+}
+
+/// A conversation's task: answers its requests one after the other, and
+/// ends (removing the conversation) when its queue is empty.
+async fn converse(shared: Arc<Shared>, key: String, first: Job) {
+    let mut job = first;
+    loop {
+        shared.answer(job).await;
+        let next = {
+            let mut conversations = shared.conversations();
+            let next = conversations.get_mut(&key).and_then(VecDeque::pop_front);
+            if next.is_none() {
+                conversations.remove(&key);
+            }
+            next
+        };
+        match next {
+            Some(next) => job = next,
+            None => return,
+        }
+    }
+}
+
+impl Shared {
+    fn conversations(&self) -> MutexGuard<'_, HashMap<String, VecDeque<Job>>> {
+        // The lock is never held across a panic point that matters: a
+        // poisoned map is still consistent.
+        self.conversations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks the bot and queues the stanzas its answer turns into.
+    async fn answer(&self, job: Job) {
+        let request = &job.request;
+        let response = self.transport.exchange(request).await;
+        let (stanzas, refused) = stanzas_to_send(request, &response, &self.domain, &mut || {
+            uuid::Uuid::new_v4().to_string()
+        });
+        if let Some(reason) = refused {
+            warn!(%reason, from = %request.from, to = %request.to, status = response.status, "bot reply refused");
+        }
+        debug!(
+            from = %request.from,
+            to = %request.to,
+            kind = %request.kind,
+            status = response.status,
+            replies = stanzas.len(),
+            elapsed_ms = job.received_at.elapsed().as_millis() as u64,
+            "bot answered"
+        );
+        for stanza in stanzas {
+            self.write(stanza);
+        }
+    }
+
+    /// Queues a stanza for the link. The link only goes away at the very
+    /// end of a shutdown, when nothing can be delivered anyway.
+    fn write(&self, stanza: Element) {
+        if self.writer.send(stanza).is_err() {
+            debug!("link has stopped; stanza not written");
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! The component link (XEP-0114) to the XMPP server, kept up forever.
+//!
+//! Built on tokio-xmpp's public `xmlstream` layer with plain
+//! [`minidom::Element`]s: every element read is its own `Result`, so a stanza
+//! the typed parsers would refuse (say `<message type='bogus'>` from any
+//! user) is just another element here, never a lost connection. tokio-xmpp's
+//! high-level `Component` ends the stream on such a stanza and cannot
+//! reconnect, which is why it is not used.
+//!
+//! One task owns the link: it reads stanzas and hands them to the
+//! dispatcher, writes replies from one channel that outlives every
+//! connection (a reply made while the link is down is written after it is
+//! back), pings the server so an idle link never times out, and reconnects
+//! with backoff when the link is lost.
+
+use crate::backoff::Backoff;
+use crate::config::Secret;
+use crate::shutdown::Shutdown;
+use futures::{SinkExt, StreamExt};
+use minidom::Element;
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+use tokio_xmpp::parsers::component::Handshake;
+use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
+use tracing::{debug, info, trace, warn};
+use xmpp_lambda_shared::COMPONENT_NS;
+
+/// The namespace of the stream element itself, and of `<stream:error>`.
+const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
+/// The namespace of stream error conditions (RFC 6120 §4.9.3).
+const STREAM_ERRORS_NS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+const PING_NS: &str = "urn:xmpp:ping";
+/// The id prefix of our own keepalive pings, so their echoes are known.
+const KEEPALIVE_ID_PREFIX: &str = "keepalive-";
+
+/// How long one TCP connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the stream header exchange and handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one write may block before the link is taken for dead.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the server while closing the stream.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A link that held this long counts as good: the next failure starts the
+/// backoff over instead of continuing it.
+const STABLE_LINK: Duration = Duration::from_secs(10);
+
+/// An established component stream carrying plain elements.
+type ComponentStream = XmlStream<BufStream<TcpStream>, Element>;
+
+/// What the link needs to know.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// The component's domain, sent in the stream header.
+    pub domain: String,
+    /// The shared secret for the handshake.
+    pub secret: Secret,
+    /// The server's component port, `host:port`, resolved at every attempt.
+    pub server: String,
+    /// How often to ping the server.
+    pub ping_interval: Duration,
+}
+
+/// A `<stream:error>` from the server: its defined condition and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamError {
+    /// The RFC 6120 condition, e.g. `conflict` or `not-authorized`.
+    pub condition: String,
+    /// The server's explanation, if it gave one.
+    pub text: Option<String>,
+}
+
+impl StreamError {
+    /// The stream error in `element`, if it is one.
+    fn from_element(element: &Element) -> Option<StreamError> {
+        if !element.is("error", STREAMS_NS) {
+            return None;
+        }
+        let in_errors_ns = || element.children().filter(|c| c.ns() == STREAM_ERRORS_NS);
+        let condition = in_errors_ns()
+            .find(|c| c.name() != "text")
+            .map(|c| c.name().to_owned())
+            .unwrap_or_else(|| "undefined-condition".to_owned());
+        let text = in_errors_ns()
+            .find(|c| c.name() == "text")
+            .map(Element::text);
+        Some(StreamError { condition, text })
+    }
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.condition)?;
+        if let Some(text) = &self.text {
+            write!(f, " ({text})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a connection attempt failed or an established link was lost.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("cannot resolve {server}: {source}")]
+    Resolve { server: String, source: io::Error },
+    #[error("{server} resolves to no address")]
+    NoAddress { server: String },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: SocketAddr, source: io::Error },
+    #[error("server rejected the handshake: {0}")]
+    Rejected(StreamError),
+    #[error("server sent a stream error: {0}")]
+    ServerStreamError(StreamError),
+    #[error("server sent no stream id")]
+    NoStreamId,
+    #[error("server sent <{0}> instead of a handshake answer")]
+    UnexpectedElement(String),
+    #[error("server closed the stream")]
+    Closed,
+    #[error("timed out {0}")]
+    TimedOut(&'static str),
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// How a session on an established link ended.
+enum SessionEnd {
+    /// Every reply is written and the stream is closed: the connector is
+    /// shutting down.
+    Finished,
+    /// The link broke; reconnect.
+    Lost(LinkError),
+}
+
+/// Keeps the link up until shutdown. Stanzas read go to `inbound`; the
+/// elements from `outbound` are written. Returns once shutdown has started
+/// and either every sender of `outbound` is gone and all was written, or the
+/// link is down.
+pub async fn run(
+    settings: LinkSettings,
+    inbound: mpsc::Sender<Element>,
+    mut outbound: mpsc::UnboundedReceiver<Element>,
+    mut shutdown: Shutdown,
+) {
+    let mut backoff = Backoff::for_link();
+    // A reply whose write failed when the link broke: written first after
+    // relinking, so the user still gets it (possibly twice, never zero times).
+    let mut unsent: Option<Element> = None;
+    loop {
+        let attempt = tokio::select! {
+            attempt = connect(&settings) => attempt,
+            () = shutdown.recv() => break,
+        };
+        match attempt {
+            Ok(mut stream) => {
+                let linked_at = Instant::now();
+                info!(server = %settings.server, domain = %settings.domain, "component link established");
+                let end =
+                    session(&mut stream, &settings, &inbound, &mut outbound, &mut unsent).await;
+                match end {
+                    SessionEnd::Finished => {
+                        info!("component link closed");
+                        return;
+                    }
+                    SessionEnd::Lost(cause) => {
+                        warn!(%cause, up_for_ms = linked_at.elapsed().as_millis() as u64, "component link lost");
+                    }
+                }
+                if linked_at.elapsed() >= STABLE_LINK {
+                    backoff.reset();
+                }
+            }
+            Err(LinkError::Rejected(error)) => {
+                warn!(
+                    condition = %error.condition,
+                    text = error.text.as_deref().unwrap_or(""),
+                    "component handshake rejected by the server: {error}"
+                );
+            }
+            Err(cause) => warn!(%cause, server = %settings.server, "component link failed"),
+        }
+        if shutdown.is_shutdown() {
+            break;
+        }
+        let delay = backoff.next_delay(&mut rand::rng());
+        info!(
+            retry_in_ms = delay.as_millis() as u64,
+            "reconnecting to the XMPP server"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.recv() => break,
+        }
+    }
+    let lost = outbound.len() + usize::from(unsent.is_some());
+    if lost > 0 {
+        warn!(
+            replies = lost,
+            "shutting down while the link is down: replies not delivered"
+        );
+    }
+}
+
+/// Connects, opens the stream and authenticates.
+async fn connect(settings: &LinkSettings) -> Result<ComponentStream, LinkError> {
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host(&settings.server)
+        .await
+        .map_err(|source| LinkError::Resolve {
+            server: settings.server.clone(),
+            source,
+        })?
+        .collect();
+    let mut last_error = LinkError::NoAddress {
+        server: settings.server.clone(),
+    };
+    for addr in addresses {
+        let tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(source)) => {
+                last_error = LinkError::Connect { addr, source };
+                continue;
+            }
+            Err(_) => {
+                last_error = LinkError::Connect {
+                    addr,
+                    source: io::ErrorKind::TimedOut.into(),
+                };
+                continue;
+            }
+        };
+        // Stanzas are small and latency matters more than packet count.
+        tcp.set_nodelay(true)?;
+        debug!(%addr, "connected, opening the component stream");
+        return timeout(HANDSHAKE_TIMEOUT, handshake(tcp, settings))
+            .await
+            .unwrap_or(Err(LinkError::TimedOut("waiting for the handshake")));
+    }
+    Err(last_error)
+}
+
+/// Opens the component stream and performs the XEP-0114 handshake.
+async fn handshake(tcp: TcpStream, settings: &LinkSettings) -> Result<ComponentStream, LinkError> {
+    let timeouts = Timeouts {
+        // Without traffic for two ping intervals something is wrong: ping
+        // once more and give the server one interval to answer.
+        read_timeout: settings.ping_interval * 2,
+        response_timeout: settings.ping_interval.max(Duration::from_secs(5)),
+    };
+    let header = StreamHeader {
+        to: Some(Cow::Borrowed(settings.domain.as_str())),
+        from: None,
+        id: None,
+    };
+    let mut pending =
+        xmlstream::initiate_stream(BufStream::new(tcp), COMPONENT_NS, header, timeouts).await?;
+    let stream_id = pending.take_header().id;
+    // XEP-0114 streams have no features: the handshake comes right away.
+    let mut stream: ComponentStream = pending.skip_features();
+    let Some(stream_id) = stream_id else {
+        // A server refusing the stream may omit the id and say why next.
+        let element = next_element(&mut stream).await?;
+        return Err(match StreamError::from_element(&element) {
+            Some(error) => LinkError::Rejected(error),
+            None => LinkError::NoStreamId,
+        });
+    };
+    let answer =
+        Handshake::from_stream_id_and_password(stream_id.into_owned(), settings.secret.expose());
+    stream.send(&answer).await?;
+    let element = next_element(&mut stream).await?;
+    if element.is("handshake", COMPONENT_NS) {
+        return Ok(stream);
+    }
+    match StreamError::from_element(&element) {
+        Some(error) => Err(LinkError::Rejected(error)),
+        None => Err(LinkError::UnexpectedElement(element.name().to_owned())),
+    }
+}
+
+/// The next element during the handshake.
+async fn next_element(stream: &mut ComponentStream) -> Result<Element, LinkError> {
+    loop {
+        match stream.next().await {
+            Some(Ok(element)) => return Ok(element),
+            Some(Err(ReadError::SoftTimeout)) => continue,
+            Some(Err(ReadError::HardError(e))) => return Err(e.into()),
+            Some(Err(ReadError::ParseError(e))) => {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e).into());
+            }
+            Some(Err(ReadError::StreamFooterReceived)) | None => return Err(LinkError::Closed),
+        }
+    }
+}
+
+/// Runs an established link until it breaks or, at shutdown, until every
+/// reply is written.
+async fn session(
+    stream: &mut ComponentStream,
+    settings: &LinkSettings,
+    inbound: &mpsc::Sender<Element>,
+    outbound: &mut mpsc::UnboundedReceiver<Element>,
+    unsent: &mut Option<Element>,
+) -> SessionEnd {
+    if let Some(element) = unsent.take()
+        && let Err(cause) = write(stream, &element).await
+    {
+        *unsent = Some(element);
+        return SessionEnd::Lost(cause);
+    }
+    let mut ping_timer = tokio::time::interval_at(
+        Instant::now() + settings.ping_interval,
+        settings.ping_interval,
+    );
+    ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            item = stream.next() => match item {
+                Some(Ok(element)) => {
+                    if let Some(error) = StreamError::from_element(&element) {
+                        return SessionEnd::Lost(LinkError::ServerStreamError(error));
+                    }
+                    if is_keepalive_echo(&element, &settings.domain) {
+                        trace!("keepalive answered");
+                        continue;
+                    }
+                    if element.ns() != COMPONENT_NS {
+                        debug!(name = element.name(), ns = %element.ns(), "ignoring a non-stanza element");
+                        continue;
+                    }
+                    // Waits when the dispatcher is at its limit: stanzas are
+                    // held back, never dropped.
+                    if inbound.send(element).await.is_err() {
+                        debug!("dispatcher has stopped; stanza not handled");
+                    }
+                }
+                Some(Err(ReadError::SoftTimeout)) => {
+                    debug!("link silent; pinging the server");
+                    if let Err(cause) = ping(stream, &settings.domain).await {
+                        return SessionEnd::Lost(cause);
+                    }
+                }
+                Some(Err(ReadError::ParseError(e))) => {
+                    warn!(error = %e, "ignoring an element that could not be read");
+                }
+                Some(Err(ReadError::HardError(e))) => return SessionEnd::Lost(e.into()),
+                Some(Err(ReadError::StreamFooterReceived)) | None => {
+                    return SessionEnd::Lost(LinkError::Closed);
+                }
+            },
+            reply = outbound.recv() => match reply {
+                Some(element) => {
+                    if let Err(cause) = write(stream, &element).await {
+                        *unsent = Some(element);
+                        return SessionEnd::Lost(cause);
+                    }
+                }
+                None => {
+                    // Every reply is written: close our side and let the
+                    // server close its own.
+                    if let Err(e) = timeout(CLOSE_TIMEOUT, stream.shutdown())
+                        .await
+                        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+                    {
+                        debug!(error = %e, "closing the stream");
+                    }
+                    return SessionEnd::Finished;
+                }
+            },
+            _ = ping_timer.tick() => {
+                if let Err(cause) = ping(stream, &settings.domain).await {
+                    return SessionEnd::Lost(cause);
+                }
+            }
+        }
+    }
+}
+
+/// Writes one element, bounded in time so a stuck server cannot stall us.
+async fn write(stream: &mut ComponentStream, element: &Element) -> Result<(), LinkError> {
+    match timeout(WRITE_TIMEOUT, stream.send(element)).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(LinkError::TimedOut("writing to the server")),
+    }
+}
+
+/// Sends a XEP-0199 ping through the server to the component's own domain.
+/// Every server routes it back to us, so it proves the whole path works,
+/// and it needs no knowledge of the server's own domain.
+async fn ping(stream: &mut ComponentStream, domain: &str) -> Result<(), LinkError> {
+    let ping = Element::builder("iq", COMPONENT_NS)
+        .attr(name("type"), "get")
+        .attr(name("from"), domain)
+        .attr(name("to"), domain)
+        .attr(
+            name("id"),
+            format!("{KEEPALIVE_ID_PREFIX}{}", uuid::Uuid::new_v4()),
+        )
+        .append(Element::bare("ping", PING_NS))
+        .build();
+    write(stream, &ping).await
+}
+
+/// Whether `element` is one of our own pings (or an answer to one) coming
+/// back: it needs no handling beyond having kept the link busy.
+fn is_keepalive_echo(element: &Element, domain: &str) -> bool {
+    element.is("iq", COMPONENT_NS)
+        && element.attr("from") == Some(domain)
+        && element
+            .attr("id")
+            .is_some_and(|id| id.starts_with(KEEPALIVE_ID_PREFIX))
+}
+
+fn name(static_name: &'static str) -> minidom::rxml::NcName {
+    minidom::rxml::NcName::try_from(static_name).expect("attribute names here are valid XML names")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn element(xml: &str) -> Element {
+        xml.parse().expect("test XML is valid")
+    }
+
+    #[test]
+    fn stream_error_condition_and_text() {
+        let error = StreamError::from_element(&element(
+            "<stream:error xmlns:stream='http://etherx.jabber.org/streams'>\
+             <conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+             <text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>Component already connected</text>\
+             </stream:error>",
+        ))
+        .expect("a stream error");
+        assert_eq!(error.condition, "conflict");
+        assert_eq!(error.text.as_deref(), Some("Component already connected"));
+        assert_eq!(error.to_string(), "conflict (Component already connected)");
+    }
+
+    #[test]
+    fn stream_error_without_text() {
+        let error = StreamError::from_element(&element(
+            "<error xmlns='http://etherx.jabber.org/streams'>\
+             <host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></error>",
+        ))
+        .expect("a stream error");
+        assert_eq!(error.to_string(), "host-unknown");
+        assert!(
+            StreamError::from_element(&element("<error xmlns='jabber:component:accept'/>"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn keepalive_echoes_are_recognised() {
+        let echo = element(
+            "<iq xmlns='jabber:component:accept' type='result' from='bot.example.com' \
+             to='bot.example.com' id='keepalive-1'/>",
+        );
+        assert!(is_keepalive_echo(&echo, "bot.example.com"));
+        let user_ping = element(
+            "<iq xmlns='jabber:component:accept' type='get' from='alice@example.com/x' \
+             to='bot.example.com' id='keepalive-1'><ping xmlns='urn:xmpp:ping'/></iq>",
+        );
+        assert!(!is_keepalive_echo(&user_ping, "bot.example.com"));
+    }
+}
