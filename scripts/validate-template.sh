@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Offline checks of template.yaml, run by `make test`; needs no AWS account.
+# Offline checks of template.yaml (and the connector's systemd unit), run by
+# `make test`; needs no AWS account.
 #  1. the SAM transform, then cfn-lint on the CloudFormation it expands to
 #     (cfn-lint or `sam validate` alone miss most errors inside
 #     AWS::Serverless::* resources);
@@ -36,6 +37,22 @@ python scripts/lint_template.py template.yaml --self-test
 
 echo "validate-template: sam validate --lint"
 sam validate --lint --template template.yaml
+
+# The connector's systemd unit, with its binary and env file pointed at
+# files that exist here (verify checks that they do).
+if command -v systemd-analyze >/dev/null; then
+  echo "validate-template: systemd-analyze verify deploy/xmpp-lambda-connector.service"
+  unit_dir="$work/unit"
+  rm -rf "$unit_dir" && mkdir -p "$unit_dir"
+  : > "$unit_dir/connector.env"
+  sed -e "s#^ExecStart=.*#ExecStart=/bin/true#" \
+    -e "s#^EnvironmentFile=.*#EnvironmentFile=$PWD/$unit_dir/connector.env#" \
+    deploy/xmpp-lambda-connector.service > "$unit_dir/xmpp-lambda-connector.service"
+  # verify prints problems but exits 0 for some of them: any output fails.
+  verify_out=$(systemd-analyze verify "$unit_dir/xmpp-lambda-connector.service" 2>&1) || {
+    echo "$verify_out" >&2; exit 1; }
+  if [ -n "$verify_out" ]; then echo "$verify_out" >&2; exit 1; fi
+fi
 
 if [ "$build" -eq 0 ]; then
   echo "validate-template: ok (sam build skipped)"
