@@ -1,0 +1,213 @@
+//! The product's connector binary under test, with its output captured.
+
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::process::send_signal;
+use crate::xmpp_server::XmppServer;
+use crate::{Result, workspace_bin};
+
+/// The connector's binary name in the workspace.
+pub const CONNECTOR_BIN: &str = "xmpp-lambda-connector";
+
+/// A running `xmpp-lambda-connector`. Dropping it kills it by PID.
+#[derive(Debug)]
+pub struct Connector {
+    /// The process; `wait_exit` reaps it.
+    child: Child,
+    /// Its process id, kept after exit for signals and messages.
+    pid: u32,
+    /// Every line it printed on stdout and stderr, in arrival order.
+    lines: Arc<Mutex<Vec<String>>>,
+    /// The number of captured lines, to wait for new ones without polling.
+    line_count: watch::Receiver<usize>,
+}
+
+impl Connector {
+    /// Starts the connector with these environment variables (on top of
+    /// the test's own environment, with `RUST_LOG=info` unless given).
+    pub async fn start(env: &[(&str, &str)]) -> Result<Self> {
+        Self::start_with_args(&[], env).await
+    }
+
+    /// Starts the connector linked to `server`'s component (COMPONENT_JID,
+    /// COMPONENT_SECRET, COMPONENT_SERVER) plus `env`, which wins.
+    pub async fn start_for(server: &impl XmppServer, env: &[(&str, &str)]) -> Result<Self> {
+        let component_env = server.component_env();
+        let mut all: Vec<(&str, &str)> = component_env
+            .iter()
+            .map(|(key, value)| (*key, value.as_str()))
+            .collect();
+        all.extend_from_slice(env);
+        Self::start(&all).await
+    }
+
+    /// Starts the connector with command-line arguments (e.g. `--config
+    /// FILE`) and environment variables.
+    pub async fn start_with_args(args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+        let binary = workspace_bin(CONNECTOR_BIN);
+        let mut command = Command::new(&binary);
+        command
+            .args(args)
+            .env("RUST_LOG", "info")
+            // Plain text, so tests can match log lines by substring.
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+        let pid = child.id().ok_or("the connector exited at once")?;
+
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (count_sender, line_count) = watch::channel(0);
+        let count_sender = Arc::new(count_sender);
+        if let Some(stdout) = child.stdout.take() {
+            tokio::spawn(capture(
+                stdout,
+                Arc::clone(&lines),
+                Arc::clone(&count_sender),
+            ));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(capture(
+                stderr,
+                Arc::clone(&lines),
+                Arc::clone(&count_sender),
+            ));
+        }
+        Ok(Connector {
+            child,
+            pid,
+            lines,
+            line_count,
+        })
+    }
+
+    /// Waits for a line containing `needle` among everything printed so
+    /// far and from now on; returns that line.
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<String> {
+        self.wait_for_log_from(0, needle, timeout).await
+    }
+
+    /// Like [`Connector::wait_for_log`], but only lines printed after this
+    /// call count (e.g. the second "connected" after a server restart).
+    pub async fn wait_for_new_log(&self, needle: &str, timeout: Duration) -> Result<String> {
+        let from = self.lines.lock().unwrap_or_else(|e| e.into_inner()).len();
+        self.wait_for_log_from(from, needle, timeout).await
+    }
+
+    /// Waits for a line containing `needle` at index `from` or later of
+    /// [`Connector::logs`].
+    pub async fn wait_for_log_from(
+        &self,
+        from: usize,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<String> {
+        let mut seen = self.line_count.clone();
+        let deadline = Instant::now() + timeout;
+        loop {
+            seen.borrow_and_update();
+            let found = {
+                let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+                lines
+                    .iter()
+                    .skip(from)
+                    .find(|line| line.contains(needle))
+                    .cloned()
+            };
+            if let Some(line) = found {
+                return Ok(line);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, seen.changed()).await {
+                Ok(Ok(())) => continue,
+                // Timed out, or both output pipes closed (the process ended).
+                _ => {
+                    return Err(format!(
+                        "the connector printed no line containing {needle:?} within {timeout:?}; \
+                         its output:\n{}",
+                        self.logs().join("\n")
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+
+    /// Every line captured so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends SIGTERM (graceful shutdown); see [`Connector::wait_exit`].
+    pub fn terminate(&self) {
+        send_signal(self.pid, libc::SIGTERM);
+    }
+
+    /// Sends SIGKILL (a crash).
+    pub fn kill(&self) {
+        send_signal(self.pid, libc::SIGKILL);
+    }
+
+    /// Waits for the process to exit and returns its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => Err(format!(
+                "the connector (pid {}) did not exit within {timeout:?}",
+                self.pid
+            )
+            .into()),
+        }
+    }
+
+    /// The exit status if the process has ended, without waiting.
+    pub fn try_exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            send_signal(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Copies lines of one output pipe into the buffer and to the test's
+/// stderr (shown by the test runner when a test fails).
+async fn capture(
+    pipe: impl AsyncRead + Unpin,
+    lines: Arc<Mutex<Vec<String>>>,
+    count: Arc<watch::Sender<usize>>,
+) {
+    let mut reader = BufReader::new(pipe).lines();
+    while let Ok(Some(line)) = reader.next_line().await {
+        eprintln!("[connector] {line}");
+        let total = {
+            let mut lines = lines.lock().unwrap_or_else(|e| e.into_inner());
+            lines.push(line);
+            lines.len()
+        };
+        count.send_replace(total);
+    }
+}

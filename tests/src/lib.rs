@@ -1,0 +1,83 @@
+//! End-to-end test harness for xmpp-lambda: real servers and real clients,
+//! each started per test on loopback with random free ports and cleaned up
+//! by process id when dropped.
+//!
+//! - [`Prosody`] and [`Ejabberd`]: XMPP servers from Debian's packages with
+//!   a generated configuration in a temporary folder, both behind the
+//!   [`XmppServer`] trait so a test can run against either.
+//! - [`XmppClient`]: a real XMPP client (slixmpp) driven over stdin/stdout.
+//! - [`BotServer`]: an HTTP bot with a programmable handler that records
+//!   every request it receives.
+//! - [`Connector`]: the product's connector binary with captured logs.
+//! - [`Moto`]: moto's SQS server.
+
+mod bot_server;
+mod component_probe;
+mod connector;
+mod ejabberd;
+mod moto;
+mod net;
+mod process;
+mod prosody;
+mod temp_dir;
+mod xmpp_client;
+mod xmpp_server;
+
+use std::path::{Path, PathBuf};
+
+pub use bot_server::{BotReply, BotRequest, BotServer, echo_reply};
+pub use component_probe::component_handshake;
+pub use connector::{CONNECTOR_BIN, Connector};
+pub use ejabberd::Ejabberd;
+pub use moto::Moto;
+pub use net::{free_port, wait_for_tcp};
+pub use prosody::Prosody;
+pub use temp_dir::TempDir;
+pub use xmpp_client::{CLIENT_NS, XmppClient, body_of, escape_xml, parse_stanza};
+pub use xmpp_server::XmppServer;
+
+/// Errors in test code are reported, not handled: one boxed type for all.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The result type of every fallible harness call.
+pub type Result<T> = std::result::Result<T, BoxError>;
+
+/// The workspace root (the folder holding the workspace `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// A binary of this workspace, built by cargo into the same target folder
+/// as the running test executable (`target/<profile>/deps/<test>` →
+/// `target/<profile>/<name>`).
+///
+/// `cargo nextest run --workspace` builds every workspace binary first; a
+/// run limited to one package does not build the binaries of others.
+///
+/// # Panics
+/// When the binary is missing, with the command that builds it.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the path of the running test executable");
+    // deps/ holds test executables; the binaries sit one level up.
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| {
+            if deps.file_name().is_some_and(|n| n == "deps") {
+                deps.parent()
+            } else {
+                Some(deps)
+            }
+        })
+        .expect("the test executable lives in a target folder");
+    let path = profile_dir.join(name);
+    if !path.is_file() {
+        panic!(
+            "workspace binary `{name}` not found at {}: build it first with \
+             `cargo build --bin {name}` (or run the tests with `cargo nextest run --workspace`, \
+             which builds every workspace binary)",
+            path.display()
+        );
+    }
+    path
+}

@@ -1,0 +1,190 @@
+//! moto's AWS server (for SQS) from the workspace's `.venv`, per test.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use crate::net::free_port;
+use crate::process::kill_blocking;
+use crate::{Result, workspace_root};
+
+/// moto is ready in under a second; a loaded machine gets more.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `moto_server` on 127.0.0.1. Dropping it kills it by PID.
+#[derive(Debug)]
+pub struct Moto {
+    /// Its port on 127.0.0.1.
+    port: u16,
+    /// The server process.
+    child: Child,
+    /// For readiness checks and resets.
+    http: reqwest::Client,
+}
+
+impl Moto {
+    /// Starts `.venv/bin/moto_server -H 127.0.0.1 -p PORT` and waits until
+    /// it answers HTTP.
+    pub async fn start() -> Result<Self> {
+        let binary = moto_binary();
+        if !binary.is_file() {
+            return Err(format!(
+                "{} is missing: run scripts/setup.sh (it installs moto[server] into .venv)",
+                binary.display()
+            )
+            .into());
+        }
+        let port = free_port();
+        let child = Command::new(&binary)
+            .arg("-H")
+            .arg("127.0.0.1")
+            .arg("-p")
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            // Its request log is noise in test output.
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let mut moto = Moto { port, child, http };
+        moto.wait_ready().await?;
+        Ok(moto)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let probe = format!("{}/moto-api/", self.endpoint_url());
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("moto_server exited at start ({status})").into());
+            }
+            if self.http.get(&probe).send().await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("moto_server did not answer within {START_TIMEOUT:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The endpoint for `AWS_ENDPOINT_URL`, e.g. `http://127.0.0.1:41234`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Forgets every queue and message (`POST /moto-api/reset`).
+    pub async fn reset(&self) -> Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/moto-api/reset", self.endpoint_url()))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(format!("moto reset answered {}", response.status()).into());
+        }
+        Ok(())
+    }
+
+    /// One SQS query-protocol call (`Action=…&…`), answered in XML. Enough
+    /// for test setup without an AWS SDK; moto routes by the service named
+    /// in the (unchecked) Authorization header.
+    pub async fn sqs_action(&self, params: &[(&str, &str)]) -> Result<String> {
+        let mut form: Vec<String> = params
+            .iter()
+            .map(|(key, value)| format!("{}={}", form_encode(key), form_encode(value)))
+            .collect();
+        form.push("Version=2012-11-05".to_owned());
+        let response = self
+            .http
+            .post(self.endpoint_url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            )
+            .body(form.join("&"))
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            return Err(format!("SQS {params:?} answered {status}: {text}").into());
+        }
+        Ok(text)
+    }
+
+    /// Creates a queue (a name ending `.fifo` makes a FIFO queue with
+    /// content-based deduplication off) and returns its URL.
+    pub async fn create_queue(&self, name: &str) -> Result<String> {
+        let mut params = vec![("Action", "CreateQueue"), ("QueueName", name)];
+        if name.ends_with(".fifo") {
+            params.extend([
+                ("Attribute.1.Name", "FifoQueue"),
+                ("Attribute.1.Value", "true"),
+            ]);
+        }
+        let answer = self.sqs_action(&params).await?;
+        let url = answer
+            .split_once("<QueueUrl>")
+            .and_then(|(_, rest)| rest.split_once("</QueueUrl>"))
+            .map(|(url, _)| url.to_owned())
+            .ok_or_else(|| format!("no QueueUrl in: {answer}"))?;
+        Ok(url)
+    }
+
+    /// The environment an AWS SDK client needs to use this server: the
+    /// endpoint, a region, static test credentials and no metadata lookups.
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint_url()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            kill_blocking(pid);
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one key or value.
+fn form_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                encoded.push(char::from(byte));
+            }
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    encoded
+}
+
+/// `.venv/bin/moto_server` in the workspace root.
+fn moto_binary() -> PathBuf {
+    workspace_root()
+        .join(".venv")
+        .join("bin")
+        .join("moto_server")
+}
