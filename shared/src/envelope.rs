@@ -18,6 +18,9 @@ pub enum EnvelopeError {
     /// No `v` at all.
     #[error("invalid envelope: missing version field \"v\"")]
     MissingVersion,
+    /// A `v` that is not a version number at all (a string, a fraction…).
+    #[error("invalid envelope: version field \"v\" is {0}, not a version number")]
+    InvalidVersion(String),
 }
 
 /// A request on its way to the bot: the body of a request-queue message.
@@ -58,10 +61,11 @@ fn check_version(json: &str) -> Result<(), EnvelopeError> {
         Some(serde_json::Value::Number(n)) if n.as_u64() == Some(u64::from(ENVELOPE_VERSION)) => {
             Ok(())
         }
-        Some(serde_json::Value::Number(n)) => Err(EnvelopeError::UnsupportedVersion(
-            n.as_u64().unwrap_or(u64::MAX),
-        )),
-        Some(_) => Err(EnvelopeError::UnsupportedVersion(u64::MAX)),
+        Some(serde_json::Value::Number(n)) => match n.as_u64() {
+            Some(version) => Err(EnvelopeError::UnsupportedVersion(version)),
+            None => Err(EnvelopeError::InvalidVersion(n.to_string())),
+        },
+        Some(other) => Err(EnvelopeError::InvalidVersion(other.to_string())),
     }
 }
 

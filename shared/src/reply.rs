@@ -34,15 +34,25 @@ pub enum BadReply {
     ForeignFrom { from: String, domain: String },
     #[error("reply {field:?} is {size} bytes, over the limit of {MAX_BODY_BYTES}")]
     TooLarge { field: &'static str, size: usize },
+    /// JSON can carry characters XML 1.0 cannot (most C0 controls, U+FFFE,
+    /// U+FFFF); written to the stream they would make it invalid, and the
+    /// XML writer refuses them. Refused rather than stripped so the bot's
+    /// author sees the reason in the log.
+    #[error("reply {field:?} contains U+{:04X}, which XML does not allow", u32::from(*.character))]
+    ForbiddenCharacter {
+        field: &'static str,
+        character: char,
+    },
 }
 
 impl BadReply {
     /// The short text the sender sees.
     fn user_text(&self) -> &'static str {
         match self {
-            BadReply::InvalidJson(_) | BadReply::NotAnObject | BadReply::WrongFieldType { .. } => {
-                "The bot sent an invalid reply"
-            }
+            BadReply::InvalidJson(_)
+            | BadReply::NotAnObject
+            | BadReply::WrongFieldType { .. }
+            | BadReply::ForbiddenCharacter { .. } => "The bot sent an invalid reply",
             BadReply::UnknownKind(_) | BadReply::InvalidStanza(_) => {
                 "The bot sent an invalid stanza"
             }
@@ -164,6 +174,20 @@ fn checked_size(field: &'static str, text: &str) -> Result<(), BadReply> {
     Ok(())
 }
 
+/// Whether XML 1.0 allows `c` in a document (its `Char` production; Rust's
+/// `char` already excludes the surrogates).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Checks text from the bot's JSON that becomes XML text or an attribute.
+fn checked_chars(field: &'static str, text: &str) -> Result<(), BadReply> {
+    match text.chars().find(|&c| !is_xml_char(c)) {
+        Some(character) => Err(BadReply::ForbiddenCharacter { field, character }),
+        None => Ok(()),
+    }
+}
+
 /// The message types a reply inherits from the request; anything else
 /// (including `headline` and no type) gets `chat`.
 fn reply_message_type(request: &Request) -> &str {
@@ -245,15 +269,22 @@ fn fields_to_stanza(request: &Request, reply: &Reply) -> Result<Element, BadRepl
         reply.from.as_deref().unwrap_or(&request.to),
     );
     if let Some(stanza_type) = stanza_type {
+        checked_chars("type", stanza_type)?;
         set_attr(&mut stanza, "type", stanza_type);
     }
     if let Some(id) = &reply.id {
+        checked_chars("id", id)?;
         set_attr(&mut stanza, "id", id);
     }
     if let (StanzaKind::Message, Some(text)) = (kind, &reply.body) {
         checked_size("body", text)?;
+        checked_chars("body", text)?;
         let mut body = Element::bare("body", COMPONENT_NS);
-        body.append_text_node(text.as_str());
+        // An empty text node would not survive a round trip (`<body/>`
+        // parses back without one).
+        if !text.is_empty() {
+            body.append_text_node(text.as_str());
+        }
         stanza.append_child(body);
     }
     Ok(stanza)

@@ -2,7 +2,8 @@
 
 use crate::{Request, StanzaKind};
 use minidom::Element;
-use minidom::rxml::NcName;
+use minidom::rxml::{NcName, RawEvent, RawQName};
+use minidom::tree_builder::TreeBuilder;
 
 /// The namespace of stanzas as clients see them.
 pub const CLIENT_NS: &str = "jabber:client";
@@ -74,10 +75,7 @@ pub fn element_to_string(element: &Element) -> String {
 /// `jabber:component:accept` or no namespace) and returns it in the
 /// component namespace, ready for the component stream.
 pub fn parse_stanza(xml: &str) -> Result<Element, InvalidStanza> {
-    // A stanza without xmlns is read as jabber:client, as a client wrote it.
-    let element =
-        Element::from_reader_with_prefixes(xml.trim().as_bytes(), Some(CLIENT_NS.to_owned()))
-            .map_err(|e| InvalidStanza::Xml(e.to_string()))?;
+    let element = parse_one_element(xml)?;
     if element.name().parse::<StanzaKind>().is_err() {
         return Err(InvalidStanza::NotAStanza(element.name().to_owned()));
     }
@@ -85,6 +83,47 @@ pub fn parse_stanza(xml: &str) -> Result<Element, InvalidStanza> {
         return Err(InvalidStanza::Namespace(element.ns()));
     }
     Ok(with_namespace(&element, COMPONENT_NS))
+}
+
+/// Reads `xml` as exactly one element. minidom's `from_reader` stops at the
+/// end of the first element and ignores whatever follows; here anything but
+/// whitespace after it is an error, so a second stanza or trailing junk in a
+/// bot's reply is refused rather than silently dropped.
+fn parse_one_element(xml: &str) -> Result<Element, InvalidStanza> {
+    let invalid = |error: minidom::Error| InvalidStanza::Xml(error.to_string());
+    // A stanza without xmlns is read as jabber:client, as a client wrote it.
+    let mut tree = TreeBuilder::new().with_prefixes_stack(vec![Some(CLIENT_NS.to_owned()).into()]);
+    // Bots often print a newline around the stanza; a declaration must come
+    // first, so leading whitespace is dropped rather than refused.
+    let mut reader = minidom::rxml::RawReader::new(xml.trim().as_bytes());
+    let mut root = None;
+    // The attributes of the element being opened: the tree builder would
+    // let a repeated one silently replace the first.
+    let mut attributes: Vec<RawQName> = Vec::new();
+    // After the root element the reader yields nothing more and fails on
+    // anything but whitespace, so reading to the end is the whole check.
+    while let Some(event) = reader.read().map_err(|e| invalid(e.into()))? {
+        match &event {
+            RawEvent::ElementHeadOpen(..) => attributes.clear(),
+            RawEvent::Attribute(_, attribute, _) if attributes.contains(attribute) => {
+                let (prefix, local) = attribute;
+                let name = match prefix {
+                    Some(prefix) => format!("{prefix}:{local}"),
+                    None => local.to_string(),
+                };
+                return Err(InvalidStanza::Xml(format!(
+                    "XML error: duplicate attribute {name:?}"
+                )));
+            }
+            RawEvent::Attribute(_, attribute, _) => attributes.push(attribute.clone()),
+            _ => {}
+        }
+        tree.process_event(event).map_err(invalid)?;
+        if let Some(element) = tree.root.take() {
+            root = Some(element);
+        }
+    }
+    root.ok_or_else(|| invalid(minidom::Error::EndOfDocument))
 }
 
 /// The request JSON for a stanza received on the component stream.
