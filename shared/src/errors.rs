@@ -1,6 +1,6 @@
 //! Stanza errors: the HTTP status table (DESIGN §2 rule 4) and error replies.
 
-use crate::stanza::{COMPONENT_NS, STANZAS_NS, set_attr};
+use crate::stanza::{COMPONENT_NS, STANZAS_NS, is_xml_char, set_attr};
 use crate::{Request, StanzaKind};
 use minidom::Element;
 use std::fmt;
@@ -139,10 +139,18 @@ pub(crate) fn error_element(
 }
 
 /// The error reply to a request: addresses swapped, same kind and id.
-/// `None` where no error may be sent (the request was itself an error, or an
-/// IQ result).
+/// `None` where no error may be sent: the request was itself an error or an
+/// IQ result, or its addresses or id cannot be written (a request that did
+/// not come from a received stanza; minidom's writer would panic).
 pub fn error_reply(request: &Request, spec: &StanzaErrorSpec) -> Option<Element> {
-    may_answer_with_error(request.kind, request.stanza_type.as_deref()).then(|| {
+    let writable = jid::Jid::new(&request.from).is_ok()
+        && jid::Jid::new(&request.to).is_ok()
+        && request
+            .id
+            .as_deref()
+            .is_none_or(|id| id.chars().all(is_xml_char));
+    let allowed = may_answer_with_error(request.kind, request.stanza_type.as_deref());
+    (writable && allowed).then(|| {
         error_element(
             request.kind,
             &request.from,

@@ -1,7 +1,7 @@
 //! The reply rules (DESIGN §2): a bot's HTTP outcome → the stanzas to send.
 
 use crate::errors::{error_element, error_for_status, error_reply};
-use crate::stanza::{COMPONENT_NS, InvalidStanza, parse_stanza, set_attr};
+use crate::stanza::{COMPONENT_NS, InvalidStanza, is_xml_char, parse_stanza, set_attr};
 use crate::{BotResponse, ErrorType, Request, StanzaErrorSpec, StanzaKind};
 use minidom::Element;
 use serde_json::{Map, Value};
@@ -43,6 +43,12 @@ pub enum BadReply {
         field: &'static str,
         character: char,
     },
+    /// The request itself cannot be answered: it did not come from a stanza
+    /// this component received (a forged or corrupted reply envelope), and
+    /// any stanza addressed from its fields would be invalid XML or a `from`
+    /// the server closes the link over. Nothing is sent, not even an error.
+    #[error("the request cannot be answered: {0}")]
+    UnanswerableRequest(String),
 }
 
 impl BadReply {
@@ -60,6 +66,8 @@ impl BadReply {
                 "The bot sent a reply with an invalid address"
             }
             BadReply::TooLarge { .. } => "The bot's reply is too large",
+            // Never sent (see `bad_reply_error`); named for completeness.
+            BadReply::UnanswerableRequest(_) => "The request could not be answered",
         }
     }
 }
@@ -174,10 +182,33 @@ fn checked_size(field: &'static str, text: &str) -> Result<(), BadReply> {
     Ok(())
 }
 
-/// Whether XML 1.0 allows `c` in a document (its `Char` production; Rust's
-/// `char` already excludes the surrogates).
-fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+/// Checks that a stanza can be addressed back from the request's fields,
+/// which the reply and error stanzas copy: both addresses valid JIDs, the
+/// recipient at the component (it becomes the `from`), an id XML can carry.
+fn checked_request(request: &Request, domain: &str) -> Result<(), BadReply> {
+    if jid::Jid::new(&request.from).is_err() {
+        return Err(BadReply::UnanswerableRequest(format!(
+            "its \"from\" {:?} is not a valid JID",
+            request.from
+        )));
+    }
+    if checked_from(&request.to, domain).is_err() {
+        return Err(BadReply::UnanswerableRequest(format!(
+            "its \"to\" {:?} is not a JID at the component's domain {domain:?}",
+            request.to
+        )));
+    }
+    if let Some(character) = request
+        .id
+        .as_deref()
+        .and_then(|id| id.chars().find(|&c| !is_xml_char(c)))
+    {
+        return Err(BadReply::UnanswerableRequest(format!(
+            "its \"id\" contains U+{:04X}, which XML does not allow",
+            u32::from(character)
+        )));
+    }
+    Ok(())
 }
 
 /// Checks text from the bot's JSON that becomes XML text or an attribute.
@@ -304,6 +335,7 @@ pub fn response_to_stanzas(
     if request.stanza_type.as_deref() == Some("error") {
         return Ok(Vec::new());
     }
+    checked_request(request, domain)?;
     let mut stanzas = match response.status {
         200 if response.is_json() => match Reply::from_json(&response.body)? {
             Some(reply) => vec![reply_to_stanza(request, &reply, domain, new_id)?],
@@ -333,8 +365,11 @@ pub fn response_to_stanzas(
 
 /// The error the sender gets for a refused reply:
 /// `cancel/internal-server-error` with a short text. `None` where no error
-/// may be sent.
+/// may be sent, and for a request that cannot be answered at all.
 pub fn bad_reply_error(request: &Request, reason: &BadReply) -> Option<Element> {
+    if matches!(reason, BadReply::UnanswerableRequest(_)) {
+        return None;
+    }
     error_reply(
         request,
         &StanzaErrorSpec::new(
@@ -359,5 +394,134 @@ pub fn stanzas_to_send(
             bad_reply_error(request, &reason).into_iter().collect(),
             Some(reason),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What the golden cases in `tests/golden/` cannot spell: replies of
+    //! 64 KiB, and requests no received stanza could produce.
+    use super::*;
+    use crate::stanza::element_to_string;
+
+    fn request() -> Request {
+        Request {
+            to: "echo@bot.example.com".into(),
+            from: "alice@example.com/phone".into(),
+            kind: StanzaKind::Message,
+            stanza: String::new(),
+            body: Some("hi".into()),
+            stanza_type: Some("chat".into()),
+            id: Some("m1".into()),
+        }
+    }
+
+    fn send(request: &Request, response: &BotResponse) -> (Vec<Element>, Option<String>) {
+        let mut ids = 0;
+        let (stanzas, reason) = stanzas_to_send(request, response, "bot.example.com", &mut || {
+            ids += 1;
+            format!("id-{ids}")
+        });
+        // Whatever comes out must be writable: minidom panics otherwise.
+        for stanza in &stanzas {
+            element_to_string(stanza);
+        }
+        (stanzas, reason.map(|r| r.to_string()))
+    }
+
+    fn json_body(text: &str) -> BotResponse {
+        BotResponse::json(serde_json::json!({ "body": text }).to_string())
+    }
+
+    #[test]
+    fn a_body_at_the_limit_is_sent_and_one_byte_more_is_refused() {
+        let (stanzas, reason) = send(&request(), &json_body(&"a".repeat(MAX_BODY_BYTES)));
+        assert_eq!(reason, None);
+        assert_eq!(stanzas.len(), 1);
+        // A multi-byte character counts by its bytes.
+        let over = "é".repeat(MAX_BODY_BYTES / 2) + "a";
+        let (stanzas, reason) = send(&request(), &json_body(&over));
+        assert_eq!(
+            reason.as_deref(),
+            Some("reply \"body\" is 65537 bytes, over the limit of 65536")
+        );
+        assert_eq!(stanzas.len(), 1);
+        assert_eq!(
+            stanzas[0]
+                .get_child("error", COMPONENT_NS)
+                .and_then(|e| e.get_child("text", crate::STANZAS_NS))
+                .map(Element::text)
+                .as_deref(),
+            Some("The bot's reply is too large")
+        );
+    }
+
+    #[test]
+    fn a_stanza_over_the_limit_is_refused_before_it_is_parsed() {
+        let stanza = format!(
+            "<message><body>{}</body></message>",
+            "a".repeat(MAX_BODY_BYTES)
+        );
+        let response = BotResponse::json(serde_json::json!({ "stanza": stanza }).to_string());
+        let (_, reason) = send(&request(), &response);
+        assert_eq!(
+            reason.as_deref(),
+            Some("reply \"stanza\" is 65568 bytes, over the limit of 65536")
+        );
+    }
+
+    #[test]
+    fn a_request_no_stanza_could_produce_is_never_answered() {
+        let cases = [
+            (
+                Request {
+                    from: "alice\u{1}@example.com".into(),
+                    ..request()
+                },
+                "the request cannot be answered: its \"from\" \"alice\\u{1}@example.com\" is not a valid JID",
+            ),
+            (
+                Request {
+                    to: "admin@example.com".into(),
+                    ..request()
+                },
+                "the request cannot be answered: its \"to\" \"admin@example.com\" is not a JID at the component's domain \"bot.example.com\"",
+            ),
+            (
+                Request {
+                    id: Some("m\u{1b}".into()),
+                    ..request()
+                },
+                "the request cannot be answered: its \"id\" contains U+001B, which XML does not allow",
+            ),
+        ];
+        for (request, expected) in cases {
+            for response in [
+                json_body("ok"),
+                BotResponse::from_http(500, None, b""),
+                BotResponse::no_response(),
+                BotResponse::json("not json"),
+            ] {
+                let (stanzas, reason) = send(&request, &response);
+                assert_eq!(stanzas, Vec::<Element>::new(), "{request:?} {response:?}");
+                assert_eq!(reason.as_deref(), Some(expected), "{response:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn error_reply_refuses_what_it_cannot_address() {
+        let spec = crate::error_for_status(500);
+        assert!(error_reply(&request(), &spec).is_some());
+        let bad_from = Request {
+            from: String::new(),
+            ..request()
+        };
+        assert_eq!(error_reply(&bad_from, &spec), None);
+        let bad_id = Request {
+            id: Some("\u{fffe}".into()),
+            ..request()
+        };
+        assert_eq!(error_reply(&bad_id, &spec), None);
     }
 }

@@ -39,6 +39,14 @@ pub(crate) fn set_attr(element: &mut Element, attr: &'static str, value: &str) {
     element.set_attr(minidom::rxml::Namespace::NONE, name(attr), value);
 }
 
+/// Whether XML 1.0 allows `c` in a document (its `Char` production; Rust's
+/// `char` already excludes the surrogates). minidom's writer panics on any
+/// other character, so text from JSON is checked with this before it goes
+/// into an element.
+pub(crate) fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
 fn is_stanza_ns(ns: &str) -> bool {
     ns == CLIENT_NS || ns == COMPONENT_NS || ns.is_empty()
 }
