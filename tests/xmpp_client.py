@@ -32,6 +32,7 @@ import slixmpp
 from slixmpp.xmlstream import tostring
 
 STANZA_NAMES = {"message", "presence", "iq"}
+PRESENCE_TIMEOUT = 10.0
 
 
 def emit(event, **fields):
@@ -55,6 +56,11 @@ class ScriptedClient(slixmpp.ClientXMPP):
         # unencrypted stream is acceptable here and nowhere else.
         self["feature_mechanisms"].unencrypted_plain = True
         self.ready = False
+        # Set when the server echoes our initial presence back: only then is
+        # this session available, so messages to the bare JID reach it.
+        self.presence_seen = asyncio.Event()
+        # Bytes read from stdin that do not end a line yet.
+        self.stdin_pending = b""
         self.add_filter("in", self.print_incoming)
         self.add_event_handler("session_start", self.on_session_start)
         self.add_event_handler("failed_auth", self.on_failed_auth)
@@ -65,6 +71,8 @@ class ScriptedClient(slixmpp.ClientXMPP):
 
     def print_incoming(self, stanza):
         name = stanza.xml.tag.rsplit("}", 1)[-1]
+        if name == "presence" and stanza.xml.get("from") == str(self.boundjid):
+            self.presence_seen.set()
         if name in STANZA_NAMES:
             emit("stanza", xml=tostring(stanza.xml, xmlns="", top_level=True))
         return stanza
@@ -72,6 +80,10 @@ class ScriptedClient(slixmpp.ClientXMPP):
     async def on_session_start(self, _event):
         await self.get_roster()
         self.send_presence()
+        try:
+            await asyncio.wait_for(self.presence_seen.wait(), PRESENCE_TIMEOUT)
+        except asyncio.TimeoutError:
+            emit("warning", reason="the server did not echo the initial presence")
         self.ready = True
         emit("ready", jid=str(self.boundjid))
 
@@ -88,14 +100,22 @@ class ScriptedClient(slixmpp.ClientXMPP):
         finish(0)
 
     def on_stdin(self):
-        line = sys.stdin.readline()
-        if not line:
+        # Read what is there without Python's line buffering: a buffered
+        # readline() would keep later lines of one burst in its buffer, where
+        # the fd watcher never sees them.
+        chunk = os.read(sys.stdin.fileno(), 65536)
+        if not chunk:
             # The test dropped its handle: leave quietly.
             self.loop.remove_reader(sys.stdin.fileno())
             self.disconnect(wait=0.5)
             self.loop.call_later(1.0, finish, 0)
             return
-        line = line.strip()
+        self.stdin_pending += chunk
+        while b"\n" in self.stdin_pending:
+            raw, self.stdin_pending = self.stdin_pending.split(b"\n", 1)
+            self.run_command(raw.decode("utf-8").strip())
+
+    def run_command(self, line):
         if not line:
             return
         try:
