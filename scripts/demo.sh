@@ -1,2 +1,164 @@
 #!/usr/bin/env bash
-echo "demo: the connector is not built yet; this will start Prosody, the connector and an echo bot."
+# `make demo`: the product end to end on this machine, all on 127.0.0.1.
+#
+#   XMPP client ── Prosody ──XEP-0114── xmpp-lambda-connector ──HTTP── echo bot
+#
+# Starts Prosody from a generated config in a temp folder, the reference
+# echo bot (scripts/echo_bot.py), and the connector; registers a user, sends
+# "hello" with a real XMPP client and prints the reply. Then it keeps
+# running and says how to connect your own XMPP client. Ctrl-C stops
+# everything it started (by PID) and removes the temp folder.
+#
+# Options (environment):
+#   DEMO_ONCE=1           exit after the "hello" round trip (for CI)
+#   DEMO_C2S_PORT=N       client port (default 5222 when free, else random)
+#   CONNECTOR_BIN=PATH    use this connector binary instead of building one
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=/usr/bin/python3   # Debian's Python: it has python3-slixmpp
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+fail() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+
+command -v prosody >/dev/null || fail "prosody is not installed: run scripts/setup.sh"
+$PY -c 'import slixmpp' 2>/dev/null || fail "python3-slixmpp is not installed: run scripts/setup.sh"
+
+free_port() {
+  $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+port_is_free() {
+  $PY -c 'import socket, sys; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
+# Polls (not a guess) until 127.0.0.1:$1 accepts TCP or $2 tenths of a
+# second pass; fails early when process $3 has died.
+wait_port() {
+  local port=$1 tenths=$2 pid=$3
+  for _ in $(seq 1 "$tenths"); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+if [ -z "${CONNECTOR_BIN:-}" ]; then
+  say "Building the connector"
+  cargo build --quiet --bin xmpp-lambda-connector
+  CONNECTOR_BIN="$ROOT/target/debug/xmpp-lambda-connector"
+fi
+
+WORK=$(mktemp -d /tmp/xmpp-lambda-demo.XXXXXX)
+PIDS=()
+cleanup() {
+  trap - INT TERM EXIT
+  # Newest first: the connector lets its in-flight requests finish on SIGTERM.
+  for (( i=${#PIDS[@]}-1; i>=0; i-- )); do
+    kill -TERM "${PIDS[i]}" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'echo; say "Stopping"; exit 0' INT TERM
+
+C2S_PORT=${DEMO_C2S_PORT:-5222}
+port_is_free "$C2S_PORT" || C2S_PORT=$(free_port)
+COMPONENT_PORT=$(free_port)
+BOT_PORT=$(free_port)
+SECRET=$($PY -c 'import secrets; print(secrets.token_hex(16))')
+DOMAIN=localhost
+COMPONENT=bot.localhost
+BOT_JID="echo@$COMPONENT"
+USER_JID="alice@$DOMAIN"
+PASSWORD=alice-demo
+
+# A self-signed certificate lets ordinary XMPP clients use STARTTLS; the
+# demo's own client and plain-text logins work without it.
+mkdir -p "$WORK/data" "$WORK/certs"
+TLS_MODULE=""
+if command -v openssl >/dev/null && openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
+    -subj "/CN=$DOMAIN" -keyout "$WORK/certs/$DOMAIN.key" -out "$WORK/certs/$DOMAIN.crt" \
+    >/dev/null 2>&1; then
+  TLS_MODULE='"tls", '
+fi
+cat > "$WORK/prosody.cfg.lua" <<EOF
+run_as_root = true
+data_path = "$WORK/data"
+pidfile = "$WORK/prosody.pid"
+log = { { levels = { min = "info" }, to = "file", filename = "$WORK/prosody.log" } }
+certificates = "$WORK/certs"
+interfaces = { "127.0.0.1" }
+c2s_ports = { $C2S_PORT }
+c2s_direct_tls_ports = {}
+component_ports = { $COMPONENT_PORT }
+component_interface = "127.0.0.1"
+modules_enabled = { ${TLS_MODULE}"roster", "saslauth", "disco", "ping", "private", "time", "version" }
+modules_disabled = { "s2s" }
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+authentication = "internal_hashed"
+
+VirtualHost "$DOMAIN"
+
+Component "$COMPONENT"
+    component_secret = "$SECRET"
+EOF
+
+say "Starting Prosody on 127.0.0.1:$C2S_PORT (component port $COMPONENT_PORT)"
+prosody -F --config "$WORK/prosody.cfg.lua" >"$WORK/prosody.out" 2>&1 &
+PIDS+=($!)
+wait_port "$C2S_PORT" 100 "${PIDS[-1]}" || { tail -n 20 "$WORK/prosody.log" "$WORK/prosody.out" >&2 || true; fail "Prosody did not start"; }
+prosodyctl --config "$WORK/prosody.cfg.lua" register alice "$DOMAIN" "$PASSWORD" >/dev/null
+
+say "Starting the echo bot on http://127.0.0.1:$BOT_PORT/"
+$PY scripts/echo_bot.py "$BOT_PORT" 2>"$WORK/bot.log" &
+PIDS+=($!)
+wait_port "$BOT_PORT" 50 "${PIDS[-1]}" || { cat "$WORK/bot.log" >&2; fail "the echo bot did not start"; }
+
+say "Starting the connector for $COMPONENT"
+COMPONENT_JID=$COMPONENT \
+COMPONENT_SECRET=$SECRET \
+COMPONENT_SERVER="127.0.0.1:$COMPONENT_PORT" \
+COMPONENT_POST_URL="http://127.0.0.1:$BOT_PORT/" \
+RUST_LOG=${RUST_LOG:-info} NO_COLOR=1 \
+  "$CONNECTOR_BIN" >"$WORK/connector.log" 2>&1 &
+CONNECTOR_PID=$!
+PIDS+=("$CONNECTOR_PID")
+linked=""
+for _ in $(seq 1 200); do
+  grep -q "component link established" "$WORK/connector.log" && { linked=1; break; }
+  kill -0 "$CONNECTOR_PID" 2>/dev/null || break
+  sleep 0.1
+done
+[ -n "$linked" ] || { cat "$WORK/connector.log" >&2; fail "the connector did not link to Prosody"; }
+
+say "Saying hello as $USER_JID"
+$PY scripts/xmpp_say.py 127.0.0.1 "$C2S_PORT" "$USER_JID" "$PASSWORD" "$BOT_JID" hello 15 \
+  || { cat "$WORK/connector.log" >&2; fail "no reply from the bot"; }
+
+if [ "${DEMO_ONCE:-}" = 1 ]; then
+  say "Round trip done"
+  exit 0
+fi
+
+cat <<EOF
+
+The demo keeps running. Connect your own XMPP client:
+  server    127.0.0.1   port $C2S_PORT
+  user      $USER_JID
+  password  $PASSWORD
+  chat with $BOT_JID   (any name @$COMPONENT is the same bot)
+  TLS       ${TLS_MODULE:+STARTTLS with a self-signed certificate; }plain-text login is allowed on this loopback-only server
+Or from this shell:
+  $PY scripts/xmpp_say.py 127.0.0.1 $C2S_PORT $USER_JID $PASSWORD $BOT_JID "how are you"
+
+Connector log follows. Ctrl-C stops everything.
+EOF
+tail -n +1 -f --pid="$CONNECTOR_PID" "$WORK/connector.log" &
+PIDS+=($!)
+wait "$CONNECTOR_PID" || true
+fail "the connector stopped; its log is above"

@@ -53,6 +53,8 @@ enum ClientEvent {
     Ready { full_jid: String },
     /// A stanza from the server, as XML text in `jabber:client`.
     Stanza(String),
+    /// Something worth showing in the test output, not an end.
+    Warning(String),
     /// The session could not start or ended; the reason says why.
     Ended { event: String, reason: String },
 }
@@ -88,6 +90,9 @@ impl XmppClient {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 match parse_event(&line) {
+                    Some(ClientEvent::Warning(reason)) => {
+                        eprintln!("[xmpp client {label}] warning: {reason}");
+                    }
                     Some(event) => {
                         if events.send(event).is_err() {
                             break;
@@ -112,7 +117,7 @@ impl XmppClient {
                 Ok(None) => return Err(format!("{jid}: the client process ended").into()),
                 Ok(Some(ClientEvent::Ready { full_jid })) => break full_jid,
                 // Bind and roster results before the session is ready.
-                Ok(Some(ClientEvent::Stanza(_))) => continue,
+                Ok(Some(ClientEvent::Stanza(_) | ClientEvent::Warning(_))) => continue,
                 Ok(Some(ClientEvent::Ended { event, reason })) => {
                     return Err(format!("{jid}: {event}: {reason}").into());
                 }
@@ -188,7 +193,7 @@ impl XmppClient {
             match tokio::time::timeout(remaining, self.stanzas.recv()).await {
                 Err(_) | Ok(None) => return None,
                 Ok(Some(ClientEvent::Stanza(xml))) => return Some(parse_stanza(&xml)),
-                Ok(Some(ClientEvent::Ready { .. })) => continue,
+                Ok(Some(ClientEvent::Ready { .. } | ClientEvent::Warning(_))) => continue,
                 Ok(Some(ClientEvent::Ended { event, reason })) => {
                     self.disconnected = Some(format!("{event}: {reason}"));
                     return None;
@@ -250,6 +255,7 @@ fn parse_event(line: &str) -> Option<ClientEvent> {
             full_jid: text("jid"),
         }),
         "stanza" => Some(ClientEvent::Stanza(text("xml"))),
+        "warning" | "bad_command" => Some(ClientEvent::Warning(text("reason"))),
         event => Some(ClientEvent::Ended {
             event: event.to_owned(),
             reason: text("reason"),
