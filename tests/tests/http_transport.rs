@@ -635,6 +635,60 @@ async fn relinks_after_the_server_restarts() -> Result<()> {
 }
 
 #[tokio::test]
+async fn reply_made_while_the_link_is_down_is_written_after_relink() -> Result<()> {
+    let mut prosody = Prosody::start().await?;
+    let domain = prosody.component_domain().to_owned();
+    let sink = format!("sink@{domain}");
+    // The bot holds its answer until told, then sends it to another JID at
+    // the component: the server routes it back to the connector, which
+    // hands it to the bot as a new request. So the bot itself sees whether
+    // the reply was written, however the clients are doing.
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let bot = {
+        let release = std::sync::Arc::clone(&release);
+        let sink = sink.clone();
+        BotServer::start(move |request: BotRequest| {
+            let release = std::sync::Arc::clone(&release);
+            let sink = sink.clone();
+            async move {
+                if request.json["to"] == json!(sink) {
+                    return BotReply::status(204);
+                }
+                release.notified().await;
+                BotReply::json(json!({ "to": sink, "body": "made while the link was down" }))
+            }
+        })
+        .await?
+    };
+    let connector = connector(
+        &prosody,
+        &bot.url(),
+        &[("RUST_LOG", "info,xmpp_lambda_connector::dispatch=debug")],
+    )
+    .await?;
+    let mut alice = login(&prosody, "alice").await?;
+    alice.send_message(&echo_jid(&prosody), "hold it").await?;
+    bot.wait_for_requests(1, WAIT).await?;
+
+    let seen = connector.logs().len();
+    prosody.stop().await;
+    connector
+        .wait_for_log_from(seen, "component link lost", WAIT)
+        .await?;
+    release.notify_one();
+    connector
+        .wait_for_log_from(seen, "bot answered", WAIT)
+        .await?;
+    prosody.restart().await?;
+    let requests = bot.wait_for_requests(2, WAIT).await?;
+    let relayed = &requests[1];
+    assert_eq!(relayed.json["from"], json!(echo_jid(&prosody)));
+    assert_eq!(relayed.json["to"], json!(sink));
+    assert_eq!(relayed.json["body"], json!("made while the link was down"));
+    Ok(())
+}
+
+#[tokio::test]
 async fn rejected_handshake_is_logged_with_the_servers_reason() -> Result<()> {
     let prosody = Prosody::start().await?;
     let bot = scripted_bot().await?;
@@ -750,7 +804,15 @@ async fn start_up_errors_name_the_option_and_exit_2() -> Result<()> {
 async fn core_cases_against_ejabberd() -> Result<()> {
     let ejabberd = Ejabberd::start().await?;
     let bot = scripted_bot().await?;
-    let connector = connector(&ejabberd, &bot.url(), &[]).await?;
+    let connector = connector(
+        &ejabberd,
+        &bot.url(),
+        &[
+            ("COMPONENT_PING_INTERVAL", "0.5"),
+            ("RUST_LOG", "info,xmpp_lambda_connector::link=trace"),
+        ],
+    )
+    .await?;
     let mut alice = login(&ejabberd, "alice").await?;
     let echo = echo_jid(&ejabberd);
 
@@ -781,6 +843,8 @@ async fn core_cases_against_ejabberd() -> Result<()> {
     iq_round(&mut alice, &ejabberd).await?;
     presence_round(&mut alice, &echo).await?;
     assert_eq!(ask(&mut alice, &echo, "still").await?, "Did you say still?");
+    // Keepalive pings make the round trip through ejabberd too.
+    connector.wait_for_log("keepalive answered", WAIT).await?;
     assert_link_held(&connector);
     Ok(())
 }
