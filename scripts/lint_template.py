@@ -6,7 +6,8 @@ errors inside AWS::Serverless::* resources; on the expanded template every
 property is a plain CloudFormation property cfn-lint knows the schema of.
 
 Usage:
-  lint_template.py TEMPLATE [--expanded OUT.json]   lint; exit 1 on any finding
+  lint_template.py TEMPLATE [--expanded OUT.json] [--samconfig FILE]
+      lint (and check FILE's parameter_overrides); exit 1 on any finding
   lint_template.py TEMPLATE --self-test             break TEMPLATE in known
       ways and exit 1 unless every broken copy is rejected (so the check
       above cannot silently stop checking)
@@ -20,6 +21,7 @@ import argparse
 import copy
 import json
 import sys
+import tomllib
 
 import boto3
 from cfnlint.api import ManualArgs, lint
@@ -81,8 +83,64 @@ def expand(template):
         metrics.publish()
 
 
+def timeout_problems(template):
+    """The derived timeouts must hold for every ComponentPostTimeout a user
+    can pick: the function outlives the bot, stays within Lambda's 900 s,
+    and the request queue hides a message for at least 6 times as long
+    (Lambda's rule for SQS event sources), within SQS's 12 hours."""
+    problems = []
+    allowed = template["Parameters"]["ComponentPostTimeout"]["AllowedValues"]
+    rows = template.get("Mappings", {}).get("Timeouts", {})
+    for bot_timeout in allowed:
+        row = rows.get(str(bot_timeout))
+        if row is None:
+            problems.append(f"Timeouts mapping: no row for ComponentPostTimeout={bot_timeout}")
+            continue
+        function, visibility = row.get("Function", 0), row.get("RequestVisibility", 0)
+        if not int(bot_timeout) < function <= 900:
+            problems.append(f"Timeouts[{bot_timeout}]: Function={function} must be above the bot timeout and at most 900")
+        if not 6 * function <= visibility <= 43200:
+            problems.append(f"Timeouts[{bot_timeout}]: RequestVisibility={visibility} must be 6 x Function ({6 * function}) to 43200")
+    return problems
+
+
+def samconfig_problems(template, samconfig_path):
+    """Every parameter_overrides entry of samconfig.toml names a template
+    parameter and a value it accepts."""
+    with open(samconfig_path, "rb") as file:
+        config = tomllib.load(file)
+    parameters = template.get("Parameters", {})
+    problems = []
+    for env_name, env in config.items():
+        if not isinstance(env, dict):
+            continue
+        for command, section in env.items():
+            overrides = section.get("parameters", {}).get("parameter_overrides", [])
+            if isinstance(overrides, str):
+                overrides = overrides.split()
+            for entry in overrides:
+                name, _, value = entry.partition("=")
+                where = f"{samconfig_path} [{env_name}.{command}] {name}"
+                spec = parameters.get(name)
+                if spec is None:
+                    problems.append(f"{where}: no such template parameter")
+                    continue
+                allowed = [str(v) for v in spec.get("AllowedValues", [])]
+                if allowed and value not in allowed:
+                    problems.append(f"{where}={value}: not one of {allowed}")
+                if spec.get("Type") == "Number":
+                    if not value.lstrip("-").isdigit():
+                        problems.append(f"{where}={value}: not a number")
+                    elif not spec.get("MinValue", int(value)) <= int(value) <= spec.get("MaxValue", int(value)):
+                        problems.append(f"{where}={value}: out of range")
+    return problems
+
+
 def findings(template):
     """Everything wrong with `template`, as lines; empty when it is clean."""
+    invariants = timeout_problems(template)
+    if invariants:
+        return invariants
     try:
         expanded = expand(template)
     except InvalidDocumentException as error:
@@ -131,6 +189,12 @@ BREAKAGES = {
     "unknown runtime": function_prop("Runtime", value="provided.al2024"),
     "Function URL AuthType misspelt": function_prop("FunctionUrlConfig", "AuthType", value="IAM"),
     "memory size out of range": function_prop("MemorySize", value=64),
+    "request visibility under 6 x the function timeout": set_path(
+        "Mappings", "Timeouts", "30", "RequestVisibility", value=120
+    ),
+    "a bot timeout without its mapping row": set_path(
+        "Parameters", "ComponentPostTimeout", "AllowedValues", value=[30, 25]
+    ),
     "connector policy on an attribute that does not exist": set_path(
         "Resources",
         "ConnectorPolicy",
@@ -168,6 +232,7 @@ def main():
     parser.add_argument("template")
     parser.add_argument("--expanded", help="also write the expanded CloudFormation here")
     parser.add_argument("--self-test", action="store_true")
+    parser.add_argument("--samconfig", help="also check this samconfig.toml's parameter_overrides")
     args = parser.parse_args()
     with open(args.template, encoding="utf-8") as file:
         template = yaml_parse(file.read())
@@ -177,6 +242,8 @@ def main():
         with open(args.expanded, "w", encoding="utf-8") as file:
             json.dump(expand(template), file, indent=2, sort_keys=True)
     problems = findings(template)
+    if args.samconfig:
+        problems += samconfig_problems(template, args.samconfig)
     for line in problems:
         print(line)
     if problems:

@@ -30,7 +30,7 @@ work=.tmp/validate-template
 mkdir -p "$work"
 
 echo "validate-template: SAM transform + cfn-lint"
-python scripts/lint_template.py template.yaml --expanded "$work/expanded.json"
+python scripts/lint_template.py template.yaml --expanded "$work/expanded.json" --samconfig samconfig.toml
 
 echo "validate-template: self-test (broken templates must be rejected)"
 python scripts/lint_template.py template.yaml --self-test
