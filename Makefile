@@ -15,6 +15,7 @@ lint:
 
 test: setup lint
 	cargo nextest run --workspace --no-fail-fast
+	scripts/validate-template.sh
 
 demo: setup
 	@scripts/demo.sh
