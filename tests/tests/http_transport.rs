@@ -114,7 +114,7 @@ fn assert_link_held(connector: &Connector) {
 async fn echo_reply_with_request_json_as_designed() -> Result<()> {
     let prosody = Prosody::start().await?;
     let bot = scripted_bot().await?;
-    let _connector = connector(&prosody, &bot.url(), &[]).await?;
+    let connector = connector(&prosody, &bot.url(), &[("LOG_FORMAT", "json")]).await?;
     let mut alice = login(&prosody, "alice").await?;
 
     let id = alice
@@ -147,6 +147,17 @@ async fn echo_reply_with_request_json_as_designed() -> Result<()> {
         .parse()?;
     assert_eq!(stanza.ns(), CLIENT_NS);
     assert_eq!(body_of(&stanza).as_deref(), Some("hello <&> ünïcode"));
+    // Logs are JSON lines, and the secret is in none of them.
+    let line = connector.wait_for_log(LINK_UP, WAIT).await?;
+    let parsed: serde_json::Value = serde_json::from_str(&line)?;
+    assert_eq!(parsed["message"], json!(LINK_UP), "{line}");
+    assert_eq!(parsed["level"], json!("INFO"), "{line}");
+    let logs = connector.logs();
+    assert!(logs.iter().any(|l| l.contains("[redacted]")), "{logs:?}");
+    assert!(
+        !logs.iter().any(|l| l.contains(prosody.secret())),
+        "{logs:?}"
+    );
     Ok(())
 }
 
