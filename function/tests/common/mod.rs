@@ -410,6 +410,12 @@ impl LambdaEmulator {
             .expect("cargo-lambda runs (scripts/setup.sh installs it in .venv)");
         wait_for_port(port, "cargo lambda watch", &mut emulator);
         let emulator = ChildGuard(emulator);
+        // Built before the clock starts: a client's TLS set-up is not the
+        // function's cold start.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
         let started = Instant::now();
         let function = Command::new(binary)
             .env_clear()
@@ -432,10 +438,7 @@ impl LambdaEmulator {
             started,
             function: ChildGuard(function),
             _emulator: emulator,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("client"),
+            http,
         }
     }
 
