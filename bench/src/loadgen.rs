@@ -68,7 +68,10 @@ pub async fn run(opts: Options) -> Summary {
     }
     start_line.wait().await;
     let started = Instant::now();
-    let _ = budget.set(Budget::new(opts.count, opts.duration));
+    // Whoever passes the start line first starts the clock of the budget.
+    budget
+        .get_or_init(|| async { Budget::new(opts.count, opts.duration) })
+        .await;
     let mut tally = Tally::default();
     for session in sessions {
         match session.await {
@@ -125,10 +128,12 @@ async fn run_session(
     if opts.mode == Mode::Http {
         let prepared = http_load::HttpSlots::connect(n, opts).await;
         start_line.wait().await;
-        match (prepared, budget.get()) {
-            (Ok(slots), Some(budget)) => slots.run(opts, budget, &mut tally).await,
-            (Err(e), _) => tally.failures.push(format!("session {n}: {e}")),
-            (_, None) => tally.failures.push("no budget".into()),
+        let budget = budget
+            .get_or_init(|| async { Budget::new(opts.count, opts.duration) })
+            .await;
+        match prepared {
+            Ok(slots) => slots.run(opts, budget, &mut tally).await,
+            Err(e) => tally.failures.push(format!("session {n}: {e}")),
         }
         return tally;
     }
@@ -152,14 +157,16 @@ async fn run_session(
     }
     .await;
     start_line.wait().await;
-    let result = match (prepared, budget.get()) {
-        (Ok(mut conn), Some(budget)) => {
+    let budget = budget
+        .get_or_init(|| async { Budget::new(opts.count, opts.duration) })
+        .await;
+    let result = match prepared {
+        Ok(mut conn) => {
             let driven = drive(&mut conn, opts, budget, &mut tally, opts.warmup).await;
             conn.close().await;
             driven
         }
-        (Err(e), _) => Err(e),
-        (_, None) => Ok(()),
+        Err(e) => Err(e),
     };
     if let Err(e) = result {
         tally

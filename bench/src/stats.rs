@@ -80,6 +80,9 @@ pub struct Summary {
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
     pub mean_ms: Option<f64>,
+    /// CPU seconds the generator itself used (user + system), so a run
+    /// shows whether the generator or the server was the limit.
+    pub generator_cpu_s: Option<f64>,
 }
 
 impl Summary {
@@ -127,6 +130,7 @@ impl Summary {
             p99_ms: pct(0.99),
             max_ms: pct(1.0),
             mean_ms,
+            generator_cpu_s: own_cpu_seconds(),
         }
     }
 
@@ -137,7 +141,8 @@ impl Summary {
             "mode {} sessions {} in-flight {}\n\
              sent {} round trips {} errors {} timeouts {} unmatched {}\n\
              {:.0} round trips/s over {:.3} s\n\
-             latency ms: p50 {} p90 {} p99 {} max {} mean {}\n",
+             latency ms: p50 {} p90 {} p99 {} max {} mean {}\n\
+             generator CPU {} s\n",
             self.mode,
             self.sessions,
             self.in_flight,
@@ -153,6 +158,7 @@ impl Summary {
             ms(self.p99_ms),
             ms(self.max_ms),
             ms(self.mean_ms),
+            ms(self.generator_cpu_s),
         );
         for (condition, n) in &self.error_conditions {
             out.push_str(&format!("error {condition}: {n}\n"));
@@ -162,6 +168,17 @@ impl Summary {
         }
         out
     }
+}
+
+/// User + system CPU seconds of this process, from `/proc/self/stat`
+/// (Linux reports them in USER_HZ, which is 100 on every architecture).
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces: count fields after its closing parenthesis.
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 #[cfg(test)]

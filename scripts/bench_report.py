@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Turns scripts/bench.sh's result lines into one table and results.json.
+
+usage: bench_report.py RESULTS.jsonl OUT.json ELAPSED_SECONDS QUICK
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        prosody = subprocess.run(["prosodyctl", "about"], capture_output=True, text=True, timeout=10).stdout
+        version = next((l.split()[-1] for l in prosody.splitlines() if l.startswith("Prosody ")), "?")
+    except (OSError, subprocess.SubprocessError):
+        version = "?"
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "prosody": version,
+    }
+
+
+def fmt(value, digits=2):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def main():
+    results_path, out_path, elapsed, quick = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+    lines = [json.loads(l) for l in open(results_path) if l.strip()]
+    by = {}
+    for line in lines:
+        by.setdefault(line["figure"], []).append(line["data"])
+
+    rows = []  # (figure, level, rate/s, p50, p99, note)
+    summary = {"machine": machine(), "quick": quick, "elapsed_s": elapsed,
+               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    ping = by.get("ping", [])
+    summary["ping"] = ping
+    for p in ping:
+        rows.append(("c2s ping (Prosody + generator ceiling)", f"{p['sessions']}x{p['in_flight']}",
+                     p["rate_per_s"], p["p50_ms"], p["p99_ms"],
+                     f"gen CPU {fmt(p.get('generator_cpu_s'))} s" + failures(p)))
+
+    echo = by.get("echo", [])
+    direct = {d["level"]: d["http"] for d in by.get("direct_http", [])}
+    summary["echo"] = []
+    for e in echo:
+        x, h = e["xmpp"], direct.get(e["level"])
+        entry = {"level": e["level"], "xmpp": x, "direct_http": h,
+                 "connector_cpu_s": e["connector_cpu_s"], "prosody_cpu_s": e["prosody_cpu_s"],
+                 "connector_rss_kib": e["rss_kib"], "connector_hwm_kib": e["hwm_kib"]}
+        n = max(x["round_trips"] + x["errors"], 1)
+        entry["connector_cpu_s_per_10k"] = e["connector_cpu_s"] * 10000 / n
+        entry["prosody_cpu_s_per_10k"] = e["prosody_cpu_s"] * 10000 / n
+        if h and h["p50_ms"] is not None and x["p50_ms"] is not None:
+            entry["added_p50_ms"] = x["p50_ms"] - h["p50_ms"]
+            entry["added_p99_ms"] = x["p99_ms"] - h["p99_ms"]
+        summary["echo"].append(entry)
+        rows.append(("echo via Prosody + connector", e["level"], x["rate_per_s"], x["p50_ms"], x["p99_ms"],
+                     f"CPU/10k: connector {fmt(entry['connector_cpu_s_per_10k'])} s, "
+                     f"Prosody {fmt(entry['prosody_cpu_s_per_10k'])} s" + failures(x)))
+        if h:
+            rows.append(("echo bot, direct HTTP", e["level"], h["rate_per_s"], h["p50_ms"], h["p99_ms"],
+                         failures(h).lstrip("; ")))
+        if "added_p50_ms" in entry:
+            rows.append(("  added by XMPP path (difference)", e["level"], None,
+                         entry["added_p50_ms"], entry["added_p99_ms"], ""))
+    if "echo_unavailable" in by:
+        rows.append(("echo via Prosody + connector", "-", None, None, None, "not available: connector did not start"))
+
+    idle = (by.get("connector_idle") or [None])[0]
+    if idle:
+        peak = max((e["hwm_kib"] for e in echo), default=None)
+        summary["connector_memory"] = {"idle_rss_kib": idle["rss_kib"], "peak_hwm_kib": peak}
+        rows.append(("connector RSS idle / peak (MiB)", "-", None, None, None,
+                     f"{idle['rss_kib'] / 1024:.1f} / {fmt(peak / 1024 if peak else None, 1)}"))
+
+    if "sqs" in by:
+        summary["sqs"] = by["sqs"]
+        for s in by["sqs"]:
+            rows.append(("sqs transport (moto)", s.get("level", "-"), s.get("rate_per_s"), s.get("p50_ms"),
+                         s.get("p99_ms"), f"calls/msg out {fmt(s.get('calls_per_msg_out'))}, "
+                                          f"in {fmt(s.get('calls_per_msg_in'))}"))
+    else:
+        summary["sqs"] = "not available"
+        rows.append(("sqs transport (moto)", "-", None, None, None, "not available"))
+
+    init = (by.get("init") or [None])[0]
+    summary["function_init"] = init
+    if init:
+        rows.append(("function init, start -> first next (ms)", f"{init['runs']} runs", None,
+                     init["init_ms"][1], init["init_ms"][2], f"min {init['init_ms'][0]:.2f} ms (p50 col = median, p99 col = max)"))
+        rows.append(("function start -> first event answered (ms)", f"{init['runs']} runs", None,
+                     init["first_event_ms"][1], init["first_event_ms"][2], f"outcome: {init['outcome']}"))
+    else:
+        rows.append(("function init", "-", None, None, None, "not available"))
+    zip_ = (by.get("zip") or [None])[0]
+    summary["zip_bytes"] = zip_["bytes"] if zip_ else None
+    rows.append(("function release zip", "-", None, None, None,
+                 f"{zip_['bytes'] / 1e6:.2f} MB" if zip_ else "not available"))
+
+    m = summary["machine"]
+    print()
+    print(f"xmpp-lambda benchmark{' (QUICK: tiny counts, figures not meaningful)' if quick else ''}: "
+          f"{m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Prosody {m['prosody']}, {elapsed} s")
+    header = ("figure", "level", "rt/s", "p50 ms", "p99 ms", "notes")
+    table = [header] + [(r[0], r[1], fmt(r[2], 0), fmt(r[3], 3), fmt(r[4], 3), r[5]) for r in rows]
+    widths = [max(len(str(r[i])) for r in table) for i in range(5)]
+    print("| " + " | ".join(str(h).ljust(widths[i]) if i < 5 else h for i, h in enumerate(header)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "| --- |")
+    for r in table[1:]:
+        cells = [str(c).rjust(widths[i]) if 1 < i < 5 else str(c).ljust(widths[i]) for i, c in enumerate(r[:5])]
+        print("| " + " | ".join(cells) + f" | {r[5]} |")
+    print("level = sessions x in-flight requests per session")
+    with open(out_path, "w") as f:
+        json.dump(summary, f, indent=2)
+    print(f"figures written to {out_path}")
+
+
+def failures(summary):
+    notes = []
+    if summary.get("errors"):
+        notes.append(f"errors {summary['errors']} {summary.get('error_conditions')}")
+    if summary.get("timeouts"):
+        notes.append(f"timeouts {summary['timeouts']}")
+    if summary.get("failures"):
+        notes.append(f"failed sessions {len(summary['failures'])}: {summary['failures'][0]}")
+    return "".join("; " + n for n in notes)
+
+
+if __name__ == "__main__":
+    main()
