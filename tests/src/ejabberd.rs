@@ -26,6 +26,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// survive a restart); SIGKILL follows after this.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// Fresh ports are tried this often when another process took one first.
+const PORT_ATTEMPTS: usize = 4;
+
 /// The Debian package runs ejabberd as this user.
 const EJABBERD_USER: &str = "ejabberd";
 
@@ -61,22 +64,33 @@ pub struct Ejabberd {
 impl Ejabberd {
     /// Starts ejabberd with the default test configuration.
     pub async fn start() -> Result<Self> {
-        let dir = TempDir::new("ejabberd")?;
-        let mut server = Ejabberd {
-            c2s_port: free_port(),
-            component_port: free_port(),
-            domain: "localhost".to_owned(),
-            component_domain: "bot.localhost".to_owned(),
-            muc_domain: "conference.localhost".to_owned(),
-            secret: uuid::Uuid::new_v4().simple().to_string(),
-            dist_port: free_port(),
-            launcher: None,
-            beam_pid: None,
-            dir,
-        };
-        server.write_config()?;
-        server.launch().await?;
-        Ok(server)
+        let mut last_error: BoxError = "ejabberd was not started".into();
+        for _ in 0..PORT_ATTEMPTS {
+            let dir = TempDir::new("ejabberd")?;
+            let mut server = Ejabberd {
+                c2s_port: free_port(),
+                component_port: free_port(),
+                domain: "localhost".to_owned(),
+                component_domain: "bot.localhost".to_owned(),
+                muc_domain: "conference.localhost".to_owned(),
+                secret: uuid::Uuid::new_v4().simple().to_string(),
+                dist_port: free_port(),
+                launcher: None,
+                beam_pid: None,
+                dir,
+            };
+            server.write_config()?;
+            match server.launch().await {
+                Ok(()) => return Ok(server),
+                // Another process bound one of our ports between probe and
+                // bind: ejabberd exits; try fresh ports.
+                Err(error) if error.to_string().contains("address already in use") => {
+                    last_error = error;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error)
     }
 
     fn write_config(&self) -> Result<()> {
@@ -213,6 +227,11 @@ modules:
                 && let Ok(Some(status)) = launcher.try_wait()
             {
                 self.launcher = None;
+                let console = std::fs::read_to_string(self.dir.path().join("console.log"))
+                    .unwrap_or_default();
+                if console.contains("address already in use") {
+                    return Err("ejabberd could not bind a port: address already in use".into());
+                }
                 return Err(
                     format!("ejabberd exited at start ({status}):\n{}", self.log_tail()).into(),
                 );
