@@ -1,5 +1,6 @@
 //! Sending reply envelopes to the reply queue, batched.
 
+use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use std::collections::HashSet;
 use xmpp_lambda_shared::{ReplyEnvelope, conversation_id};
@@ -114,8 +115,12 @@ async fn send_chunk(
             }
         }
         Err(error) => {
+            let reason = match (error.code(), error.message()) {
+                (Some(code), Some(text)) => format!("{code}: {text}"),
+                _ => aws_sdk_sqs::error::DisplayErrorContext(&error).to_string(),
+            };
             tracing::warn!(
-                error = %aws_sdk_sqs::error::DisplayErrorContext(&error),
+                error = %reason,
                 replies = chunk.len(),
                 "cannot send replies: their requests will be retried"
             );

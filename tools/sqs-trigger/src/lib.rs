@@ -389,10 +389,20 @@ pub fn failed_ids(response: &Value, batch: &[String]) -> Result<HashSet<String>,
     Ok(failed)
 }
 
-fn sqs_error<E: std::error::Error + 'static>(queue_url: &str, error: &E) -> TriggerError {
+/// An SQS error in one line: the service's code and message when it
+/// answered, the whole cause chain when it could not be reached.
+fn sqs_error<E>(queue_url: &str, error: &E) -> TriggerError
+where
+    E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + 'static,
+{
+    let message = match (error.code(), error.message()) {
+        (Some(code), Some(text)) => format!("{code}: {text}"),
+        (Some(code), None) => code.to_owned(),
+        _ => aws_sdk_sqs::error::DisplayErrorContext(error).to_string(),
+    };
     TriggerError::Sqs {
         queue_url: queue_url.to_owned(),
-        message: aws_sdk_sqs::error::DisplayErrorContext(error).to_string(),
+        message,
     }
 }
 
