@@ -14,7 +14,7 @@ Usage:
 
 Needs no AWS account or network: the local CodeUri is replaced by an s3://
 URI (the translator would otherwise want it uploaded) and AWS managed policy
-names resolve from the table below instead of IAM's ListPolicies.
+names resolve from the table aws-sam-translator bundles, not from IAM.
 """
 
 import argparse
@@ -44,16 +44,21 @@ PSEUDO_PARAMETERS = {
     "AWS::URLSuffix": "amazonaws.com",
 }
 
-# AWS managed policies SAM may attach by name; ARNs are stable.
-MANAGED_POLICIES = {
-    name: f"arn:aws:iam::aws:policy/service-role/{name}"
-    for name in [
-        "AWSLambdaBasicExecutionRole",
-        "AWSLambdaSQSQueueExecutionRole",
-        "AWSLambdaVPCAccessExecutionRole",
-    ]
-}
-MANAGED_POLICIES["AWSXrayWriteOnlyAccess"] = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
+
+
+def managed_policies():
+    """AWS managed policy names to ARNs, for SAM's `Policies: [Name]`, from
+    the table aws-sam-translator bundles instead of asking IAM."""
+    try:
+        from samtranslator.internal.managed_policies import get_bundled_managed_policy_map
+
+        bundled = get_bundled_managed_policy_map("aws")
+    except ImportError:
+        bundled = None
+    return bundled or {
+        name: f"arn:aws:iam::aws:policy/service-role/{name}"
+        for name in ["AWSLambdaBasicExecutionRole", "AWSLambdaSQSQueueExecutionRole"]
+    }
 
 
 def with_s3_code(template):
@@ -75,7 +80,7 @@ def expand(template):
     # A session only names the region; nothing here calls AWS.
     session = boto3.session.Session(region_name=PSEUDO_PARAMETERS["AWS::Region"])
     metrics = Metrics("ServerlessTransform", DummyMetricsPublisher())
-    translator = Translator(MANAGED_POLICIES, Parser(), boto_session=session, metrics=metrics)
+    translator = Translator(managed_policies(), Parser(), boto_session=session, metrics=metrics)
     try:
         return translator.translate(with_s3_code(template), parameter_values=dict(PSEUDO_PARAMETERS))
     finally:
