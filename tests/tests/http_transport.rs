@@ -527,7 +527,10 @@ async fn presence_to_bare_and_domain_jids() -> Result<()> {
 async fn iq_ping_disco_and_unknown() -> Result<()> {
     let prosody = Prosody::start().await?;
     let bot = scripted_bot().await?;
-    let _connector = connector(&prosody, &bot.url(), &[]).await?;
+    // A host name, resolved by the connector (to ::1 and 127.0.0.1; the
+    // server listens on the latter only).
+    let server = format!("localhost:{}", prosody.component_port);
+    let _connector = connector(&prosody, &bot.url(), &[("COMPONENT_SERVER", &server)]).await?;
     let mut alice = login(&prosody, "alice").await?;
     iq_round(&mut alice, &prosody).await?;
     assert!(

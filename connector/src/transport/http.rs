@@ -41,7 +41,7 @@ impl HttpTransport {
             Err(error) => {
                 // The URL may carry a token: keep it out of the log.
                 let error = error.without_url();
-                warn!(%error, conversation_from = %request.from, "no response from the bot");
+                warn!(%error, from = %request.from, to = %request.to, "no response from the bot");
                 BotResponse::no_response()
             }
         }
