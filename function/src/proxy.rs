@@ -15,13 +15,21 @@ pub struct ProxyBot {
     client: reqwest::Client,
     /// Where the bot listens.
     url: reqwest::Url,
+    /// The URL's scheme, host and port: what logs show, since a bot URL's
+    /// path or query often carries a secret token.
+    origin: String,
 }
 
 impl ProxyBot {
     /// A proxy to `url` that gives up after `timeout` (then: no response).
     pub fn new(url: reqwest::Url, timeout: Duration) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder().timeout(timeout).build()?;
-        Ok(ProxyBot { client, url })
+        let origin = url.origin().ascii_serialization();
+        Ok(ProxyBot {
+            client,
+            url,
+            origin,
+        })
     }
 
     /// The bot's URL.
@@ -41,7 +49,7 @@ impl Bot for ProxyBot {
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
-                tracing::warn!(url = %self.url, error = %error, "no response from the bot");
+                tracing::warn!(bot = %self.origin, error = %without_url(error), "no response from the bot");
                 return BotResponse::no_response();
             }
         };
@@ -55,9 +63,44 @@ impl Bot for ProxyBot {
             Ok(body) => BotResponse::from_http(status, content_type.as_deref(), &body),
             Err(error) => {
                 // Half an answer is no answer: the reply rules must not act on it.
-                tracing::warn!(url = %self.url, status, error = %error, "the bot's answer broke off");
+                tracing::warn!(bot = %self.origin, status, error = %without_url(error), "the bot's answer broke off");
                 BotResponse::no_response()
             }
         }
+    }
+}
+
+/// The error without the URL reqwest puts in its message (see `origin`).
+fn without_url(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn logs_keep_secrets_in_the_url_out() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        let url: reqwest::Url = format!("http://127.0.0.1:{port}/hook/s3cret?token=s3cret")
+            .parse()
+            .expect("url");
+        let bot = ProxyBot::new(url.clone(), Duration::from_secs(5)).expect("proxy");
+        assert_eq!(bot.origin, format!("http://127.0.0.1:{port}"));
+        let error = reqwest::get(url).await.expect_err("nobody listens");
+        let text = without_url(error);
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("connect"), "{text}");
     }
 }
