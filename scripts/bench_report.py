@@ -2,6 +2,7 @@
 """Turns scripts/bench.sh's result lines into one table and results.json.
 
 usage: bench_report.py RESULTS.jsonl OUT.json ELAPSED_SECONDS QUICK
+       bench_report.py --create-queue SQS_ENDPOINT NAME   (prints the queue URL)
 """
 import json
 import os
@@ -147,5 +148,21 @@ def failures(summary):
     return "".join("; " + n for n in notes)
 
 
+def create_queue(endpoint, name):
+    """CreateQueue through the query protocol, which every SQS server speaks."""
+    import re
+    import urllib.parse
+    import urllib.request
+    data = urllib.parse.urlencode({"Action": "CreateQueue", "QueueName": name}).encode()
+    with urllib.request.urlopen(urllib.request.Request(endpoint + "/", data=data), timeout=10) as r:
+        match = re.search(r"<QueueUrl>(.*?)</QueueUrl>", r.read().decode())
+    if not match:
+        sys.exit("CreateQueue returned no QueueUrl")
+    print(match.group(1))
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--create-queue"]:
+        create_queue(sys.argv[2], sys.argv[3])
+    else:
+        main()

@@ -1,5 +1,5 @@
 //! Benchmark tools for xmpp-lambda: an XMPP client load generator that can
-//! aim at any JID, a fast HTTP echo bot, and a Lambda init-time meter.
+//! aim at any JID, a fast HTTP echo bot, a Lambda init-time meter and an SQS call counter.
 
 pub mod args;
 pub mod echo_bot;
@@ -7,5 +7,6 @@ pub mod http_load;
 pub mod lambda_init;
 pub mod loadgen;
 pub mod scanner;
+pub mod sqs_counter;
 pub mod stats;
 pub mod xmpp;
