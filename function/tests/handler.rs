@@ -454,11 +454,8 @@ async fn a_bot_slower_than_the_deadline_is_retried_in_time() {
         .handle(event, Some(deadline))
         .await
         .expect("answered");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
+    // Answered before the invocation's deadline, not after the bot's 30 s.
+    assert!(Instant::now() < deadline, "took {:?}", started.elapsed());
     assert_eq!(failures(&result), ids(&["slow"]));
     let sent = replies(&moto.drain(&replies_url).await);
     assert_eq!(sent.len(), 1);
