@@ -153,6 +153,9 @@ pub async fn run(
     // A reply whose write failed when the link broke: written first after
     // relinking, so the user still gets it (possibly twice, never zero times).
     let mut unsent: Option<Element> = None;
+    // A stanza read while the dispatcher was full: handed over first, on
+    // this connection or the next.
+    let mut held: Option<Element> = None;
     loop {
         let attempt = tokio::select! {
             attempt = connect(&settings) => attempt,
@@ -162,8 +165,15 @@ pub async fn run(
             Ok(mut stream) => {
                 let linked_at = Instant::now();
                 info!(server = %settings.server, domain = %settings.domain, "component link established");
-                let end =
-                    session(&mut stream, &settings, &inbound, &mut outbound, &mut unsent).await;
+                let end = session(
+                    &mut stream,
+                    &settings,
+                    &inbound,
+                    &mut outbound,
+                    &mut unsent,
+                    &mut held,
+                )
+                .await;
                 match end {
                     SessionEnd::Finished => {
                         info!("component link closed");
@@ -307,6 +317,7 @@ async fn session(
     inbound: &mpsc::Sender<Element>,
     outbound: &mut mpsc::UnboundedReceiver<Element>,
     unsent: &mut Option<Element>,
+    held: &mut Option<Element>,
 ) -> SessionEnd {
     if let Some(element) = unsent.take()
         && let Err(cause) = write(stream, &element).await
@@ -321,7 +332,15 @@ async fn session(
     ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            item = stream.next() => match item {
+            // The dispatcher has room again for the stanza held back.
+            permit = inbound.reserve(), if held.is_some() => match (permit, held.take()) {
+                (Ok(permit), Some(stanza)) => permit.send(stanza),
+                _ => debug!("dispatcher has stopped; stanza not handled"),
+            },
+            // While a stanza is held back nothing more is read, so the
+            // server holds the rest: none is dropped, and replies and pings
+            // are still written meanwhile.
+            item = stream.next(), if held.is_none() => match item {
                 Some(Ok(element)) => {
                     if let Some(error) = StreamError::from_element(&element) {
                         return SessionEnd::Lost(LinkError::ServerStreamError(error));
@@ -334,10 +353,12 @@ async fn session(
                         debug!(name = element.name(), ns = %element.ns(), "ignoring a non-stanza element");
                         continue;
                     }
-                    // Waits when the dispatcher is at its limit: stanzas are
-                    // held back, never dropped.
-                    if inbound.send(element).await.is_err() {
-                        debug!("dispatcher has stopped; stanza not handled");
+                    match inbound.try_send(element) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(stanza)) => *held = Some(stanza),
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            debug!("dispatcher has stopped; stanza not handled");
+                        }
                     }
                 }
                 Some(Err(ReadError::SoftTimeout)) => {

@@ -619,6 +619,57 @@ async fn order_within_a_conversation_and_independence_across() -> Result<()> {
 }
 
 #[tokio::test]
+async fn in_flight_limit_holds_stanzas_back_and_drops_none() -> Result<()> {
+    const LIMIT: usize = 256;
+    const SENT: usize = 400;
+    let prosody = Prosody::start().await?;
+    // Every request waits at the gate until the test opens it.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let bot = {
+        let gate = std::sync::Arc::clone(&gate);
+        BotServer::start(move |request: BotRequest| {
+            let gate = std::sync::Arc::clone(&gate);
+            async move {
+                let _pass = gate.acquire().await;
+                scripted(&request)
+            }
+        })
+        .await?
+    };
+    let connector = connector(&prosody, &bot.url(), &[]).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    // One conversation per message, so nothing waits for order's sake.
+    for n in 0..SENT {
+        alice
+            .send_message(
+                &format!("n{n}@{}", prosody.component_domain()),
+                &format!("m {n}"),
+            )
+            .await?;
+    }
+    bot.wait_for_requests(LIMIT, WAIT).await?;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        bot.requests().len(),
+        LIMIT,
+        "more requests in flight than the limit"
+    );
+
+    gate.add_permits(SENT);
+    let mut answered = std::collections::HashSet::new();
+    while answered.len() < SENT {
+        let reply = next_message(&mut alice, &format!("reply {}", answered.len())).await?;
+        answered.insert(body_of(&reply).ok_or("reply without body")?);
+    }
+    let expected: std::collections::HashSet<String> =
+        (0..SENT).map(|n| format!("Did you say m {n}?")).collect();
+    assert_eq!(answered, expected);
+    assert_eq!(bot.requests().len(), SENT);
+    assert_link_held(&connector);
+    Ok(())
+}
+
+#[tokio::test]
 async fn relinks_after_the_server_restarts() -> Result<()> {
     let mut prosody = Prosody::start().await?;
     let bot = scripted_bot().await?;
