@@ -769,6 +769,8 @@ async fn rejected_handshake_is_logged_with_the_servers_reason() -> Result<()> {
         .wait_for_log("component handshake rejected", WAIT)
         .await?;
     assert!(line.contains("not-authorized"), "{line}");
+    // The server's own words are kept.
+    assert!(line.contains("does not match"), "{line}");
     // It keeps trying, with backoff.
     wrong_secret
         .wait_for_log("reconnecting to the XMPP server", WAIT)
@@ -780,6 +782,7 @@ async fn rejected_handshake_is_logged_with_the_servers_reason() -> Result<()> {
         .wait_for_log("component handshake rejected", WAIT)
         .await?;
     assert!(line.contains("conflict"), "{line}");
+    assert!(line.contains("already connected"), "{line}");
 
     let unknown = Connector::start_for(
         &prosody,
