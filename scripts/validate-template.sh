@@ -3,9 +3,10 @@
 # `make test`; needs no AWS account.
 #  1. the SAM transform, then cfn-lint on the CloudFormation it expands to
 #     (cfn-lint or `sam validate` alone miss most errors inside
-#     AWS::Serverless::* resources);
+#     AWS::Serverless::* resources), the derived timeouts for every allowed
+#     bot timeout, and samconfig.toml's parameter overrides;
 #  2. a self-test: broken copies of the template must each be rejected;
-#  3. `sam validate --lint`;
+#  3. `sam validate --lint`, and `systemd-analyze verify` of the unit;
 #  4. `sam build` of the function for x86_64 (this machine cannot build
 #     arm64), checking that the artifact is an x86-64 `bootstrap`.
 # --no-build skips step 4 (a release build: minutes the first time).
