@@ -48,6 +48,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for the server while closing the stream.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most replies written with one flush.
+const WRITE_BATCH: usize = 64;
 /// A link that held this long counts as good: the next failure starts the
 /// backoff over instead of continuing it.
 const STABLE_LINK: Duration = Duration::from_secs(10);
@@ -150,9 +152,10 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) {
     let mut backoff = Backoff::for_link();
-    // A reply whose write failed when the link broke: written first after
-    // relinking, so the user still gets it (possibly twice, never zero times).
-    let mut unsent: Option<Element> = None;
+    // Replies whose write failed when the link broke: written first after
+    // relinking, so the user still gets them (possibly twice, never zero
+    // times).
+    let mut unsent: Vec<Element> = Vec::new();
     // A stanza read while the dispatcher was full: handed over first, on
     // this connection or the next.
     let mut held: Option<Element> = None;
@@ -209,7 +212,7 @@ pub async fn run(
             () = shutdown.recv() => break,
         }
     }
-    let lost = outbound.len() + usize::from(unsent.is_some());
+    let lost = outbound.len() + unsent.len();
     if lost > 0 {
         warn!(
             replies = lost,
@@ -316,15 +319,15 @@ async fn session(
     settings: &LinkSettings,
     inbound: &mpsc::Sender<Element>,
     outbound: &mut mpsc::UnboundedReceiver<Element>,
-    unsent: &mut Option<Element>,
+    unsent: &mut Vec<Element>,
     held: &mut Option<Element>,
 ) -> SessionEnd {
-    if let Some(element) = unsent.take()
-        && let Err(cause) = write(stream, &element).await
+    if !unsent.is_empty()
+        && let Err(cause) = write(stream, unsent).await
     {
-        *unsent = Some(element);
         return SessionEnd::Lost(cause);
     }
+    unsent.clear();
     let mut ping_timer = tokio::time::interval_at(
         Instant::now() + settings.ping_interval,
         settings.ping_interval,
@@ -376,11 +379,19 @@ async fn session(
                 }
             },
             reply = outbound.recv() => match reply {
-                Some(element) => {
-                    if let Err(cause) = write(stream, &element).await {
-                        *unsent = Some(element);
+                Some(first) => {
+                    // Replies that are ready go out together, in one flush.
+                    unsent.push(first);
+                    while unsent.len() < WRITE_BATCH {
+                        match outbound.try_recv() {
+                            Ok(next) => unsent.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(cause) = write(stream, unsent).await {
                         return SessionEnd::Lost(cause);
                     }
+                    unsent.clear();
                 }
                 None => {
                     // Every reply is written: close our side and let the
@@ -403,9 +414,16 @@ async fn session(
     }
 }
 
-/// Writes one element, bounded in time so a stuck server cannot stall us.
-async fn write(stream: &mut ComponentStream, element: &Element) -> Result<(), LinkError> {
-    match timeout(WRITE_TIMEOUT, stream.send(element)).await {
+/// Writes elements and flushes once, bounded in time so a stuck server
+/// cannot stall us.
+async fn write(stream: &mut ComponentStream, elements: &[Element]) -> Result<(), LinkError> {
+    let writing = async {
+        for element in elements {
+            stream.feed(element).await?;
+        }
+        SinkExt::<&Element>::flush(stream).await
+    };
+    match timeout(WRITE_TIMEOUT, writing).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(LinkError::TimedOut("writing to the server")),
     }
@@ -425,7 +443,7 @@ async fn ping(stream: &mut ComponentStream, domain: &str) -> Result<(), LinkErro
         )
         .append(Element::bare("ping", PING_NS))
         .build();
-    write(stream, &ping).await
+    write(stream, std::slice::from_ref(&ping)).await
 }
 
 /// Whether `element` is one of our own pings (or an answer to one) coming
