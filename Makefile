@@ -12,9 +12,14 @@ setup:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p xmpp-lambda-shared --no-default-features --all-targets -- -D warnings
 
 test: setup lint
-	cargo nextest run --workspace --no-fail-fast
+	@if cargo nextest --version >/dev/null 2>&1; then \
+	  cargo nextest run --workspace --no-fail-fast; \
+	else \
+	  cargo test --workspace --no-fail-fast; \
+	fi
 	scripts/validate-template.sh
 
 demo: setup
