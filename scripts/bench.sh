@@ -69,6 +69,7 @@ cpu_seconds() {
   ticks=$(sed -e 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}')
   awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / hz }'
 }
+delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 # VmRSS or VmHWM of PID in KiB.
 mem_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 
@@ -179,12 +180,17 @@ if COMPONENT_POST_URL=$ECHO_URL start_connector http "$CONNECTOR_LOG"; then
   for level in "${LEVELS[@]}"; do
     s=${level%x*}; w=${level#*x}
     log "echo ${s}x${w}: $ECHO_COUNT round trips through Prosody, the connector and the bot"
-    cpu0=$(cpu_seconds "$CONNECTOR_PID"); pcpu0=$(cpu_seconds "$PROSODY_PID")
+    cpu0=$(cpu_seconds "$CONNECTOR_PID"); pcpu0=$(cpu_seconds "$PROSODY_PID"); bcpu0=$(cpu_seconds "$ECHO_PID")
     xmpp=$(loadgen --mode message --target echo@bot.localhost --sessions "$s" --in-flight "$w" \
       --count "$ECHO_COUNT" --warmup 10)
-    cpu1=$(cpu_seconds "$CONNECTOR_PID"); pcpu1=$(cpu_seconds "$PROSODY_PID")
+    cpu1=$(cpu_seconds "$CONNECTOR_PID"); pcpu1=$(cpu_seconds "$PROSODY_PID"); bcpu1=$(cpu_seconds "$ECHO_PID")
     rss=$(mem_kib "$CONNECTOR_PID" VmRSS); hwm=$(mem_kib "$CONNECTOR_PID" VmHWM)
-    record echo "{\"level\":\"$level\",\"xmpp\":$xmpp,\"connector_cpu_s\":$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{print b-a}'),\"prosody_cpu_s\":$(awk -v a="$pcpu0" -v b="$pcpu1" 'BEGIN{print b-a}'),\"rss_kib\":$rss,\"hwm_kib\":$hwm}"
+    record echo "{\"level\":\"$level\",\"xmpp\":$xmpp,\"connector_cpu_s\":$(delta "$cpu0" "$cpu1"),\"prosody_cpu_s\":$(delta "$pcpu0" "$pcpu1"),\"bot_cpu_s\":$(delta "$bcpu0" "$bcpu1"),\"rss_kib\":$rss,\"hwm_kib\":$hwm}"
+    log "message to self ${s}x${w}: Prosody's own routing, no component"
+    pcpu0=$(cpu_seconds "$PROSODY_PID")
+    self=$(loadgen --mode message --target 'load{n}@localhost' --sessions "$s" --in-flight "$w" \
+      --count "$ECHO_COUNT" --warmup 10)
+    record self "{\"level\":\"$level\",\"xmpp\":$self,\"prosody_cpu_s\":$(delta "$pcpu0" "$(cpu_seconds "$PROSODY_PID")")}"
     log "direct HTTP ${s}x${w}: the same bot without XMPP"
     record direct_http "{\"level\":\"$level\",\"http\":$(loadgen --mode http --http-url "$ECHO_URL" \
       --target echo@bot.localhost --sessions "$s" --in-flight "$w" --count "$ECHO_COUNT" --warmup 10)}"

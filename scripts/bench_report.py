@@ -63,28 +63,47 @@ def main():
 
     echo = by.get("echo", [])
     direct = {d["level"]: d["http"] for d in by.get("direct_http", [])}
+    to_self = {d["level"]: d for d in by.get("self", [])}
     summary["echo"] = []
     for e in echo:
-        x, h = e["xmpp"], direct.get(e["level"])
-        entry = {"level": e["level"], "xmpp": x, "direct_http": h,
-                 "connector_cpu_s": e["connector_cpu_s"], "prosody_cpu_s": e["prosody_cpu_s"],
-                 "connector_rss_kib": e["rss_kib"], "connector_hwm_kib": e["hwm_kib"]}
+        x, h, me = e["xmpp"], direct.get(e["level"]), to_self.get(e["level"])
         n = max(x["round_trips"] + x["errors"], 1)
-        entry["connector_cpu_s_per_10k"] = e["connector_cpu_s"] * 10000 / n
-        entry["prosody_cpu_s_per_10k"] = e["prosody_cpu_s"] * 10000 / n
+        per10k = lambda cpu: cpu * 10000 / n if cpu is not None else None
+        entry = {"level": e["level"], "xmpp": x, "direct_http": h,
+                 "self_message": me["xmpp"] if me else None,
+                 "connector_cpu_s_per_10k": per10k(e["connector_cpu_s"]),
+                 "prosody_cpu_s_per_10k": per10k(e["prosody_cpu_s"]),
+                 "bot_cpu_s_per_10k": per10k(e.get("bot_cpu_s")),
+                 "generator_cpu_s_per_10k": per10k(x.get("generator_cpu_s")),
+                 "connector_rss_kib": e["rss_kib"], "connector_hwm_kib": e["hwm_kib"]}
         if h and h["p50_ms"] is not None and x["p50_ms"] is not None:
             entry["added_p50_ms"] = x["p50_ms"] - h["p50_ms"]
             entry["added_p99_ms"] = x["p99_ms"] - h["p99_ms"]
+            if me and me["xmpp"]["p50_ms"] is not None and e["level"] == "1x1":
+                # Echo crosses Prosody twice (c2s->component, component->c2s),
+                # a message to self once; only meaningful without queueing (1x1).
+                entry["connector_alone_p50_ms_est"] = (
+                    x["p50_ms"] - h["p50_ms"] - 2 * me["xmpp"]["p50_ms"])
         summary["echo"].append(entry)
         rows.append(("echo via Prosody + connector", e["level"], x["rate_per_s"], x["p50_ms"], x["p99_ms"],
-                     f"CPU/10k: connector {fmt(entry['connector_cpu_s_per_10k'])} s, "
-                     f"Prosody {fmt(entry['prosody_cpu_s_per_10k'])} s" + failures(x)))
+                     f"CPU s/10k: connector {fmt(entry['connector_cpu_s_per_10k'])}, "
+                     f"Prosody {fmt(entry['prosody_cpu_s_per_10k'])}, bot {fmt(entry['bot_cpu_s_per_10k'])}, "
+                     f"generator {fmt(entry['generator_cpu_s_per_10k'])}" + failures(x)))
         if h:
             rows.append(("echo bot, direct HTTP", e["level"], h["rate_per_s"], h["p50_ms"], h["p99_ms"],
                          failures(h).lstrip("; ")))
+        if me:
+            m = me["xmpp"]
+            rows.append(("message to self (Prosody alone)", e["level"], m["rate_per_s"], m["p50_ms"], m["p99_ms"],
+                         f"Prosody CPU s/10k {fmt(me['prosody_cpu_s'] * 10000 / max(m['round_trips'], 1))}"
+                         + failures(m)))
         if "added_p50_ms" in entry:
-            rows.append(("  added by XMPP path (difference)", e["level"], None,
-                         entry["added_p50_ms"], entry["added_p99_ms"], ""))
+            note = ""
+            if "connector_alone_p50_ms_est" in entry:
+                note = (f"connector alone p50 ~ {entry['connector_alone_p50_ms_est']:.3f} ms "
+                        "(echo - HTTP - 2 x self)")
+            rows.append(("  added by XMPP path (echo - HTTP)", e["level"], None,
+                         entry["added_p50_ms"], entry["added_p99_ms"], note))
     if "echo_unavailable" in by:
         rows.append(("echo via Prosody + connector", "-", None, None, None, "not available: connector did not start"))
 
@@ -149,16 +168,20 @@ def failures(summary):
 
 
 def create_queue(endpoint, name):
-    """CreateQueue through the query protocol, which every SQS server speaks."""
-    import re
-    import urllib.parse
+    """CreateQueue in SQS's JSON protocol. moto picks the service from the
+    credential scope, so an unsigned Authorization header naming sqs is enough."""
     import urllib.request
-    data = urllib.parse.urlencode({"Action": "CreateQueue", "QueueName": name}).encode()
-    with urllib.request.urlopen(urllib.request.Request(endpoint + "/", data=data), timeout=10) as r:
-        match = re.search(r"<QueueUrl>(.*?)</QueueUrl>", r.read().decode())
-    if not match:
+    request = urllib.request.Request(endpoint + "/", data=json.dumps({"QueueName": name}).encode(), headers={
+        "X-Amz-Target": "AmazonSQS.CreateQueue",
+        "Content-Type": "application/x-amz-json-1.0",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/sqs/aws4_request, "
+                         "SignedHeaders=host, Signature=0",
+    })
+    with urllib.request.urlopen(request, timeout=10) as r:
+        url = json.loads(r.read()).get("QueueUrl")
+    if not url:
         sys.exit("CreateQueue returned no QueueUrl")
-    print(match.group(1))
+    print(url)
 
 
 if __name__ == "__main__":

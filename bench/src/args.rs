@@ -24,7 +24,9 @@ Flags:
                          (default load{n})
   --password PW          password of every user (default load-pw)
   --prosody-config FILE  register the users first with `prosodyctl --config FILE register`
-  --target JID           where messages go, any JID (required for --mode message)
+  --target JID           where messages go, any JID (required for --mode message);
+                         {n} is replaced by the session number, so load{n}@DOMAIN
+                         sends each session's messages to itself (Prosody alone)
   --http-url URL         the bot's URL (required for --mode http; http:// only)
   --sessions N           concurrent sessions (default 1)
   --in-flight N          requests outstanding per session (default 1)
@@ -91,6 +93,14 @@ impl Options {
     /// The user name of session `n`.
     pub fn user(&self, n: usize) -> String {
         self.user_pattern.replace("{n}", &n.to_string())
+    }
+
+    /// The target JID of session `n` (`{n}` in the target becomes the session number).
+    pub fn target_of(&self, n: usize) -> String {
+        self.target
+            .as_deref()
+            .unwrap_or_default()
+            .replace("{n}", &n.to_string())
     }
 }
 
@@ -231,6 +241,8 @@ mod tests {
         assert_eq!((opts.sessions, opts.in_flight), (4, 8));
         assert_eq!(opts.count, Some(50));
         assert_eq!(opts.user(3), "u3");
+        let opts = parse(args(&["--target", "load{n}@localhost"])).expect("valid flags");
+        assert_eq!(opts.target_of(7), "load7@localhost");
         assert!(opts.json);
     }
 

@@ -99,10 +99,10 @@ impl HttpSlots {
             opts.domain,
             self.session
         );
-        let to = opts
-            .target
-            .clone()
-            .unwrap_or_else(|| "echo@bot.localhost".into());
+        let to = match opts.target_of(self.session) {
+            target if target.is_empty() => "echo@bot.localhost".to_owned(),
+            target => target,
+        };
         let slots = self.senders.into_iter().enumerate().map(|(slot, sender)| {
             let endpoint = &self.endpoint;
             let (from, to) = (&from, &to);

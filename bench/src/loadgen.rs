@@ -151,7 +151,7 @@ async fn run_session(
         if opts.warmup > 0 {
             let warmup = Budget::new(Some(opts.warmup), None);
             let mut ignored = Tally::default();
-            drive(&mut conn, opts, &warmup, &mut ignored, 0).await?;
+            drive(n, &mut conn, opts, &warmup, &mut ignored, 0).await?;
         }
         Ok::<_, XmppError>(conn)
     }
@@ -162,7 +162,7 @@ async fn run_session(
         .await;
     let result = match prepared {
         Ok(mut conn) => {
-            let driven = drive(&mut conn, opts, budget, &mut tally, opts.warmup).await;
+            let driven = drive(n, &mut conn, opts, budget, &mut tally, opts.warmup).await;
             conn.close().await;
             driven
         }
@@ -179,6 +179,7 @@ async fn run_session(
 /// Keeps `in_flight` requests outstanding on one stream until the budget
 /// is spent and every request is answered or timed out.
 async fn drive(
+    session: usize,
     conn: &mut XmppConnection,
     opts: &Options,
     budget: &Budget,
@@ -189,7 +190,7 @@ async fn drive(
     let mut outstanding: HashMap<u64, Instant> = HashMap::with_capacity(opts.in_flight);
     let mut next_seq = first_seq;
     let padding = "x".repeat(opts.size);
-    let target = xmpp::escape(opts.target.as_deref().unwrap_or(""));
+    let target = xmpp::escape(&opts.target_of(session));
     let domain = xmpp::escape(&opts.domain);
     let mut out = String::with_capacity(4096);
     loop {
