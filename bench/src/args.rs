@@ -241,9 +241,9 @@ mod tests {
         assert_eq!((opts.sessions, opts.in_flight), (4, 8));
         assert_eq!(opts.count, Some(50));
         assert_eq!(opts.user(3), "u3");
-        let opts = parse(args(&["--target", "load{n}@localhost"])).expect("valid flags");
-        assert_eq!(opts.target_of(7), "load7@localhost");
         assert!(opts.json);
+        let per_session = parse(args(&["--target", "load{n}@localhost"])).expect("valid flags");
+        assert_eq!(per_session.target_of(7), "load7@localhost");
     }
 
     #[test]
