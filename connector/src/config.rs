@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use xmpp_lambda_shared::StanzaKind;
 
+use crate::sigv4::{SigningMode, SigningOptions, is_region_name};
+
 /// The text `--help` prints.
 pub const HELP: &str = "\
 xmpp-lambda-connector: an XMPP component (XEP-0114) that hands every stanza
@@ -31,6 +33,13 @@ keys are the lower-case names below; the environment wins.
   COMPONENT_POST_TIMEOUT  seconds to wait for the bot [default: 30]
   COMPONENT_PING_INTERVAL seconds between keepalive pings on the link
                           [default: 60]
+  COMPONENT_POST_SIGV4    sign requests with AWS SigV4 (for a Function URL
+                          with AuthType AWS_IAM): auto, on or off; auto signs
+                          when the URL is <id>.lambda-url.<region>.on.aws
+                          [default: auto]
+  COMPONENT_POST_SIGV4_REGION
+                          the region to sign for [default: the Function
+                          URL's, else the AWS SDK's (AWS_REGION, profile)]
   REQUEST_QUEUE_URL       SQS queue for requests (required for sqs)
   REPLY_QUEUE_URL         SQS queue for replies (required for sqs)
   LOG_FORMAT              text or json [default: text]
@@ -39,6 +48,9 @@ Environment only:
   RUST_LOG                log filter, e.g. info or xmpp_lambda_connector=debug
                           [default: info]
   AWS_REGION, AWS_ENDPOINT_URL, ...  the AWS SDK's own variables (sqs)
+  AWS_ACCESS_KEY_ID, AWS_PROFILE, ...  credentials for SQS and SigV4, from
+                          the AWS SDK's default chain (environment, profile,
+                          SSO, web identity, ECS, EC2 instance metadata)
 
 Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT), 2 for a missing
 or invalid option.
@@ -56,6 +68,8 @@ const OPTIONS: &[&str] = &[
     "POST_STANZA_TYPES",
     "COMPONENT_POST_TIMEOUT",
     "COMPONENT_PING_INTERVAL",
+    "COMPONENT_POST_SIGV4",
+    "COMPONENT_POST_SIGV4_REGION",
     "REQUEST_QUEUE_URL",
     "REPLY_QUEUE_URL",
     "LOG_FORMAT",
@@ -166,6 +180,9 @@ pub struct Config {
     /// How often to ping the server so an idle link stays up and a dead
     /// one is noticed.
     pub ping_interval: Duration,
+    /// Whether and for which region http requests are SigV4-signed, for a
+    /// Function URL that only IAM-authorised callers may invoke.
+    pub post_signing: SigningOptions,
     /// How log lines are written.
     pub log_format: LogFormat,
 }
@@ -328,6 +345,7 @@ impl Config {
         };
         let post_timeout = parse_seconds(sources, "COMPONENT_POST_TIMEOUT", 30)?;
         let ping_interval = parse_seconds(sources, "COMPONENT_PING_INTERVAL", 60)?;
+        let post_signing = parse_signing(sources)?;
         let log_format = match sources.get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -341,6 +359,7 @@ impl Config {
             forwarded_kinds,
             post_timeout,
             ping_interval,
+            post_signing,
             log_format,
         })
     }
@@ -423,6 +442,26 @@ fn parse_kinds(option: &'static str, list: &str) -> Result<HashSet<StanzaKind>, 
         return Err(invalid(option, list, expected));
     }
     Ok(kinds)
+}
+
+fn parse_signing(sources: &Sources<'_>) -> Result<SigningOptions, ConfigError> {
+    let mode = match sources.get("COMPONENT_POST_SIGV4").as_deref() {
+        None | Some("auto") => SigningMode::Auto,
+        Some("on") => SigningMode::On,
+        Some("off") => SigningMode::Off,
+        Some(other) => return Err(invalid("COMPONENT_POST_SIGV4", other, "auto, on or off")),
+    };
+    let region = match sources.get("COMPONENT_POST_SIGV4_REGION") {
+        Some(region) if !is_region_name(&region) => {
+            return Err(invalid(
+                "COMPONENT_POST_SIGV4_REGION",
+                &region,
+                "an AWS region such as eu-west-1",
+            ));
+        }
+        region => region,
+    };
+    Ok(SigningOptions { mode, region })
 }
 
 /// A positive number of seconds, fractions allowed (tests use short ones).
@@ -534,6 +573,8 @@ mod tests {
         assert_eq!(config.forwarded_kinds, HashSet::from([StanzaKind::Message]));
         assert_eq!(config.post_timeout, Duration::from_secs(30));
         assert_eq!(config.ping_interval, Duration::from_secs(60));
+        assert_eq!(config.post_signing, SigningOptions::default());
+        assert_eq!(config.post_signing.mode, SigningMode::Auto);
         assert_eq!(config.log_format, LogFormat::Text);
     }
 
@@ -642,6 +683,14 @@ mod tests {
                 &[("LOG_FORMAT", "xml")],
                 r#"LOG_FORMAT "xml" is invalid: expected text or json"#,
             ),
+            (
+                &[("COMPONENT_POST_SIGV4", "yes")],
+                r#"COMPONENT_POST_SIGV4 "yes" is invalid: expected auto, on or off"#,
+            ),
+            (
+                &[("COMPONENT_POST_SIGV4_REGION", "EU West 1")],
+                r#"COMPONENT_POST_SIGV4_REGION "EU West 1" is invalid: expected an AWS region such as eu-west-1"#,
+            ),
         ];
         for (env, line) in cases {
             assert_eq!(error(&[], &with(env)), *line);
@@ -657,7 +706,16 @@ mod tests {
                 ("COMPONENT_POST_STANZAS", "message, presence,iq"),
                 ("COMPONENT_POST_TIMEOUT", "0.5"),
                 ("LOG_FORMAT", "json"),
+                ("COMPONENT_POST_SIGV4", "on"),
+                ("COMPONENT_POST_SIGV4_REGION", "eu-west-1"),
             ]),
+        );
+        assert_eq!(
+            config.post_signing,
+            SigningOptions {
+                mode: SigningMode::On,
+                region: Some("eu-west-1".into()),
+            }
         );
         assert_eq!(config.component_server, "[::1]:5347");
         assert_eq!(
@@ -708,13 +766,15 @@ mod tests {
              component_post_url = \"http://127.0.0.1:9/file\"\n\
              component_post_timeout = 5\n\
              component_post_stanzas = [\"message\", \"iq\"]\n\
-             component_ping_interval = 2.5\n",
+             component_ping_interval = 2.5\n\
+             component_post_sigv4 = \"off\"\n",
         );
         let from_file = config(&["--config", file.arg()], &[]);
         assert_eq!(from_file.component_domain, "file.example.com");
         assert_eq!(from_file.component_secret.expose(), "from-file");
         assert_eq!(from_file.post_timeout, Duration::from_secs(5));
         assert_eq!(from_file.ping_interval, Duration::from_millis(2500));
+        assert_eq!(from_file.post_signing.mode, SigningMode::Off);
         assert_eq!(
             from_file.forwarded_kinds,
             HashSet::from([StanzaKind::Message, StanzaKind::Iq])

@@ -5,6 +5,7 @@
 //! * [`link`]: the component link to the XMPP server, kept up forever.
 //! * [`dispatch`]: auto-answers, and requests to the bot in conversation order.
 //! * [`transport`]: how requests reach the bot (http).
+//! * [`sigv4`]: AWS SigV4 signatures for Function URLs with IAM auth.
 //! * [`shutdown`]: the one signal that winds everything down.
 
 mod backoff;
@@ -12,6 +13,7 @@ mod config;
 mod dispatch;
 mod link;
 mod shutdown;
+mod sigv4;
 mod transport;
 
 use config::{Command, Config, LogFormat, TransportConfig};
@@ -97,7 +99,8 @@ async fn run(config: Config) -> ExitCode {
     };
     let transport = match &config.transport {
         TransportConfig::Http { post_url } => {
-            match HttpTransport::new(post_url.0.clone(), config.post_timeout) {
+            let signer = sigv4::RequestSigner::for_post_url(&post_url.0, &config.post_signing);
+            match HttpTransport::new(post_url.0.clone(), config.post_timeout, signer) {
                 Ok(http) => Transport::Http(http),
                 Err(e) => {
                     error!(error = %e, "cannot build the HTTP client");

@@ -10,6 +10,8 @@
 //!   every request it receives.
 //! - [`Connector`]: the product's connector binary with captured logs.
 //! - [`Moto`]: moto's SQS server.
+//! - [`sigv4`]: an independent AWS SigV4 signature checker for a bot that
+//!   stands in for a Function URL with IAM auth.
 
 mod bot_server;
 mod component_probe;
@@ -19,6 +21,7 @@ mod moto;
 mod net;
 mod process;
 mod prosody;
+pub mod sigv4;
 mod temp_dir;
 mod xmpp_client;
 mod xmpp_server;

@@ -3,8 +3,13 @@
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 use std::time::Duration;
-use tracing::warn;
+use tracing::{info, warn};
 use xmpp_lambda_shared::{BotResponse, Request};
+
+use crate::sigv4::RequestSigner;
+
+/// The content type of every request.
+const JSON: &str = "application/json";
 
 /// The most of a bot's answer that is read. A reply is at most
 /// [`xmpp_lambda_shared::MAX_BODY_BYTES`] of text plus JSON around it; a
@@ -19,24 +24,64 @@ pub struct HttpTransport {
     client: reqwest::Client,
     /// Where requests are POSTed.
     url: Url,
+    /// Signs each request for a Function URL with `AuthType: AWS_IAM`;
+    /// `None` sends them unsigned. Boxed: it is large and most
+    /// deployments do not sign.
+    signer: Option<Box<RequestSigner>>,
 }
 
 impl HttpTransport {
     /// A transport posting to `url`; an answer that takes longer than
-    /// `timeout` (connecting included) counts as no response.
-    pub fn new(url: Url, timeout: Duration) -> Result<HttpTransport, reqwest::Error> {
+    /// `timeout` (connecting included) counts as no response. With a
+    /// `signer`, every request is SigV4-signed.
+    pub fn new(
+        url: Url,
+        timeout: Duration,
+        signer: Option<RequestSigner>,
+    ) -> Result<HttpTransport, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(HttpTransport { client, url })
+        if let Some(signer) = &signer {
+            info!(
+                service = crate::sigv4::LAMBDA_SERVICE,
+                region = signer.configured_region().unwrap_or("from the AWS SDK"),
+                "requests to the bot are SigV4-signed"
+            );
+        }
+        Ok(HttpTransport {
+            client,
+            url,
+            signer: signer.map(Box::new),
+        })
     }
 
     /// POSTs the request as JSON and returns the bot's status, content type
     /// and body, or no response on a connect failure or timeout.
     pub async fn exchange(&self, request: &Request) -> BotResponse {
-        match self.post(request).await {
+        let body = match serde_json::to_vec(request) {
+            Ok(body) => body,
+            Err(error) => {
+                warn!(%error, from = %request.from, to = %request.to, "cannot encode the request");
+                return BotResponse::no_response();
+            }
+        };
+        let mut post = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, JSON);
+        if let Some(signer) = &self.signer {
+            // The signer logs its failure itself, once.
+            let Ok(headers) = signer.signing_headers(&self.url, JSON, &body).await else {
+                return BotResponse::no_response();
+            };
+            for (name, value) in headers {
+                post = post.header(name, value);
+            }
+        }
+        match Self::post(post.body(body)).await {
             Ok(response) => response,
             Err(error) => {
                 // The URL may carry a token: keep it out of the log.
@@ -47,14 +92,8 @@ impl HttpTransport {
         }
     }
 
-    async fn post(&self, request: &Request) -> Result<BotResponse, reqwest::Error> {
-        // `json` sets `Content-Type: application/json`.
-        let mut response = self
-            .client
-            .post(self.url.clone())
-            .json(request)
-            .send()
-            .await?;
+    async fn post(post: reqwest::RequestBuilder) -> Result<BotResponse, reqwest::Error> {
+        let mut response = post.send().await?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()
