@@ -108,6 +108,12 @@ fn checker_accepts_the_published_vanilla_signatures() {
         last.push(flipped);
         assert!(sigv4::verify(&wrong_signature, &key).is_err());
 
+        // The body is signed through its hash, even with no
+        // x-amz-content-sha256 header.
+        let mut other_body = request.clone();
+        other_body.body = b"{}".to_vec();
+        assert!(sigv4::verify(&other_body, &key).is_err());
+
         let wrong_secret = SigV4Key {
             secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEZ".into(),
             ..key.clone()
