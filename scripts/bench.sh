@@ -84,6 +84,7 @@ if ! cargo build --release -q -p xmpp-lambda-bench -p xmpp-lambda-connector -p x
 fi
 BIN=$ROOT/target/release
 LOADGEN=$BIN/xmpp-loadgen
+BUILD_S=$(($(date +%s) - STARTED))
 
 # ---------------------------------------------------------------- Prosody
 C2S_PORT=$(free_port)
@@ -249,6 +250,7 @@ fi
 FUNCTION_BIN=$BIN/bootstrap
 if [ -x "$ROOT/.venv/bin/cargo-lambda" ]; then
   log "cargo lambda build --release (zip)"
+  lambda_started=$(date +%s)
   if cargo lambda build --release -q -p xmpp-lambda-function --output-format zip >"$WORK/lambda-build.log" 2>&1; then
     zip=$ROOT/target/lambda/bootstrap/bootstrap.zip
     record zip "{\"bytes\":$(stat -c %s "$zip")}"
@@ -257,6 +259,7 @@ if [ -x "$ROOT/.venv/bin/cargo-lambda" ]; then
     log "cargo lambda build failed: zip size not available"
     tail -5 "$WORK/lambda-build.log" >&2 || true
   fi
+  BUILD_S=$((BUILD_S + $(date +%s) - lambda_started))
 fi
 if [ -x "$FUNCTION_BIN" ]; then
   log "function init: $INIT_RUNS cold starts of $FUNCTION_BIN"
@@ -269,4 +272,5 @@ fi
 
 # ---------------------------------------------------------------- report
 ELAPSED=$(($(date +%s) - STARTED))
+record timing "{\"total_s\":$ELAPSED,\"build_s\":$BUILD_S}"
 python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$OUT/results.json" "$ELAPSED" "$QUICK"

@@ -138,10 +138,13 @@ def main():
     rows.append(("function release zip", "-", None, None, None,
                  f"{zip_['bytes'] / 1e6:.2f} MB" if zip_ else "not available"))
 
+    timing = (by.get("timing") or [{}])[0]
+    summary["timing"] = timing
     m = summary["machine"]
     print()
     print(f"xmpp-lambda benchmark{' (QUICK: tiny counts, figures not meaningful)' if quick else ''}: "
-          f"{m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Prosody {m['prosody']}, {elapsed} s")
+          f"{m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Prosody {m['prosody']}; "
+          f"{elapsed} s ({timing.get('build_s', '?')} s building)")
     header = ("figure", "level", "rt/s", "p50 ms", "p99 ms", "notes")
     table = [header] + [(r[0], r[1], fmt(r[2], 0), fmt(r[3], 3), fmt(r[4], 3), r[5]) for r in rows]
     widths = [max(len(str(r[i])) for r in table) for i in range(5)]
