@@ -8,9 +8,15 @@
 //! run alongside. A [`Semaphore`] bounds the requests accepted but not yet
 //! answered: at the limit the dispatcher stops reading, so new stanzas wait
 //! in the link instead of being dropped.
+//!
+//! With the sqs transport a request is done once it is on the request
+//! queue: its permit is released then, and its reply arrives later through
+//! the reply poller. A conversation's next request is queued only after the
+//! previous one is, which keeps a FIFO queue's order.
 
+use crate::link::Outbound;
 use crate::shutdown::Shutdown;
-use crate::transport::Transport;
+use crate::transport::{Forwarded, Transport};
 use minidom::Element;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -43,7 +49,7 @@ struct Shared {
     /// The way to the bot.
     transport: Transport,
     /// The link's writer; it outlives reconnects.
-    writer: mpsc::UnboundedSender<Element>,
+    writer: mpsc::UnboundedSender<Outbound>,
     /// The waiting requests of each conversation that has a task running.
     /// A conversation is in the map exactly while its task runs; the task
     /// removes it, under this lock, once its queue is empty.
@@ -54,7 +60,8 @@ struct Shared {
 struct Job {
     /// What the bot gets.
     request: Request,
-    /// Held until the reply is queued for writing.
+    /// Held until the reply is queued for writing (http), or the request
+    /// is on the request queue (sqs).
     _permit: OwnedSemaphorePermit,
     /// When the stanza arrived, for the latency in the log.
     received_at: Instant,
@@ -65,7 +72,7 @@ impl Dispatcher {
         domain: String,
         forwarded_kinds: HashSet<StanzaKind>,
         transport: Transport,
-        writer: mpsc::UnboundedSender<Element>,
+        writer: mpsc::UnboundedSender<Outbound>,
     ) -> Dispatcher {
         Dispatcher {
             shared: Arc::new(Shared {
@@ -240,10 +247,26 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Asks the bot and queues the stanzas its answer turns into.
+    /// Asks the bot and queues the stanzas its answer turns into; with the
+    /// sqs transport, puts the request on the request queue.
     async fn answer(&self, job: Job) {
         let request = &job.request;
-        let response = self.transport.exchange(request).await;
+        let response = match self.transport.forward(request).await {
+            Forwarded::Answered(response) => response,
+            Forwarded::Queued => return,
+            Forwarded::NotQueued => {
+                // Never silence: the sender learns to try again later.
+                let spec = StanzaErrorSpec::new(
+                    ErrorType::Wait,
+                    "remote-server-timeout",
+                    Some("The bot's request queue cannot be reached"),
+                );
+                if let Some(error) = error_reply(request, &spec) {
+                    self.write(error);
+                }
+                return;
+            }
+        };
         let (stanzas, refused) = stanzas_to_send(request, &response, &self.domain, &mut || {
             uuid::Uuid::new_v4().to_string()
         });
@@ -267,7 +290,7 @@ impl Shared {
     /// Queues a stanza for the link. The link only goes away at the very
     /// end of a shutdown, when nothing can be delivered anyway.
     fn write(&self, stanza: Element) {
-        if self.writer.send(stanza).is_err() {
+        if self.writer.send(Outbound::stanza(stanza)).is_err() {
             debug!("link has stopped; stanza not written");
         }
     }

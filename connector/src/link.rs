@@ -11,7 +11,10 @@
 //! dispatcher, writes replies from one channel that outlives every
 //! connection (a reply made while the link is down is written after it is
 //! back), pings the server so an idle link never times out, and reconnects
-//! with backoff when the link is lost.
+//! with backoff when the link is lost. It tells whoever listens whether the
+//! link is up (the sqs reply poller only polls while it is), and confirms a
+//! write to whoever asked ([`Outbound::acknowledged`]) once the stanza is
+//! flushed to the server.
 
 use crate::backoff::Backoff;
 use crate::config::Secret;
@@ -25,7 +28,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::BufStream;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout};
 use tokio_xmpp::parsers::component::Handshake;
 use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
@@ -56,6 +59,51 @@ const STABLE_LINK: Duration = Duration::from_secs(10);
 
 /// An established component stream carrying plain elements.
 type ComponentStream = XmlStream<BufStream<TcpStream>, Element>;
+
+/// One stanza for the link to write.
+#[derive(Debug)]
+pub struct Outbound {
+    /// What is written.
+    stanza: Element,
+    /// Fired once the stanza (and everything queued before it) is written
+    /// and flushed to the server: the sqs transport deletes a reply from
+    /// its queue only then. Dropped unfired when the stanza is never
+    /// written (the connector stopped while the link was down).
+    written: Option<oneshot::Sender<()>>,
+}
+
+impl Outbound {
+    /// A stanza nobody waits on.
+    pub fn stanza(stanza: Element) -> Outbound {
+        Outbound {
+            stanza,
+            written: None,
+        }
+    }
+
+    /// A stanza whose write is confirmed through `written`.
+    pub fn acknowledged(stanza: Element, written: oneshot::Sender<()>) -> Outbound {
+        Outbound {
+            stanza,
+            written: Some(written),
+        }
+    }
+}
+
+/// The stanzas of `items`, to write them.
+fn stanzas_of(items: &[Outbound]) -> Vec<&Element> {
+    items.iter().map(|item| &item.stanza).collect()
+}
+
+/// Confirms every write of `items` (all of them are flushed) and empties it.
+fn acknowledge(items: &mut Vec<Outbound>) {
+    for item in items.drain(..) {
+        if let Some(written) = item.written {
+            // Whoever asked may have given up waiting; nothing to do then.
+            let _ = written.send(());
+        }
+    }
+}
 
 /// What the link needs to know.
 #[derive(Debug, Clone)]
@@ -142,20 +190,21 @@ enum SessionEnd {
 }
 
 /// Keeps the link up until shutdown. Stanzas read go to `inbound`; the
-/// elements from `outbound` are written. Returns once shutdown has started
-/// and either every sender of `outbound` is gone and all was written, or the
-/// link is down.
+/// elements from `outbound` are written; `link_up` says whether the link is
+/// established. Returns once shutdown has started and either every sender
+/// of `outbound` is gone and all was written, or the link is down.
 pub async fn run(
     settings: LinkSettings,
     inbound: mpsc::Sender<Element>,
-    mut outbound: mpsc::UnboundedReceiver<Element>,
+    mut outbound: mpsc::UnboundedReceiver<Outbound>,
+    link_up: watch::Sender<bool>,
     mut shutdown: Shutdown,
 ) {
     let mut backoff = Backoff::for_link();
     // Replies whose write failed when the link broke: written first after
     // relinking, so the user still gets them (possibly twice, never zero
     // times).
-    let mut unsent: Vec<Element> = Vec::new();
+    let mut unsent: Vec<Outbound> = Vec::new();
     // A stanza read while the dispatcher was full: handed over first, on
     // this connection or the next.
     let mut held: Option<Element> = None;
@@ -168,6 +217,7 @@ pub async fn run(
             Ok(mut stream) => {
                 let linked_at = Instant::now();
                 info!(server = %settings.server, domain = %settings.domain, "component link established");
+                link_up.send_replace(true);
                 let end = session(
                     &mut stream,
                     &settings,
@@ -177,6 +227,7 @@ pub async fn run(
                     &mut held,
                 )
                 .await;
+                link_up.send_replace(false);
                 match end {
                     SessionEnd::Finished => {
                         info!("component link closed");
@@ -318,16 +369,16 @@ async fn session(
     stream: &mut ComponentStream,
     settings: &LinkSettings,
     inbound: &mpsc::Sender<Element>,
-    outbound: &mut mpsc::UnboundedReceiver<Element>,
-    unsent: &mut Vec<Element>,
+    outbound: &mut mpsc::UnboundedReceiver<Outbound>,
+    unsent: &mut Vec<Outbound>,
     held: &mut Option<Element>,
 ) -> SessionEnd {
     if !unsent.is_empty()
-        && let Err(cause) = write(stream, unsent).await
+        && let Err(cause) = write(stream, &stanzas_of(unsent)).await
     {
         return SessionEnd::Lost(cause);
     }
-    unsent.clear();
+    acknowledge(unsent);
     let mut ping_timer = tokio::time::interval_at(
         Instant::now() + settings.ping_interval,
         settings.ping_interval,
@@ -388,10 +439,10 @@ async fn session(
                             Err(_) => break,
                         }
                     }
-                    if let Err(cause) = write(stream, unsent).await {
+                    if let Err(cause) = write(stream, &stanzas_of(unsent)).await {
                         return SessionEnd::Lost(cause);
                     }
-                    unsent.clear();
+                    acknowledge(unsent);
                 }
                 None => {
                     // Every reply is written: close our side and let the
@@ -416,10 +467,10 @@ async fn session(
 
 /// Writes elements and flushes once, bounded in time so a stuck server
 /// cannot stall us.
-async fn write(stream: &mut ComponentStream, elements: &[Element]) -> Result<(), LinkError> {
+async fn write(stream: &mut ComponentStream, elements: &[&Element]) -> Result<(), LinkError> {
     let writing = async {
         for element in elements {
-            stream.feed(element).await?;
+            stream.feed(*element).await?;
         }
         SinkExt::<&Element>::flush(stream).await
     };
@@ -443,7 +494,7 @@ async fn ping(stream: &mut ComponentStream, domain: &str) -> Result<(), LinkErro
         )
         .append(Element::bare("ping", PING_NS))
         .build();
-    write(stream, std::slice::from_ref(&ping)).await
+    write(stream, &[&ping]).await
 }
 
 /// Whether `element` is one of our own pings (or an answer to one) coming

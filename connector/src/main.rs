@@ -4,7 +4,8 @@
 //! * [`config`]: options from the environment or a TOML file.
 //! * [`link`]: the component link to the XMPP server, kept up forever.
 //! * [`dispatch`]: auto-answers, and requests to the bot in conversation order.
-//! * [`transport`]: how requests reach the bot (http).
+//! * [`transport`]: how requests reach the bot (http or sqs).
+//! * [`sqs`]: the request queue's sender and the reply queue's poller.
 //! * [`sigv4`]: AWS SigV4 signatures for Function URLs with IAM auth.
 //! * [`shutdown`]: the one signal that winds everything down.
 
@@ -14,6 +15,7 @@ mod dispatch;
 mod link;
 mod shutdown;
 mod sigv4;
+mod sqs;
 mod transport;
 
 use config::{Command, Config, LogFormat, TransportConfig};
@@ -21,9 +23,10 @@ use dispatch::Dispatcher;
 use link::LinkSettings;
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 use transport::{HttpTransport, Transport};
@@ -97,6 +100,11 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (trigger, shutdown) = shutdown::channel();
+    let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
+    let (link_up_tx, link_up_rx) = watch::channel(false);
+    // The sqs transport's parts besides the transport itself.
+    let mut sqs_parts = None;
     let transport = match &config.transport {
         TransportConfig::Http { post_url } => {
             let signer = sigv4::RequestSigner::for_post_url(&post_url.0, &config.post_signing);
@@ -108,15 +116,33 @@ async fn run(config: Config) -> ExitCode {
                 }
             }
         }
-        TransportConfig::Sqs { .. } => {
-            return usage_error("TRANSPORT \"sqs\" is not available in this build: use http");
+        TransportConfig::Sqs {
+            request_queue_url,
+            reply_queue_url,
+        } => {
+            let client = sqs::client().await;
+            let stats = Arc::new(sqs::SqsStats::default());
+            let (requests, batcher) = sqs::RequestSender::start(
+                client.clone(),
+                request_queue_url.clone(),
+                config.post_timeout,
+                Arc::clone(&stats),
+            );
+            let poller = sqs::ReplyPoller::new(
+                client,
+                reply_queue_url.clone(),
+                config.component_domain.clone(),
+                outbound_tx.clone(),
+                link_up_rx,
+                Arc::clone(&stats),
+            );
+            sqs_parts = Some((poller, batcher, stats));
+            Transport::Sqs(requests)
         }
     };
     info!(?config, "starting");
 
-    let (trigger, shutdown) = shutdown::channel();
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-    let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
     let dispatcher = Dispatcher::new(
         config.component_domain.clone(),
         config.forwarded_kinds.clone(),
@@ -133,14 +159,33 @@ async fn run(config: Config) -> ExitCode {
         settings,
         inbound_tx,
         outbound_rx,
+        link_up_tx,
         shutdown.clone(),
     ));
+    let (poller, batcher, stats) = match sqs_parts {
+        Some((poller, batcher, stats)) => (
+            Some(tokio::spawn(poller.run(shutdown.clone()))),
+            Some(batcher),
+            Some(stats),
+        ),
+        None => (None, None, None),
+    };
     let dispatch = tokio::spawn(dispatcher.run(inbound_rx, shutdown));
     let finished = async move {
-        // The dispatcher ends once in-flight requests are answered; the
-        // link then writes their replies and closes.
+        // The dispatcher ends once in-flight requests are answered (or
+        // queued); the reply poller once the replies it took are written
+        // and deleted; the link then writes what is left and closes.
         let _ = dispatch.await;
+        if let Some(batcher) = batcher {
+            let _ = batcher.await;
+        }
+        if let Some(poller) = poller {
+            let _ = poller.await;
+        }
         let _ = link.await;
+        if let Some(stats) = stats {
+            stats.log_summary();
+        }
     };
     let mut finished = std::pin::pin!(finished);
 

@@ -10,6 +10,8 @@
 //!   every request it receives.
 //! - [`Connector`]: the product's connector binary with captured logs.
 //! - [`Moto`]: moto's SQS server.
+//! - [`LambdaFunction`] and [`SqsTrigger`]: the function under cargo
+//!   lambda's emulator, fed by the local SQS trigger.
 //! - [`sigv4`]: an independent AWS SigV4 signature checker for a bot that
 //!   stands in for a Function URL with IAM auth.
 
@@ -21,6 +23,7 @@ mod moto;
 mod net;
 mod process;
 mod prosody;
+mod serverless;
 pub mod sigv4;
 mod temp_dir;
 mod xmpp_client;
@@ -35,6 +38,7 @@ pub use ejabberd::Ejabberd;
 pub use moto::Moto;
 pub use net::{free_port, wait_for_tcp};
 pub use prosody::Prosody;
+pub use serverless::{FUNCTION_NAME, LambdaFunction, SqsTrigger};
 pub use temp_dir::TempDir;
 pub use xmpp_client::{CLIENT_NS, XmppClient, body_of, escape_xml, parse_stanza};
 pub use xmpp_server::XmppServer;

@@ -146,6 +146,101 @@ impl Moto {
         Ok(url)
     }
 
+    /// Creates a queue with attributes (e.g. `VisibilityTimeout`,
+    /// `RedrivePolicy`); a name ending `.fifo` makes a FIFO queue. Returns
+    /// its URL.
+    pub async fn create_queue_with(
+        &self,
+        name: &str,
+        attributes: &[(&str, &str)],
+    ) -> Result<String> {
+        let mut all: Vec<(&str, &str)> = attributes.to_vec();
+        if name.ends_with(".fifo") {
+            all.push(("FifoQueue", "true"));
+        }
+        let keys: Vec<(String, String)> = (1..=all.len())
+            .map(|n| {
+                (
+                    format!("Attribute.{n}.Name"),
+                    format!("Attribute.{n}.Value"),
+                )
+            })
+            .collect();
+        let mut params = vec![("Action", "CreateQueue"), ("QueueName", name)];
+        for ((name_key, value_key), (attribute, value)) in keys.iter().zip(&all) {
+            params.push((name_key, attribute));
+            params.push((value_key, value));
+        }
+        let answer = self.sqs_action(&params).await?;
+        xml_field(&answer, "QueueUrl").ok_or_else(|| format!("no QueueUrl in: {answer}").into())
+    }
+
+    /// One attribute of a queue, e.g. `QueueArn` or
+    /// `ApproximateNumberOfMessages`.
+    pub async fn queue_attribute(&self, url: &str, attribute: &str) -> Result<String> {
+        let answer = self
+            .sqs_action(&[
+                ("Action", "GetQueueAttributes"),
+                ("QueueUrl", url),
+                ("AttributeName.1", attribute),
+            ])
+            .await?;
+        let value = answer
+            .split("<Attribute>")
+            .skip(1)
+            .find(|entry| xml_field(entry, "Name").as_deref() == Some(attribute))
+            .and_then(|entry| xml_field(entry, "Value"));
+        value.ok_or_else(|| format!("no {attribute} in: {answer}").into())
+    }
+
+    /// Messages on the queue, visible or not (received, not yet deleted).
+    pub async fn queue_depth(&self, url: &str) -> Result<u64> {
+        let mut total = 0;
+        for attribute in [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+        ] {
+            total += self.queue_attribute(url, attribute).await?.parse::<u64>()?;
+        }
+        Ok(total)
+    }
+
+    /// Receives up to 10 visible messages (without deleting them) and
+    /// returns their bodies, XML-unescaped.
+    pub async fn peek_bodies(&self, url: &str) -> Result<Vec<String>> {
+        let answer = self
+            .sqs_action(&[
+                ("Action", "ReceiveMessage"),
+                ("QueueUrl", url),
+                ("MaxNumberOfMessages", "10"),
+                ("WaitTimeSeconds", "0"),
+            ])
+            .await?;
+        Ok(answer
+            .split("<Message>")
+            .skip(1)
+            .filter_map(|message| xml_field(message, "Body"))
+            .map(|body| xml_unescape(&body))
+            .collect())
+    }
+
+    /// Sends one message (to a FIFO queue with `group` and a random
+    /// deduplication id).
+    pub async fn send_message(&self, url: &str, body: &str, group: Option<&str>) -> Result<()> {
+        let dedup = uuid::Uuid::new_v4().to_string();
+        let mut params = vec![
+            ("Action", "SendMessage"),
+            ("QueueUrl", url),
+            ("MessageBody", body),
+        ];
+        if let Some(group) = group {
+            params.push(("MessageGroupId", group));
+            params.push(("MessageDeduplicationId", &dedup));
+        }
+        self.sqs_action(&params).await?;
+        Ok(())
+    }
+
     /// The environment an AWS SDK client needs to use this server: the
     /// endpoint, a region, static test credentials and no metadata lookups.
     pub fn aws_env(&self) -> Vec<(&'static str, String)> {
@@ -165,6 +260,53 @@ impl Drop for Moto {
             kill_blocking(pid);
         }
     }
+}
+
+/// The text of the first `<name>…</name>` in an XML answer.
+fn xml_field(xml: &str, name: &str) -> Option<String> {
+    let (_, rest) = xml.split_once(&format!("<{name}>"))?;
+    let (value, _) = rest.split_once(&format!("</{name}>"))?;
+    Some(value.to_owned())
+}
+
+/// Undoes XML escaping of the five predefined entities and numeric
+/// character references.
+fn xml_unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('&') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        let Some(end) = after.find(';') else {
+            out.push_str(after);
+            return out;
+        };
+        let entity = &after[1..end];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|dec| dec.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `application/x-www-form-urlencoded` encoding of one key or value.

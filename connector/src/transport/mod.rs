@@ -4,6 +4,7 @@ pub mod http;
 
 pub use http::HttpTransport;
 
+use crate::sqs::RequestSender;
 use xmpp_lambda_shared::{BotResponse, Request};
 
 /// The way to the bot, chosen by `TRANSPORT`.
@@ -11,14 +12,35 @@ use xmpp_lambda_shared::{BotResponse, Request};
 pub enum Transport {
     /// POST the request; the HTTP response is the answer.
     Http(HttpTransport),
+    /// Put the request on the request queue; the answer comes later from
+    /// the reply queue, through [`crate::sqs::replies`].
+    Sqs(RequestSender),
+}
+
+/// What became of a request handed to the transport.
+#[derive(Debug)]
+pub enum Forwarded {
+    /// The bot's answer, to be turned into stanzas now.
+    Answered(BotResponse),
+    /// On the request queue: the reply comes through the reply queue.
+    Queued,
+    /// Could not be put on the request queue in time (the reason is
+    /// logged where it happened): the sender is told.
+    NotQueued,
 }
 
 impl Transport {
-    /// Hands one request to the bot and waits for its answer. Never fails:
-    /// a bot that cannot be reached is [`BotResponse::no_response`].
-    pub async fn exchange(&self, request: &Request) -> BotResponse {
+    /// Hands one request to the bot. With http this waits for the bot's
+    /// answer (a bot that cannot be reached is
+    /// [`BotResponse::no_response`]); with sqs only until the request is
+    /// safely queued.
+    pub async fn forward(&self, request: &Request) -> Forwarded {
         match self {
-            Transport::Http(http) => http.exchange(request).await,
+            Transport::Http(http) => Forwarded::Answered(http.exchange(request).await),
+            Transport::Sqs(sqs) => match sqs.enqueue(request).await {
+                Ok(()) => Forwarded::Queued,
+                Err(_) => Forwarded::NotQueued,
+            },
         }
     }
 }

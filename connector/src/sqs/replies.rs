@@ -1,0 +1,311 @@
+//! Replies from the reply queue to the XMPP stream.
+//!
+//! One poller long-polls the reply queue, only while the component link is
+//! up (a reply read while it is down would wait in memory instead of on the
+//! queue). Each reply envelope becomes stanzas by the same rules as an HTTP
+//! answer (DESIGN §2); the stanzas go to the link, and the message is
+//! deleted only once the link confirms they are written and flushed, so a
+//! crash at any point loses nothing: the reply comes back after its
+//! visibility timeout. Delivery is at least once, so envelope ids already
+//! written are remembered (the last [`REMEMBERED_IDS`]) and a repeat is
+//! deleted without being sent again. A message that is not a reply
+//! envelope is logged and left alone, for the queue's redrive policy.
+
+use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error};
+use crate::backoff::Backoff;
+use crate::link::Outbound;
+use crate::shutdown::Shutdown;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+use xmpp_lambda_shared::{ReplyEnvelope, stanzas_to_send};
+
+/// How many written envelope ids are remembered to drop repeats: far more
+/// than can be in flight between a write and its delete.
+pub const REMEMBERED_IDS: usize = 10_000;
+/// The long-poll wait: the longest SQS allows, so an idle connector makes
+/// three receive calls a minute.
+const WAIT_SECONDS: i32 = 20;
+
+/// Reads the reply queue and writes its replies to the stream.
+pub struct ReplyPoller {
+    /// Receives and deletes.
+    client: aws_sdk_sqs::Client,
+    /// The reply queue.
+    queue_url: Arc<str>,
+    /// The component's domain: replies must come from it.
+    domain: String,
+    /// The link's writer.
+    writer: mpsc::UnboundedSender<Outbound>,
+    /// Whether the component link is up: polling waits while it is not.
+    link_up: watch::Receiver<bool>,
+    /// Call counters.
+    stats: Arc<SqsStats>,
+    /// Envelope ids already written, to drop repeats.
+    written: RecentIds,
+}
+
+/// A reply whose stanzas are queued for the link.
+struct Writing {
+    /// Its envelope id, remembered once written.
+    id: String,
+    /// Deletes the message once written.
+    receipt_handle: String,
+    /// Fired by the link after the last stanza is flushed.
+    written: oneshot::Receiver<()>,
+}
+
+impl ReplyPoller {
+    pub fn new(
+        client: aws_sdk_sqs::Client,
+        queue_url: String,
+        domain: String,
+        writer: mpsc::UnboundedSender<Outbound>,
+        link_up: watch::Receiver<bool>,
+        stats: Arc<SqsStats>,
+    ) -> ReplyPoller {
+        ReplyPoller {
+            client,
+            queue_url: queue_url.into(),
+            domain,
+            writer,
+            link_up,
+            stats,
+            written: RecentIds::new(REMEMBERED_IDS),
+        }
+    }
+
+    /// Polls until shutdown; then lets the replies already handed to the
+    /// link be written and deletes them. Returning drops the poller's
+    /// writer, which the link waits for before it closes.
+    pub async fn run(mut self, mut shutdown: Shutdown) {
+        let mut backoff = Backoff::new(
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(20),
+        );
+        loop {
+            tokio::select! {
+                up = self.link_up.wait_for(|up| *up) => if up.is_err() { break },
+                () = shutdown.recv() => break,
+            }
+            let received = tokio::select! {
+                received = self.receive() => received,
+                () = shutdown.recv() => break,
+            };
+            let messages = match received {
+                Ok(messages) => {
+                    backoff.reset();
+                    messages
+                }
+                Err(error) => {
+                    let delay = backoff.next_delay(&mut rand::rng());
+                    warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot read the reply queue");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => continue,
+                        () = shutdown.recv() => break,
+                    }
+                }
+            };
+            let handles = self.write(messages).await;
+            // Deleted before the next receive: on a FIFO queue the
+            // conversation stays locked until its messages are deleted, and
+            // a receive started earlier would wait out its whole poll.
+            self.delete(handles).await;
+        }
+        info!("stopped polling the reply queue");
+    }
+
+    /// One long poll.
+    async fn receive(&self) -> Result<Vec<Message>, String> {
+        SqsStats::add(&self.stats.receive_calls, 1);
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(self.queue_url.as_ref())
+            .max_number_of_messages(MAX_BATCH_ENTRIES as i32)
+            .wait_time_seconds(WAIT_SECONDS)
+            .send()
+            .await
+            .map_err(|error| describe_error(&error))?;
+        let messages = output.messages.unwrap_or_default();
+        SqsStats::add(&self.stats.replies_received, messages.len() as u64);
+        Ok(messages)
+    }
+
+    /// Hands the replies' stanzas to the link, in order, and waits until
+    /// they are written. Returns the receipt handles of the messages that
+    /// are done with: written, repeats, and replies that make no stanza.
+    async fn write(&mut self, messages: Vec<Message>) -> Vec<String> {
+        let mut done = Vec::new();
+        let mut writing = Vec::new();
+        // Ids of this batch, so a repeat within it is not sent twice either.
+        let mut in_batch = HashSet::new();
+        for message in messages {
+            let message_id = message.message_id().unwrap_or_default();
+            let Some(receipt_handle) = message.receipt_handle().map(str::to_owned) else {
+                warn!(message_id, "reply message without a receipt handle");
+                continue;
+            };
+            let envelope = match ReplyEnvelope::from_json(message.body().unwrap_or_default()) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    warn!(message_id, %error, "not a reply envelope: left on the queue for its redrive policy");
+                    continue;
+                }
+            };
+            if self.written.contains(&envelope.id) || !in_batch.insert(envelope.id.clone()) {
+                debug!(envelope_id = %envelope.id, "reply already written: deleting the repeat");
+                done.push(receipt_handle);
+                continue;
+            }
+            let request = &envelope.request;
+            let (stanzas, refused) =
+                stanzas_to_send(request, &envelope.response, &self.domain, &mut || {
+                    uuid::Uuid::new_v4().to_string()
+                });
+            if let Some(reason) = refused {
+                warn!(%reason, envelope_id = %envelope.id, from = %request.from, to = %request.to, status = envelope.response.status, "bot reply refused");
+            }
+            debug!(envelope_id = %envelope.id, from = %request.from, to = %request.to, status = envelope.response.status, replies = stanzas.len(), "reply received");
+            let Some((last, first)) = split_last(stanzas) else {
+                self.written.insert(envelope.id);
+                done.push(receipt_handle);
+                continue;
+            };
+            let (written, confirmation) = oneshot::channel();
+            let mut sent = first
+                .into_iter()
+                .all(|stanza| self.writer.send(Outbound::stanza(stanza)).is_ok());
+            sent = sent
+                && self
+                    .writer
+                    .send(Outbound::acknowledged(last, written))
+                    .is_ok();
+            if !sent {
+                // The link has stopped: the message stays for next time.
+                continue;
+            }
+            writing.push(Writing {
+                id: envelope.id,
+                receipt_handle,
+                written: confirmation,
+            });
+        }
+        for reply in writing {
+            if reply.written.await.is_ok() {
+                self.written.insert(reply.id);
+                done.push(reply.receipt_handle);
+            } else {
+                debug!(envelope_id = %reply.id, "reply not written before the link stopped; left on the queue");
+            }
+        }
+        done
+    }
+
+    /// Deletes written replies, up to 10 per call. A message not deleted
+    /// comes back after its visibility timeout and is then dropped as a
+    /// repeat.
+    async fn delete(&self, receipt_handles: Vec<String>) {
+        let (client, queue_url, stats) = (&self.client, &self.queue_url, &self.stats);
+        for chunk in receipt_handles.chunks(MAX_BATCH_ENTRIES) {
+            let entries = chunk.iter().enumerate().filter_map(|(index, handle)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .receipt_handle(handle)
+                    .build()
+                    .ok()
+            });
+            SqsStats::add(&stats.delete_calls, 1);
+            let result = client
+                .delete_message_batch()
+                .queue_url(queue_url.as_ref())
+                .set_entries(Some(entries.collect()))
+                .send()
+                .await;
+            match result {
+                Ok(output) => {
+                    SqsStats::add(&stats.replies_deleted, output.successful().len() as u64);
+                    for entry in output.failed() {
+                        warn!(
+                            code = entry.code(),
+                            message = entry.message().unwrap_or_default(),
+                            "could not delete a written reply; it will come back and be dropped"
+                        );
+                    }
+                }
+                Err(error) => {
+                    warn!(error = %describe_error(&error), replies = chunk.len(), "could not delete written replies; they will come back and be dropped");
+                }
+            }
+        }
+    }
+}
+
+/// The last stanza apart from the ones before it, unless there are none.
+fn split_last<T>(mut items: Vec<T>) -> Option<(T, Vec<T>)> {
+    let last = items.pop()?;
+    Some((last, items))
+}
+
+/// The last `capacity` ids inserted, oldest forgotten first.
+struct RecentIds {
+    /// For lookups.
+    set: HashSet<String>,
+    /// Insertion order, to forget the oldest.
+    order: VecDeque<String>,
+    /// How many are kept.
+    capacity: usize,
+}
+
+impl RecentIds {
+    fn new(capacity: usize) -> RecentIds {
+        RecentIds {
+            set: HashSet::with_capacity(capacity),
+            order: VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    fn insert(&mut self, id: String) {
+        if !self.set.insert(id.clone()) {
+            return;
+        }
+        self.order.push_back(id);
+        if self.order.len() > self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.set.remove(&oldest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_forget_the_oldest() {
+        let mut ids = RecentIds::new(3);
+        for id in ["a", "b", "c", "a"] {
+            ids.insert(id.to_owned());
+        }
+        assert!(ids.contains("a") && ids.contains("b") && ids.contains("c"));
+        ids.insert("d".to_owned());
+        assert!(!ids.contains("a"), "the oldest is forgotten");
+        assert!(ids.contains("b") && ids.contains("d"));
+        assert_eq!(ids.set.len(), 3);
+        assert_eq!(ids.order.len(), 3);
+    }
+
+    #[test]
+    fn split_last_keeps_order() {
+        assert_eq!(split_last(vec![1, 2, 3]), Some((3, vec![1, 2])));
+        assert_eq!(split_last(Vec::<u8>::new()), None);
+    }
+}

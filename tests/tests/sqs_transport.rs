@@ -1,0 +1,681 @@
+//! The sqs transport end to end, all local and all real: an XMPP client,
+//! Prosody, the connector with `TRANSPORT=sqs`, moto's SQS server, the
+//! local SQS trigger, the function (`bootstrap`) under cargo lambda's
+//! emulator, and, for `BOT=proxy`, a real HTTP bot. Everything is asserted
+//! at the XMPP client, or on the queues.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use minidom::Element;
+use tokio::time::Instant;
+use xmpp_lambda_tests::{
+    BotReply, BotRequest, BotServer, CLIENT_NS, Connector, LambdaFunction, Moto, Prosody, Result,
+    SqsTrigger, XmppClient, XmppServer, body_of, echo_reply,
+};
+
+/// How long anything that should happen may take.
+const WAIT: Duration = Duration::from_secs(20);
+/// How long to watch for something that must not happen (a repeat).
+const QUIET: Duration = Duration::from_secs(2);
+const STANZAS_NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+const LINK_UP: &str = "component link established";
+
+/// What answers the requests.
+enum Bot<'a> {
+    /// The function's built-in echo bot.
+    Echo,
+    /// The function proxies to this HTTP bot.
+    Proxy(&'a BotServer),
+}
+
+/// How the whole path is set up.
+struct Options<'a> {
+    fifo: bool,
+    bot: Bot<'a>,
+    /// Function + trigger pairs: each pair is one concurrent "Lambda".
+    consumers: usize,
+    /// The request queue's visibility timeout: how soon a failed request
+    /// is retried.
+    request_visibility: &'a str,
+    /// Receives before a request goes to the dead-letter queue.
+    max_receive_count: &'a str,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            fifo: false,
+            bot: Bot::Echo,
+            consumers: 1,
+            request_visibility: "2",
+            max_receive_count: "3",
+        }
+    }
+}
+
+/// The serverless side: queues, function(s) and trigger(s).
+struct Queues {
+    moto: Moto,
+    requests: String,
+    replies: String,
+    dead_letters: String,
+    /// Kept for their `Drop`: the processes stop with the test.
+    _consumers: Vec<(LambdaFunction, SqsTrigger)>,
+}
+
+impl Queues {
+    async fn start(options: &Options<'_>) -> Result<Queues> {
+        let moto = Moto::start().await?;
+        let suffix = if options.fifo { ".fifo" } else { "" };
+        let dead_letters = moto
+            .create_queue_with(&format!("requests-dlq{suffix}"), &[])
+            .await?;
+        let dlq_arn = moto.queue_attribute(&dead_letters, "QueueArn").await?;
+        let redrive = format!(
+            r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{}"}}"#,
+            options.max_receive_count
+        );
+        let requests = moto
+            .create_queue_with(
+                &format!("requests{suffix}"),
+                &[
+                    ("VisibilityTimeout", options.request_visibility),
+                    ("RedrivePolicy", &redrive),
+                ],
+            )
+            .await?;
+        let replies = moto
+            .create_queue_with(&format!("replies{suffix}"), &[("VisibilityTimeout", "5")])
+            .await?;
+        let proxy_url;
+        let bot_env: Vec<(&str, &str)> = match &options.bot {
+            Bot::Echo => vec![("BOT", "echo")],
+            Bot::Proxy(bot) => {
+                proxy_url = bot.url();
+                vec![("BOT", "proxy"), ("COMPONENT_POST_URL", proxy_url.as_str())]
+            }
+        };
+        let mut consumers = Vec::new();
+        for _ in 0..options.consumers {
+            let function = LambdaFunction::start(&moto, &replies, &bot_env).await?;
+            let trigger = SqsTrigger::start(&moto, &requests, &function, 10).await?;
+            consumers.push((function, trigger));
+        }
+        Ok(Queues {
+            moto,
+            requests,
+            replies,
+            dead_letters,
+            _consumers: consumers,
+        })
+    }
+
+    /// The connector's environment for these queues.
+    fn connector_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = self.moto.aws_env();
+        env.push(("TRANSPORT", "sqs".to_owned()));
+        env.push(("REQUEST_QUEUE_URL", self.requests.clone()));
+        env.push(("REPLY_QUEUE_URL", self.replies.clone()));
+        env
+    }
+}
+
+/// The connector for `queues`, linked to `prosody`, once its link is up.
+async fn connector(
+    prosody: &Prosody,
+    queues: &Queues,
+    extra: &[(&'static str, &str)],
+) -> Result<Connector> {
+    let env = queues.connector_env();
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(extra);
+    let connector = Connector::start_for(prosody, &all).await?;
+    connector.wait_for_log(LINK_UP, WAIT).await?;
+    Ok(connector)
+}
+
+/// A registered user, logged in.
+async fn login(prosody: &Prosody, user: &str) -> Result<XmppClient> {
+    let jid = prosody.register(user, "secret-pw").await?;
+    XmppClient::connect("127.0.0.1", prosody.c2s_port(), &jid, "secret-pw").await
+}
+
+fn jid_at(prosody: &Prosody, name: &str) -> String {
+    format!("{name}@{}", prosody.component_domain())
+}
+
+/// The bodies of the next `count` messages, in arrival order.
+async fn bodies(client: &mut XmppClient, count: usize, within: Duration) -> Result<Vec<String>> {
+    let deadline = Instant::now() + within;
+    let mut bodies = Vec::with_capacity(count);
+    while bodies.len() < count {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Some(message) = client.recv_message(remaining).await else {
+            return Err(format!(
+                "{}: {} of {count} messages within {within:?}; got {bodies:?}",
+                client.jid(),
+                bodies.len()
+            )
+            .into());
+        };
+        bodies.push(body_of(&message).unwrap_or_else(|| format!("(no body) {message:?}")));
+    }
+    Ok(bodies)
+}
+
+/// Nothing more arrives within [`QUIET`].
+async fn assert_quiet(client: &mut XmppClient) {
+    if let Some(extra) = client.recv_message(QUIET).await {
+        panic!("{}: unexpected extra message {extra:?}", client.jid());
+    }
+}
+
+fn echoed(text: &str) -> String {
+    format!("Did you say {text}?")
+}
+
+/// Waits until the queue holds no message at all, visible or in flight.
+async fn wait_drained(moto: &Moto, url: &str) -> Result<()> {
+    wait_depth(moto, url, 0).await
+}
+
+/// Waits until the queue holds exactly `depth` messages.
+async fn wait_depth(moto: &Moto, url: &str, depth: u64) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = moto.queue_depth(url).await?;
+        if now == depth {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{url} holds {now} messages, expected {depth}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends `signal` to the connector process.
+fn signal(connector: &Connector, signal: libc::c_int) {
+    // SAFETY: kill(2) on the connector process this test started.
+    unsafe {
+        libc::kill(connector.pid() as libc::pid_t, signal);
+    }
+}
+
+/// Waits until the connector logged `needle` `count` times.
+async fn wait_for_log_count(connector: &Connector, needle: &str, count: usize) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen = connector
+            .logs()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count();
+        if seen >= count {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{seen} of {count} log lines {needle:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn echo_round_trip(fifo: bool) -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let queues = Queues::start(&Options {
+        fifo,
+        ..Options::default()
+    })
+    .await?;
+    let mut connector = connector(&prosody, &queues, &[]).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let echo = jid_at(&prosody, "echo");
+
+    let id = alice.send_message(&echo, "hello <&> ünïcode").await?;
+    let reply = alice
+        .recv_message(WAIT)
+        .await
+        .ok_or("no echo through the queues")?;
+    assert_eq!(
+        body_of(&reply).as_deref(),
+        Some("Did you say hello <&> ünïcode?")
+    );
+    assert_eq!(reply.attr("from"), Some(echo.as_str()));
+    assert_eq!(reply.attr("to"), Some(alice.full_jid()));
+    assert_eq!(reply.attr("type"), Some("chat"));
+    assert_ne!(reply.attr("id"), Some(id.as_str()), "replies get fresh ids");
+    assert_quiet(&mut alice).await;
+    // The reply was deleted once written; the request once answered.
+    wait_drained(&queues.moto, &queues.replies).await?;
+    wait_drained(&queues.moto, &queues.requests).await?;
+
+    // A graceful stop reports the SQS calls it made.
+    connector.terminate();
+    let status = connector.wait_exit(WAIT).await?;
+    assert!(status.success(), "{status}");
+    let stats = connector.wait_for_log("sqs calls", WAIT).await?;
+    assert!(stats.contains("requests_sent=1"), "{stats}");
+    assert!(stats.contains("replies_deleted=1"), "{stats}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn echo_through_a_standard_queue_pair() -> Result<()> {
+    echo_round_trip(false).await
+}
+
+#[tokio::test]
+async fn echo_through_a_fifo_queue_pair() -> Result<()> {
+    echo_round_trip(true).await
+}
+
+#[tokio::test]
+async fn proxy_bot_gets_the_request_json_and_its_error_reaches_the_user() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let bot = BotServer::start(|request: BotRequest| async move {
+        match request.json["body"].as_str() {
+            Some("missing") => BotReply::status(404),
+            _ => echo_reply(&request.json),
+        }
+    })
+    .await?;
+    let queues = Queues::start(&Options {
+        fifo: true,
+        bot: Bot::Proxy(&bot),
+        ..Options::default()
+    })
+    .await?;
+    let _connector = connector(&prosody, &queues, &[]).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let echo = jid_at(&prosody, "echo");
+
+    alice.send_message(&echo, "hi bot").await?;
+    assert_eq!(bodies(&mut alice, 1, WAIT).await?, [echoed("hi bot")]);
+    let requests = bot.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].json["from"].as_str(), Some(alice.full_jid()));
+    assert_eq!(requests[0].json["to"].as_str(), Some(echo.as_str()));
+    assert_eq!(requests[0].json["kind"].as_str(), Some("message"));
+    assert_eq!(requests[0].json["body"].as_str(), Some("hi bot"));
+
+    // A final error outcome is not retried: it reaches the user as the
+    // error table says.
+    let id = alice.send_message(&echo, "missing").await?;
+    let error = alice.recv_message(WAIT).await.ok_or("no error reply")?;
+    assert_error(&error, &id, "cancel", "item-not-found");
+    Ok(())
+}
+
+/// Asserts a stanza error's type and condition.
+fn assert_error(stanza: &Element, id: &str, error_type: &str, condition: &str) {
+    assert_eq!(stanza.attr("type"), Some("error"), "{stanza:?}");
+    assert_eq!(stanza.attr("id"), Some(id), "{stanza:?}");
+    let error = stanza
+        .get_child("error", CLIENT_NS)
+        .unwrap_or_else(|| panic!("no <error/> in {stanza:?}"));
+    assert_eq!(error.attr("type"), Some(error_type), "{stanza:?}");
+    assert!(
+        error.has_child(condition, STANZAS_NS),
+        "expected condition {condition} in {stanza:?}"
+    );
+}
+
+#[tokio::test]
+async fn fifo_keeps_fifty_fast_messages_in_order() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let queues = Queues::start(&Options {
+        fifo: true,
+        ..Options::default()
+    })
+    .await?;
+    let _connector = connector(&prosody, &queues, &[]).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let echo = jid_at(&prosody, "echo");
+
+    let sent: Vec<String> = (1..=50).map(|n| format!("message {n}")).collect();
+    for text in &sent {
+        alice.send_message(&echo, text).await?;
+    }
+    let expected: Vec<String> = sent.iter().map(|text| echoed(text)).collect();
+    assert_eq!(bodies(&mut alice, 50, WAIT).await?, expected);
+    assert_quiet(&mut alice).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn fifo_conversations_progress_independently() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    // The bot fails the first try of "blocked 1" (a 500, retried after the
+    // request queue's visibility timeout); everything else it echoes.
+    let failed_once: Arc<Mutex<bool>> = Arc::default();
+    let bot = BotServer::start(move |request: BotRequest| {
+        let failed_once = Arc::clone(&failed_once);
+        async move {
+            if request.json["body"].as_str() == Some("blocked 1") {
+                let mut failed = failed_once.lock().unwrap_or_else(|e| e.into_inner());
+                if !*failed {
+                    *failed = true;
+                    return BotReply::status(500);
+                }
+            }
+            echo_reply(&request.json)
+        }
+    })
+    .await?;
+    let queues = Queues::start(&Options {
+        fifo: true,
+        bot: Bot::Proxy(&bot),
+        request_visibility: "4",
+        ..Options::default()
+    })
+    .await?;
+    let _connector = connector(&prosody, &queues, &[]).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let blocked = jid_at(&prosody, "blocked");
+    let echo = jid_at(&prosody, "echo");
+
+    // One conversation is held up on the queue by its failed first message…
+    alice.send_message(&blocked, "blocked 1").await?;
+    alice.send_message(&blocked, "blocked 2").await?;
+    bot.wait_for_requests(1, WAIT).await?;
+    let started = Instant::now();
+    // …while another one goes through at once, in order.
+    for n in 1..=5 {
+        alice.send_message(&echo, &format!("fast {n}")).await?;
+    }
+    let fast: Vec<String> = (1..=5).map(|n| echoed(&format!("fast {n}"))).collect();
+    assert_eq!(
+        bodies(&mut alice, 5, Duration::from_secs(3)).await?,
+        fast,
+        "the second conversation waited for the first"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The held-up conversation resumes after the retry, still in order.
+    assert_eq!(
+        bodies(&mut alice, 2, WAIT).await?,
+        [echoed("blocked 1"), echoed("blocked 2")]
+    );
+    assert_quiet(&mut alice).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn connector_killed_with_requests_in_flight_loses_nothing() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    // Slow enough that no reply exists yet when the connector dies.
+    let bot = BotServer::start(|request: BotRequest| async move {
+        echo_reply(&request.json).with_delay(Duration::from_millis(1500))
+    })
+    .await?;
+    let queues = Queues::start(&Options {
+        bot: Bot::Proxy(&bot),
+        ..Options::default()
+    })
+    .await?;
+    let debug = [("RUST_LOG", "info,xmpp_lambda_connector::sqs=debug")];
+    let first = connector(&prosody, &queues, &debug).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let echo = jid_at(&prosody, "echo");
+
+    let sent: Vec<String> = (1..=10).map(|n| format!("in flight {n}")).collect();
+    for text in &sent {
+        alice.send_message(&echo, text).await?;
+    }
+    // Every request is on the queue, none answered yet: crash.
+    wait_for_log_count(&first, "request queued", sent.len()).await?;
+    first.kill();
+    drop(first);
+
+    // The replies wait on the reply queue for the next connector.
+    wait_depth(&queues.moto, &queues.replies, sent.len() as u64).await?;
+    let _second = connector(&prosody, &queues, &[]).await?;
+    let mut got = bodies(&mut alice, sent.len(), WAIT).await?;
+    assert_quiet(&mut alice).await;
+    got.sort();
+    let mut expected: Vec<String> = sent.iter().map(|text| echoed(text)).collect();
+    expected.sort();
+    assert_eq!(got, expected, "every reply exactly once");
+    wait_drained(&queues.moto, &queues.replies).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn replies_queued_while_prosody_restarts_arrive_after_relink() -> Result<()> {
+    let mut prosody = Prosody::start().await?;
+    let bot = BotServer::start(|request: BotRequest| async move {
+        echo_reply(&request.json).with_delay(Duration::from_millis(1000))
+    })
+    .await?;
+    let queues = Queues::start(&Options {
+        bot: Bot::Proxy(&bot),
+        ..Options::default()
+    })
+    .await?;
+    let debug = [("RUST_LOG", "info,xmpp_lambda_connector::sqs=debug")];
+    let connector = connector(&prosody, &queues, &debug).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let echo = jid_at(&prosody, "echo");
+
+    let sent: Vec<String> = (1..=5).map(|n| format!("while down {n}")).collect();
+    for text in &sent {
+        alice.send_message(&echo, text).await?;
+    }
+    wait_for_log_count(&connector, "request queued", sent.len()).await?;
+    prosody.stop().await;
+    drop(alice);
+    // With the link down the replies wait on the reply queue (one poll
+    // already under way may have taken some; those wait in the
+    // connector, undeleted).
+    wait_depth(&queues.moto, &queues.replies, sent.len() as u64).await?;
+
+    // Alice must be back before the replies are written (Prosody keeps no
+    // offline messages here): the connector is paused meanwhile.
+    signal(&connector, libc::SIGSTOP);
+    prosody.restart().await?;
+    let mut alice = login(&prosody, "alice").await?;
+    signal(&connector, libc::SIGCONT);
+    connector.wait_for_new_log(LINK_UP, WAIT).await?;
+    let mut got = bodies(&mut alice, sent.len(), WAIT).await?;
+    got.sort();
+    let mut expected: Vec<String> = sent.iter().map(|text| echoed(text)).collect();
+    expected.sort();
+    assert_eq!(got, expected);
+    wait_drained(&queues.moto, &queues.replies).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn bot_errors_are_retried_then_answered_or_dead_lettered() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    // "flaky": 500 the first time, then an answer. "broken": always 500.
+    let failed_once: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let bot = BotServer::start(move |request: BotRequest| {
+        let failed_once = Arc::clone(&failed_once);
+        async move {
+            let text = request.json["body"].as_str().unwrap_or_default().to_owned();
+            if text.starts_with("broken") {
+                return BotReply::status(500);
+            }
+            if text.starts_with("flaky")
+                && failed_once
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(text)
+            {
+                return BotReply::status(500);
+            }
+            echo_reply(&request.json)
+        }
+    })
+    .await?;
+    let queues = Queues::start(&Options {
+        bot: Bot::Proxy(&bot),
+        request_visibility: "1",
+        max_receive_count: "2",
+        ..Options::default()
+    })
+    .await?;
+    let _connector = connector(&prosody, &queues, &[]).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let echo = jid_at(&prosody, "echo");
+
+    alice.send_message(&echo, "flaky one").await?;
+    alice.send_message(&echo, "broken one").await?;
+    alice.send_message(&echo, "fine one").await?;
+    let mut got = bodies(&mut alice, 2, WAIT).await?;
+    got.sort();
+    assert_eq!(got, [echoed("fine one"), echoed("flaky one")]);
+
+    // The broken request was tried maxReceiveCount times, then moved to
+    // the dead-letter queue; the user got nothing for it, and nothing else
+    // was lost.
+    wait_depth(&queues.moto, &queues.dead_letters, 1).await?;
+    wait_drained(&queues.moto, &queues.requests).await?;
+    let dead = queues.moto.peek_bodies(&queues.dead_letters).await?;
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].contains("broken one"), "{dead:?}");
+    let tries: HashMap<String, usize> =
+        bot.requests()
+            .iter()
+            .fold(HashMap::new(), |mut tries, request| {
+                let text = request.json["body"].as_str().unwrap_or_default().to_owned();
+                *tries.entry(text).or_default() += 1;
+                tries
+            });
+    assert_eq!(tries.get("flaky one"), Some(&2), "{tries:?}");
+    assert_eq!(tries.get("broken one"), Some(&2), "{tries:?}");
+    assert_eq!(tries.get("fine one"), Some(&1), "{tries:?}");
+    assert_quiet(&mut alice).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_be_queued_gets_an_error_not_silence() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let moto = Moto::start().await?;
+    let replies = moto.create_queue_with("replies", &[]).await?;
+    let missing = format!("{}/123456789012/no-such-queue", moto.endpoint_url());
+    let mut env: Vec<(&str, String)> = moto.aws_env();
+    env.push(("TRANSPORT", "sqs".to_owned()));
+    env.push(("REQUEST_QUEUE_URL", missing));
+    env.push(("REPLY_QUEUE_URL", replies));
+    env.push(("COMPONENT_POST_TIMEOUT", "2".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let connector = Connector::start_for(&prosody, &env).await?;
+    connector.wait_for_log(LINK_UP, WAIT).await?;
+    let mut alice = login(&prosody, "alice").await?;
+
+    let started = Instant::now();
+    let id = alice
+        .send_message(&jid_at(&prosody, "echo"), "anyone there?")
+        .await?;
+    let error = alice.recv_message(WAIT).await.ok_or("no error reply")?;
+    assert_error(&error, &id, "wait", "remote-server-timeout");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(10),
+        "the error came after {waited:?}, the timeout is 2 s"
+    );
+    connector.wait_for_log("request not queued", WAIT).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn repeated_and_undecodable_replies() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let moto = Moto::start().await?;
+    let requests = moto.create_queue_with("requests", &[]).await?;
+    let replies = moto
+        .create_queue_with("replies", &[("VisibilityTimeout", "1")])
+        .await?;
+    let mut env: Vec<(&str, String)> = moto.aws_env();
+    env.push(("TRANSPORT", "sqs".to_owned()));
+    env.push(("REQUEST_QUEUE_URL", requests));
+    env.push(("REPLY_QUEUE_URL", replies.clone()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let connector = Connector::start_for(&prosody, &env).await?;
+    connector.wait_for_log(LINK_UP, WAIT).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let echo = jid_at(&prosody, "echo");
+
+    // A reply envelope as the function writes it, delivered twice.
+    let reply = serde_json::json!({
+        "v": 1,
+        "id": "4b8cf0f0-0000-4000-8000-000000000001",
+        "request": {
+            "to": echo,
+            "from": alice.full_jid(),
+            "kind": "message",
+            "stanza": "<message xmlns='jabber:client'/>",
+            "body": "hi",
+            "type": "chat",
+        },
+        "response": {
+            "status": 200,
+            "content_type": "application/json",
+            "body": r#"{"body":"queued hello"}"#,
+        },
+    })
+    .to_string();
+    moto.send_message(&replies, &reply, None).await?;
+    moto.send_message(&replies, "this is not an envelope", None)
+        .await?;
+    moto.send_message(&replies, &reply, None).await?;
+
+    assert_eq!(bodies(&mut alice, 1, WAIT).await?, ["queued hello"]);
+    assert_quiet(&mut alice).await;
+    // Both copies are deleted; the undecodable message stays for the
+    // redrive policy, coming back after each visibility timeout.
+    wait_depth(&moto, &replies, 1).await?;
+    connector.wait_for_log("not a reply envelope", WAIT).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_burst_of_a_thousand_messages_gets_exactly_a_thousand_replies() -> Result<()> {
+    const USERS: usize = 5;
+    const PER_USER: usize = 200;
+    let prosody = Prosody::start().await?;
+    let queues = Queues::start(&Options {
+        consumers: 2,
+        ..Options::default()
+    })
+    .await?;
+    let mut connector = connector(&prosody, &queues, &[]).await?;
+    let mut users = Vec::new();
+    for n in 0..USERS {
+        users.push(login(&prosody, &format!("user{n}")).await?);
+    }
+    let echo = jid_at(&prosody, "echo");
+
+    let started = Instant::now();
+    // Every user sends its burst at once; then all replies are collected.
+    for (n, user) in users.iter_mut().enumerate() {
+        for m in 0..PER_USER {
+            user.send_message(&echo, &format!("u{n} m{m}")).await?;
+        }
+    }
+    for (n, user) in users.iter_mut().enumerate() {
+        let mut got = bodies(user, PER_USER, Duration::from_secs(60)).await?;
+        got.sort();
+        let mut expected: Vec<String> = (0..PER_USER)
+            .map(|m| echoed(&format!("u{n} m{m}")))
+            .collect();
+        expected.sort();
+        assert_eq!(got, expected, "user{n}: every reply exactly once");
+    }
+    let elapsed = started.elapsed();
+    for user in &mut users {
+        assert_quiet(user).await;
+    }
+    wait_drained(&queues.moto, &queues.replies).await?;
+    connector.terminate();
+    connector.wait_exit(WAIT).await?;
+    let stats = connector.wait_for_log("sqs calls", WAIT).await?;
+    eprintln!("{} messages in {elapsed:?}; {stats}", USERS * PER_USER);
+    assert!(stats.contains("requests_sent=1000"), "{stats}");
+    Ok(())
+}
