@@ -636,8 +636,8 @@ async fn repeated_and_undecodable_replies() -> Result<()> {
 
 #[tokio::test]
 async fn a_burst_of_a_thousand_messages_gets_exactly_a_thousand_replies() -> Result<()> {
-    const USERS: usize = 5;
-    const PER_USER: usize = 200;
+    const USERS: usize = 10;
+    const PER_USER: usize = 100;
     let prosody = Prosody::start().await?;
     let queues = Queues::start(&Options {
         consumers: 2,
@@ -668,8 +668,12 @@ async fn a_burst_of_a_thousand_messages_gets_exactly_a_thousand_replies() -> Res
         assert_eq!(got, expected, "user{n}: every reply exactly once");
     }
     let elapsed = started.elapsed();
+    // No repeats: after one quiet period nobody has anything more.
+    tokio::time::sleep(QUIET).await;
     for user in &mut users {
-        assert_quiet(user).await;
+        if let Some(extra) = user.recv_message(Duration::from_millis(10)).await {
+            panic!("{}: unexpected extra message {extra:?}", user.jid());
+        }
     }
     wait_drained(&queues.moto, &queues.replies).await?;
     connector.terminate();
@@ -677,5 +681,35 @@ async fn a_burst_of_a_thousand_messages_gets_exactly_a_thousand_replies() -> Res
     let stats = connector.wait_for_log("sqs calls", WAIT).await?;
     eprintln!("{} messages in {elapsed:?}; {stats}", USERS * PER_USER);
     assert!(stats.contains("requests_sent=1000"), "{stats}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_message_at_a_time_is_sent_at_once() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let queues = Queues::start(&Options::default()).await?;
+    let mut connector = connector(&prosody, &queues, &[]).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let echo = jid_at(&prosody, "echo");
+
+    const MESSAGES: usize = 5;
+    for n in 0..MESSAGES {
+        let text = format!("one by one {n}");
+        alice.send_message(&echo, &text).await?;
+        assert_eq!(bodies(&mut alice, 1, WAIT).await?, [echoed(&text)]);
+    }
+    connector.terminate();
+    connector.wait_exit(WAIT).await?;
+    let stats = connector.wait_for_log("sqs calls", WAIT).await?;
+    eprintln!("{MESSAGES} messages one at a time; {stats}");
+    // Nothing to batch at this rate: one call per request, none lingering.
+    assert!(
+        stats.contains(&format!("send_calls={MESSAGES} ")),
+        "{stats}"
+    );
+    assert!(
+        stats.contains(&format!("requests_sent={MESSAGES} ")),
+        "{stats}"
+    );
     Ok(())
 }

@@ -2,12 +2,13 @@
 //!
 //! Each request becomes a [`RequestEnvelope`] with a fresh id. One batcher
 //! task packs waiting envelopes into SendMessageBatch calls (at most 10
-//! entries and 256 KiB): what is waiting goes out at once, and only when
-//! several are waiting does it linger a few milliseconds for more, so a
-//! lone message is never delayed. Several batches may be in flight at
-//! once; order within a conversation holds because the dispatcher hands
-//! over a conversation's next request only after the previous one is
-//! confirmed queued.
+//! entries and 256 KiB). A request arriving while nothing else is waiting
+//! or being sent goes out at once, so a lone message is never delayed;
+//! under load (several waiting, or other calls still in flight) the
+//! batcher lingers a few milliseconds for the batch to fill. Several
+//! batches may be in flight at once; order within a conversation holds
+//! because the dispatcher hands over a conversation's next request only
+//! after the previous one is confirmed queued.
 //!
 //! A call that fails, and each entry a successful call reports failed, is
 //! retried with backoff until the request's deadline (the bot timeout);
@@ -29,7 +30,7 @@ use xmpp_lambda_shared::{Request, RequestEnvelope, conversation_id};
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// How long to wait for more requests when several are already waiting:
 /// short, so batching under load costs little latency.
-const LINGER: Duration = Duration::from_millis(3);
+const LINGER: Duration = Duration::from_millis(5);
 /// SendMessageBatch calls in flight at once: enough to keep up with a busy
 /// component while every call waits a network round trip.
 const MAX_SENDS_IN_FLIGHT: usize = 8;
@@ -182,8 +183,10 @@ async fn run_batcher(queue: Queue, mut waiting: mpsc::UnboundedReceiver<Pending>
                 Err(_) => break,
             }
         }
-        // …and, under load only, what arrives within the linger.
-        if batch.entries.len() > 1 && !batch.is_full() && carried.is_none() {
+        // …and, under load only, what arrives within the linger. This
+        // batch holds one slot; any other slot taken is a call in flight.
+        let busy = batch.entries.len() > 1 || slots.available_permits() + 1 < MAX_SENDS_IN_FLIGHT;
+        if busy && !batch.is_full() && carried.is_none() {
             let linger_end = Instant::now() + LINGER;
             while !batch.is_full() {
                 tokio::select! {
