@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(HOME)/.cargo/bin:$(PATH)
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup test lint unit demo bench
+.PHONY: setup test lint unit demo demo-sqs bench
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,11 @@ test: setup lint
 
 demo: setup
 	@scripts/demo.sh
+
+# The same demo through the sqs transport: moto's SQS server, the function
+# under cargo lambda and the local sqs trigger stand in for AWS.
+demo-sqs: setup
+	@DEMO_TRANSPORT=sqs scripts/demo.sh
 
 bench: setup
 	@scripts/bench.sh

@@ -3,6 +3,12 @@
 #
 #   XMPP client ── Prosody ──XEP-0114── xmpp-lambda-connector ──HTTP── echo bot
 #
+# `make demo-sqs` (DEMO_TRANSPORT=sqs) runs the serverless path instead,
+# with local stand-ins for AWS:
+#
+#   … connector ──▶ request queue (moto) ──▶ sqs trigger ──▶ function (cargo
+#   lambda) ──HTTP── echo bot;  function ──▶ reply queue (moto) ──▶ connector
+#
 # Starts Prosody from a generated config in a temp folder, the reference
 # echo bot (scripts/echo_bot.py), and the connector; registers a user, sends
 # "hello" with a real XMPP client and prints the reply. Then it keeps
@@ -10,9 +16,12 @@
 # everything it started (by PID) and removes the temp folder.
 #
 # Options (environment):
+#   DEMO_TRANSPORT=sqs    the sqs path (moto, the function, the sqs trigger)
 #   DEMO_ONCE=1           exit after the "hello" round trip (for CI)
 #   DEMO_C2S_PORT=N       client port (default 5222 when free, else random)
 #   CONNECTOR_BIN=PATH    use this connector binary instead of building one
+#   BOOTSTRAP_BIN=PATH, SQS_TRIGGER_BIN=PATH   the same for the function and
+#                         the sqs trigger (sqs path)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -42,10 +51,27 @@ wait_port() {
   return 1
 }
 
+TRANSPORT=${DEMO_TRANSPORT:-http}
+case "$TRANSPORT" in
+  http|sqs) ;;
+  *) fail "DEMO_TRANSPORT must be http or sqs, not $TRANSPORT" ;;
+esac
+VENV="$ROOT/.venv/bin"
+if [ "$TRANSPORT" = sqs ]; then
+  [ -x "$VENV/moto_server" ] || fail "moto is not installed: run scripts/setup.sh"
+  [ -x "$VENV/cargo-lambda" ] || fail "cargo-lambda is not installed: run scripts/setup.sh"
+fi
+
 if [ -z "${CONNECTOR_BIN:-}" ]; then
   say "Building the connector"
   cargo build --quiet --bin xmpp-lambda-connector
   CONNECTOR_BIN="$ROOT/target/debug/xmpp-lambda-connector"
+fi
+if [ "$TRANSPORT" = sqs ] && { [ -z "${BOOTSTRAP_BIN:-}" ] || [ -z "${SQS_TRIGGER_BIN:-}" ]; }; then
+  say "Building the function and the sqs trigger"
+  cargo build --quiet --bin bootstrap --bin xmpp-lambda-sqs-trigger
+  BOOTSTRAP_BIN=${BOOTSTRAP_BIN:-$ROOT/target/debug/bootstrap}
+  SQS_TRIGGER_BIN=${SQS_TRIGGER_BIN:-$ROOT/target/debug/xmpp-lambda-sqs-trigger}
 fi
 
 WORK=$(mktemp -d /tmp/xmpp-lambda-demo.XXXXXX)
@@ -119,10 +145,57 @@ $PY scripts/echo_bot.py "$BOT_PORT" 2>"$WORK/bot.log" &
 PIDS+=($!)
 wait_port "$BOT_PORT" 50 "${PIDS[-1]}" || { cat "$WORK/bot.log" >&2; fail "the echo bot did not start"; }
 
-say "Starting the connector for $COMPONENT"
+if [ "$TRANSPORT" = sqs ]; then
+  # AWS settings for every AWS client below: the SDK's own variables only.
+  MOTO_PORT=$(free_port)
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_EC2_METADATA_DISABLED=true
+  say "Starting moto's SQS server on $AWS_ENDPOINT_URL"
+  "$VENV/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$MOTO_PORT" 100 "${PIDS[-1]}" || { cat "$WORK/moto.log" >&2; fail "moto did not start"; }
+  # Queues as template.yaml makes them: FIFO, each with a dead-letter queue.
+  read -r REQUEST_QUEUE_URL REPLY_QUEUE_URL < <("$VENV/python" - <<'PY'
+import json
+import os
+import boto3
+sqs = boto3.client("sqs", region_name=os.environ["AWS_REGION"])
+def queue(name, **attributes):
+    attributes["FifoQueue"] = "true"
+    return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+def redrive(dlq_url):
+    arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "3"})
+requests = queue("requests.fifo", VisibilityTimeout="30", RedrivePolicy=redrive(queue("requests-dlq.fifo")))
+replies = queue("replies.fifo", VisibilityTimeout="30", RedrivePolicy=redrive(queue("replies-dlq.fifo")))
+print(requests, replies)
+PY
+  ) || fail "cannot create the queues"
+  export REQUEST_QUEUE_URL REPLY_QUEUE_URL
+
+  LAMBDA_PORT=$(free_port)
+  say "Starting the function (bootstrap) under cargo lambda on 127.0.0.1:$LAMBDA_PORT"
+  (cd "$ROOT" && exec "$VENV/cargo-lambda" lambda watch --only-lambda-apis -A 127.0.0.1 -P "$LAMBDA_PORT") \
+    >"$WORK/cargo-lambda.log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$LAMBDA_PORT" 300 "${PIDS[-1]}" || { cat "$WORK/cargo-lambda.log" >&2; fail "cargo lambda watch did not start"; }
+  AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$LAMBDA_PORT/.rt" AWS_LAMBDA_FUNCTION_NAME=_ \
+  AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 \
+  BOT=proxy COMPONENT_POST_URL="http://127.0.0.1:$BOT_PORT/" RUST_LOG=${RUST_LOG:-info} \
+    "$BOOTSTRAP_BIN" >"$WORK/function.log" 2>&1 &
+  PIDS+=($!)
+
+  say "Starting the sqs trigger (Lambda's event source mapping) on the request queue"
+  RUST_LOG=${RUST_LOG:-info} "$SQS_TRIGGER_BIN" --queue-url "$REQUEST_QUEUE_URL" \
+    --endpoint "http://127.0.0.1:$LAMBDA_PORT" --function _ >"$WORK/sqs-trigger.log" 2>&1 &
+  PIDS+=($!)
+fi
+
+say "Starting the connector for $COMPONENT (transport $TRANSPORT)"
 COMPONENT_JID=$COMPONENT \
 COMPONENT_SECRET=$SECRET \
 COMPONENT_SERVER="127.0.0.1:$COMPONENT_PORT" \
+TRANSPORT=$TRANSPORT \
 COMPONENT_POST_URL="http://127.0.0.1:$BOT_PORT/" \
 RUST_LOG=${RUST_LOG:-info} NO_COLOR=1 \
   "$CONNECTOR_BIN" >"$WORK/connector.log" 2>&1 &
@@ -138,7 +211,7 @@ done
 
 say "Saying hello as $USER_JID"
 $PY scripts/xmpp_say.py 127.0.0.1 "$C2S_PORT" "$USER_JID" "$PASSWORD" "$BOT_JID" hello 15 \
-  || { cat "$WORK/connector.log" >&2; fail "no reply from the bot"; }
+  || { tail -n 30 "$WORK"/*.log >&2; fail "no reply from the bot"; }
 
 if [ "${DEMO_ONCE:-}" = 1 ]; then
   say "Round trip done"
@@ -158,6 +231,12 @@ Or from this shell:
 
 Connector log follows. Ctrl-C stops everything.
 EOF
+if [ "$TRANSPORT" = sqs ]; then
+  cat <<EOF
+(sqs path: requests on $REQUEST_QUEUE_URL, replies on $REPLY_QUEUE_URL,
+ moto at $AWS_ENDPOINT_URL; the function's and the trigger's logs are in $WORK)
+EOF
+fi
 tail -n +1 -f --pid="$CONNECTOR_PID" "$WORK/connector.log" &
 PIDS+=($!)
 wait "$CONNECTOR_PID" || true

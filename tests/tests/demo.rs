@@ -1,5 +1,6 @@
-//! `make demo` must keep working: run scripts/demo.sh once (DEMO_ONCE=1)
-//! and check the "hello" round trip it prints.
+//! `make demo` and `make demo-sqs` must keep working: run scripts/demo.sh
+//! once (DEMO_ONCE=1) on each path and check the "hello" round trip it
+//! prints.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -9,12 +10,39 @@ use xmpp_lambda_tests::{Result, free_port, workspace_bin, workspace_root};
 
 #[tokio::test]
 async fn the_demo_script_says_hello_and_gets_the_echo() -> Result<()> {
+    run_demo(&[]).await
+}
+
+#[tokio::test]
+async fn the_sqs_demo_says_hello_through_the_queues_and_the_function() -> Result<()> {
+    let stdout = run_demo_output(&[
+        ("DEMO_TRANSPORT", "sqs".into()),
+        ("BOOTSTRAP_BIN", workspace_bin("bootstrap").into()),
+        (
+            "SQS_TRIGGER_BIN",
+            workspace_bin("xmpp-lambda-sqs-trigger").into(),
+        ),
+    ])
+    .await?;
+    assert!(stdout.contains("transport sqs"), "{stdout}");
+    Ok(())
+}
+
+/// Runs the demo once with `env` and checks the round trip it prints.
+async fn run_demo(env: &[(&str, std::ffi::OsString)]) -> Result<()> {
+    run_demo_output(env).await.map(|_| ())
+}
+
+/// Runs the demo once with `env`, checks the round trip it prints and
+/// returns its standard output.
+async fn run_demo_output(env: &[(&str, std::ffi::OsString)]) -> Result<String> {
     let mut script = Command::new("bash");
     script
         .arg(workspace_root().join("scripts").join("demo.sh"))
         .env("DEMO_ONCE", "1")
         .env("DEMO_C2S_PORT", free_port().to_string())
         .env("CONNECTOR_BIN", workspace_bin("xmpp-lambda-connector"))
+        .envs(env.iter().map(|(key, value)| (*key, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -50,5 +78,5 @@ async fn the_demo_script_says_hello_and_gets_the_echo() -> Result<()> {
         stdout.contains("echo@bot.localhost -> alice@localhost: Did you say hello?"),
         "{stdout}"
     );
-    Ok(())
+    Ok(stdout.into_owned())
 }
