@@ -1,0 +1,79 @@
+//! scripts/bench_report.py reads what xmpp-loadgen prints: feed it real
+//! summaries (built by the library, serialised as the binary does) so a
+//! change on either side that breaks `make bench` fails here.
+
+use std::process::Command;
+use std::time::Duration;
+
+use xmpp_lambda_bench::stats::{Summary, Tally};
+
+/// A summary of `n` round trips of `ms` milliseconds each.
+fn summary(mode: &'static str, sessions: usize, in_flight: usize, n: u64, ms: u64) -> String {
+    let mut tally = Tally::default();
+    for _ in 0..n {
+        tally.record(Duration::from_millis(ms));
+    }
+    tally.sent = n;
+    let summary = Summary::new(mode, sessions, in_flight, tally, Duration::from_secs(1));
+    serde_json::to_string(&summary).expect("a summary serialises")
+}
+
+#[test]
+fn the_report_reads_loadgen_summaries() {
+    let dir = std::env::temp_dir().join(format!("bench-report-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let lines = [
+        format!(r#"{{"figure":"ping","data":{}}}"#, summary("ping", 1, 1, 100, 1)),
+        r#"{"figure":"connector_idle","data":{"rss_kib":6000,"hwm_kib":6100}}"#.to_owned(),
+        format!(
+            r#"{{"figure":"echo","data":{{"level":"1x1","xmpp":{},"connector_cpu_s":0.5,"prosody_cpu_s":1.0,"bot_cpu_s":0.1,"rss_kib":7000,"hwm_kib":8192}}}}"#,
+            summary("message", 1, 1, 100, 3)
+        ),
+        format!(
+            r#"{{"figure":"self","data":{{"level":"1x1","xmpp":{},"prosody_cpu_s":0.2}}}}"#,
+            summary("message", 1, 1, 100, 1)
+        ),
+        format!(
+            r#"{{"figure":"direct_http","data":{{"level":"1x1","http":{}}}}}"#,
+            summary("http", 1, 1, 100, 1)
+        ),
+        r#"{"figure":"sqs_unavailable","data":"not available"}"#.to_owned(),
+        r#"{"figure":"init","data":{"runs":3,"init_ms":[1.0,2.0,3.0],"first_event_ms":[1.5,2.5,3.5],"outcome":"response","answer":"{}"}}"#.to_owned(),
+        r#"{"figure":"zip","data":{"bytes":3000000}}"#.to_owned(),
+        r#"{"figure":"timing","data":{"total_s":100,"build_s":40}}"#.to_owned(),
+    ];
+    let results = dir.join("results.jsonl");
+    std::fs::write(&results, lines.join("\n")).expect("results");
+    let out = dir.join("results.json");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/bench_report.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(&results)
+        .arg(&out)
+        .args(["100", "0"])
+        .output()
+        .expect("python3 runs");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("results.json")).expect("JSON");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let echo = &report["echo"][0];
+    assert_eq!(echo["added_p50_ms"], 2.0, "{report}");
+    // 3 ms echo - 1 ms HTTP - 2 x 1 ms to self.
+    assert_eq!(echo["connector_alone_p50_ms_est"], 0.0, "{report}");
+    assert_eq!(echo["connector_cpu_s_per_10k"], 50.0, "{report}");
+    assert_eq!(report["connector_memory"]["peak_hwm_kib"], 8192);
+    assert_eq!(report["zip_bytes"], 3_000_000);
+    assert_eq!(report["sqs"], "not available");
+    assert!(table.contains("echo via Prosody + connector"), "{table}");
+    assert!(
+        table.contains("2.98") || table.contains("3.00 MB"),
+        "{table}"
+    );
+}
