@@ -23,10 +23,10 @@ STARTED=$(date +%s)
 
 # Counts: full run vs smoke test. Concurrency levels are sessions x in-flight.
 if [ "$QUICK" = 1 ]; then
-  PING_COUNT=2000; ECHO_COUNT=300; INIT_RUNS=3
+  PING_COUNT=2000; ECHO_COUNT=300; INIT_RUNS=3; SQS_LOW_COUNT=20; SQS_HIGH_COUNT=300
   LEVELS=("1x1" "10x10")
 else
-  PING_COUNT=100000; ECHO_COUNT=30000; INIT_RUNS=20
+  PING_COUNT=100000; ECHO_COUNT=30000; INIT_RUNS=20; SQS_LOW_COUNT=100; SQS_HIGH_COUNT=3000
   LEVELS=("1x1" "4x4" "10x10" "20x25")
 fi
 PING_LEVELS=("1x1" "10x10" "20x25")
@@ -76,7 +76,8 @@ mem_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 # ---------------------------------------------------------------- build
 log "building release binaries"
 # The connector and the function are measured when they build; the tools must.
-if ! cargo build --release -q -p xmpp-lambda-bench -p xmpp-lambda-connector -p xmpp-lambda-function; then
+if ! cargo build --release -q -p xmpp-lambda-bench -p xmpp-lambda-connector -p xmpp-lambda-function \
+    -p xmpp-lambda-sqs-trigger; then
   log "the connector or the function does not build: measuring what does"
   cargo build --release -q -p xmpp-lambda-bench
   cargo build --release -q -p xmpp-lambda-connector || true
@@ -206,9 +207,9 @@ fi
 
 # ---------------------------------------------------------------- SQS transport through moto
 # moto behind bench-sqs-counter, which counts API calls by queue and action:
-# calls on the request queue / messages = the request direction, calls on
-# the reply queue / messages = the reply direction. Needs the connector's
-# sqs transport; until it links, this figure is reported as not available.
+# the connector's calls on the request queue / messages = the request
+# direction, its calls on the reply queue / messages = the reply direction,
+# at a low rate (one message at a time) and a high one.
 bench_sqs() {
   [ -x "$ROOT/.venv/bin/moto_server" ] || return 1
   local moto_port moto_pid counter_log=$WORK/sqs-counter.log
@@ -228,17 +229,56 @@ bench_sqs() {
   local req rep
   req=$(python3 "$ROOT/scripts/bench_report.py" --create-queue "$endpoint" bench-requests) || return 1
   rep=$(python3 "$ROOT/scripts/bench_report.py" --create-queue "$endpoint" bench-replies) || return 1
+  # The function behind a local Runtime API, proxying to the echo bot, and
+  # the local sqs trigger feeding it the request queue.
+  local lambda_port lambda_pid
+  lambda_port=$(free_port)
+  (cd "$ROOT" && exec "$ROOT/.venv/bin/cargo-lambda" lambda watch --only-lambda-apis \
+    -A 127.0.0.1 -P "$lambda_port") >"$WORK/cargo-lambda.log" 2>&1 &
+  lambda_pid=$!
+  PIDS+=("$lambda_pid")
+  for _ in $(seq 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$lambda_port") 2>/dev/null && break
+    kill -0 "$lambda_pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:$lambda_port/.rt AWS_LAMBDA_FUNCTION_NAME=_ \
+    AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 \
+    BOT=proxy COMPONENT_POST_URL=$ECHO_URL REPLY_QUEUE_URL=$rep RUST_LOG=warn \
+    "$BIN/bootstrap" >"$WORK/function.log" 2>&1 &
+  PIDS+=("$!")
+  RUST_LOG=warn "$BIN/xmpp-lambda-sqs-trigger" --queue-url "$req" \
+    --endpoint "http://127.0.0.1:$lambda_port" --function _ >"$WORK/sqs-trigger.log" 2>&1 &
+  PIDS+=("$!")
   REQUEST_QUEUE_URL=$req REPLY_QUEUE_URL=$rep start_connector sqs "$WORK/connector-sqs.log" || return 1
-  # To add once the sqs transport links: start the function behind a local
-  # Runtime API (cargo lambda watch) with REPLY_QUEUE_URL=$rep and BOT=proxy
-  # to $ECHO_URL, and tools/sqs-trigger on $req; then for a low rate
-  # (1x1, --count 50) and a high one (20x25): reset the counts
-  # (POST $endpoint/__counts/reset), run loadgen --mode message, read
-  # GET $endpoint/__counts and record
-  #   record sqs '{"level":..,"rate_per_s":..,"p50_ms":..,"p99_ms":..,
-  #                "calls_per_msg_out":..,"calls_per_msg_in":..}'
-  # (bench_report.py already prints such lines).
-  return 1
+  # Calls each way per message, from the counts by queue and action: only
+  # the connector sends to the request queue and reads the reply queue (the
+  # trigger reads the request queue, the function sends to the reply queue).
+  local level s w count run counts
+  for level in "1x1:$SQS_LOW_COUNT" "10x10:$SQS_HIGH_COUNT"; do
+    count=${level#*:}; level=${level%:*}
+    s=${level%x*}; w=${level#*x}
+    log "sqs ${s}x${w}: $count round trips through the queues and the function"
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/__counts/reset", method="POST"), timeout=10)' "$endpoint"
+    run=$(loadgen --mode message --target echo@bot.localhost --sessions "$s" --in-flight "$w" --count "$count")
+    counts=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1] + "/__counts", timeout=10).read().decode())' "$endpoint")
+    record sqs "$(python3 - "$level" "$run" "$counts" <<'PY'
+import json, sys
+level, run, counts = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+messages = max(run.get("round_trips", 0), 1)
+out = counts.get("bench-requests SendMessageBatch", 0) + counts.get("bench-requests SendMessage", 0)
+into = sum(n for key, n in counts.items() if key.startswith("bench-replies ")
+           and key.split(" ", 1)[1] in ("ReceiveMessage", "DeleteMessageBatch", "DeleteMessage"))
+print(json.dumps({"level": level, "rate_per_s": run.get("rate_per_s"), "p50_ms": run.get("p50_ms"),
+                  "p99_ms": run.get("p99_ms"), "round_trips": run.get("round_trips"),
+                  "errors": run.get("errors"), "calls_per_msg_out": out / messages,
+                  "calls_per_msg_in": into / messages, "counts": counts}))
+PY
+)"
+  done
+  kill "$CONNECTOR_PID" 2>/dev/null || true
+  wait "$CONNECTOR_PID" 2>/dev/null || true
+  return 0
 }
 log "sqs transport through moto"
 if ! bench_sqs; then

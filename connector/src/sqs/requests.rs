@@ -368,3 +368,73 @@ fn all_failed(pending: Vec<Pending>, reason: &str) -> Vec<Pending> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(body_bytes: usize) -> (Pending, oneshot::Receiver<Result<(), EnqueueError>>) {
+        let (done, outcome) = oneshot::channel();
+        let pending = Pending {
+            id: uuid::Uuid::new_v4().to_string(),
+            body: "x".repeat(body_bytes),
+            group: None,
+            deadline: Instant::now() + Duration::from_secs(30),
+            last_error: None,
+            done,
+        };
+        (pending, outcome)
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_ten_entries() {
+        let mut batch = Batch::new(pending(10).0);
+        for _ in 1..MAX_BATCH_ENTRIES {
+            assert!(!batch.is_full());
+            assert!(batch.push(pending(10).0).is_none());
+        }
+        assert!(batch.is_full());
+        assert_eq!(batch.entries.len(), MAX_BATCH_ENTRIES);
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_256_kib_and_gives_back_what_does_not_fit() {
+        let mut batch = Batch::new(pending(200 * 1024).0);
+        let (big, _) = pending(100 * 1024);
+        let left = batch.push(big).expect("does not fit");
+        assert_eq!(left.body.len(), 100 * 1024);
+        assert!(batch.push(pending(56 * 1024).0).is_none(), "fits exactly");
+        assert!(batch.is_full());
+        assert_eq!(batch.bytes, MAX_BATCH_BYTES);
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_deadline_is_refused_without_a_call() {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            // Nothing listens here: a call would fail, not time out.
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let queue = Queue {
+            client: aws_sdk_sqs::Client::from_conf(config),
+            url: "http://127.0.0.1:9/123456789012/requests".into(),
+            stats: Arc::default(),
+            timeout: Duration::from_secs(30),
+        };
+        let (mut expired, outcome) = pending(10);
+        expired.deadline = Instant::now();
+        send_with_retries(queue.clone(), vec![expired], None).await;
+        assert!(matches!(
+            outcome.await,
+            Ok(Err(EnqueueError::TimedOut { .. }))
+        ));
+        assert_eq!(
+            queue
+                .stats
+                .send_calls
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
+}
