@@ -30,7 +30,8 @@ keys are the lower-case names below; the environment wins.
   COMPONENT_POST_URL      where requests are POSTed (required for http)
   COMPONENT_POST_STANZAS  forwarded kinds, comma-separated: message, presence,
                           iq (alias POST_STANZA_TYPES) [default: message]
-  COMPONENT_POST_TIMEOUT  seconds to wait for the bot [default: 30]
+  COMPONENT_POST_TIMEOUT  seconds to wait for the bot (sqs: for the request to
+                          be queued) [default: 30]
   COMPONENT_PING_INTERVAL seconds between keepalive pings on the link
                           [default: 60]
   COMPONENT_POST_SIGV4    sign requests with AWS SigV4 (for a Function URL
