@@ -218,6 +218,14 @@ if [ "${DEMO_ONCE:-}" = 1 ]; then
   exit 0
 fi
 
+if [ "$TRANSPORT" = sqs ]; then
+  cat <<EOF
+
+The sqs path: requests on $REQUEST_QUEUE_URL,
+replies on $REPLY_QUEUE_URL (moto at $AWS_ENDPOINT_URL);
+the function's and the sqs trigger's logs are in $WORK.
+EOF
+fi
 cat <<EOF
 
 The demo keeps running. Connect your own XMPP client:
@@ -231,12 +239,6 @@ Or from this shell:
 
 Connector log follows. Ctrl-C stops everything.
 EOF
-if [ "$TRANSPORT" = sqs ]; then
-  cat <<EOF
-(sqs path: requests on $REQUEST_QUEUE_URL, replies on $REPLY_QUEUE_URL,
- moto at $AWS_ENDPOINT_URL; the function's and the trigger's logs are in $WORK)
-EOF
-fi
 tail -n +1 -f --pid="$CONNECTOR_PID" "$WORK/connector.log" &
 PIDS+=($!)
 wait "$CONNECTOR_PID" || true
