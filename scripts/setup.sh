@@ -17,11 +17,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-# Debian starts no daemons in containers, but make sure the packaged
-# services are not holding the test ports.
-for svc in prosody ejabberd; do
-  pkill -x "$svc" 2>/dev/null || true
-done
+# Tests, demo and bench start their own servers on free loopback ports, so
+# a Prosody or ejabberd already running on this machine is left alone.
 
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
