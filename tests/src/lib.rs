@@ -15,6 +15,7 @@
 //! - [`sigv4`]: an independent AWS SigV4 signature checker for a bot that
 //!   stands in for a Function URL with IAM auth.
 
+mod assertions;
 mod bot_server;
 mod component_probe;
 mod connector;
@@ -31,6 +32,7 @@ mod xmpp_server;
 
 use std::path::{Path, PathBuf};
 
+pub use assertions::{STANZAS_NS, TEST_PASSWORD, assert_stanza_error, login};
 pub use bot_server::{BotReply, BotRequest, BotServer, echo_reply};
 pub use component_probe::component_handshake;
 pub use connector::{CONNECTOR_BIN, Connector};

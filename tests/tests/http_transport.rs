@@ -11,16 +11,16 @@ use std::time::Duration;
 
 use minidom::Element;
 use serde_json::json;
+use xmpp_lambda_tests::STANZAS_NS;
 use xmpp_lambda_tests::{
     BotReply, BotRequest, BotServer, CLIENT_NS, Connector, Ejabberd, Prosody, Result, XmppClient,
-    XmppServer, body_of, echo_reply, free_port,
+    XmppServer, assert_stanza_error, body_of, echo_reply, free_port, login,
 };
 
 /// How long anything that should happen may take.
 const WAIT: Duration = Duration::from_secs(10);
 /// How long to watch for something that must not happen.
 const QUIET: Duration = Duration::from_millis(700);
-const STANZAS_NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const LINK_UP: &str = "component link established";
 
 /// The scripted bot's answer to one request (see the module comment).
@@ -59,12 +59,6 @@ async fn connector(server: &impl XmppServer, url: &str, env: &[(&str, &str)]) ->
     Ok(connector)
 }
 
-/// A registered user, logged in.
-async fn login(server: &impl XmppServer, user: &str) -> Result<XmppClient> {
-    let jid = server.register(user, "secret-pw").await?;
-    XmppClient::connect("127.0.0.1", server.c2s_port(), &jid, "secret-pw").await
-}
-
 fn echo_jid(server: &impl XmppServer) -> String {
     format!("echo@{}", server.component_domain())
 }
@@ -82,22 +76,6 @@ async fn ask(client: &mut XmppClient, to: &str, body: &str) -> Result<String> {
     client.send_message(to, body).await?;
     let reply = next_message(client, body).await?;
     body_of(&reply).ok_or_else(|| format!("reply to {body:?} has no body: {reply:?}").into())
-}
-
-/// Asserts a stanza error: type, condition and (if given) text.
-fn assert_error(stanza: &Element, id: &str, error_type: &str, condition: &str, text: Option<&str>) {
-    assert_eq!(stanza.attr("type"), Some("error"), "{stanza:?}");
-    assert_eq!(stanza.attr("id"), Some(id), "{stanza:?}");
-    let error = stanza
-        .get_child("error", CLIENT_NS)
-        .unwrap_or_else(|| panic!("no <error/> in {stanza:?}"));
-    assert_eq!(error.attr("type"), Some(error_type), "{stanza:?}");
-    assert!(
-        error.has_child(condition, STANZAS_NS),
-        "expected condition {condition} in {stanza:?}"
-    );
-    let shown = error.get_child("text", STANZAS_NS).map(Element::text);
-    assert_eq!(shown.as_deref(), text, "{stanza:?}");
 }
 
 /// The link never dropped: no disconnect was logged.
@@ -199,7 +177,7 @@ async fn every_error_table_row_and_silent_answers() -> Result<()> {
             .send_message(&echo, &format!("status {status}"))
             .await?;
         let reply = next_message(&mut alice, &format!("status {status}")).await?;
-        assert_error(&reply, &id, error_type, condition, *text);
+        assert_stanza_error(&reply, &id, error_type, condition, *text);
         assert_eq!(reply.attr("from"), Some(echo.as_str()));
     }
 
@@ -225,7 +203,7 @@ async fn no_response_when_the_bot_is_down_or_too_slow() -> Result<()> {
     let mut connector_down = connector(&prosody, &down, &[]).await?;
     let id = alice.send_message(&echo, "anyone there?").await?;
     let reply = next_message(&mut alice, "bot down").await?;
-    assert_error(
+    assert_stanza_error(
         &reply,
         &id,
         "cancel",
@@ -240,7 +218,7 @@ async fn no_response_when_the_bot_is_down_or_too_slow() -> Result<()> {
     let started = tokio::time::Instant::now();
     let id = alice.send_message(&echo, "slow 4000").await?;
     let reply = next_message(&mut alice, "bot too slow").await?;
-    assert_error(
+    assert_stanza_error(
         &reply,
         &id,
         "cancel",
@@ -504,7 +482,7 @@ async fn iq_round(client: &mut XmppClient, server: &impl XmppServer) -> Result<(
         })
         .await
         .ok_or("no answer to an unknown IQ")?;
-    assert_error(&refused, "version1", "cancel", "service-unavailable", None);
+    assert_stanza_error(&refused, "version1", "cancel", "service-unavailable", None);
     Ok(())
 }
 
@@ -561,7 +539,7 @@ async fn forwarded_iq_without_an_iq_answer_gets_service_unavailable() -> Result<
         .recv_until(WAIT, |s| s.name() == "iq" && s.attr("id") == Some("fwd1"))
         .await
         .ok_or("no answer to a forwarded IQ")?;
-    assert_error(&answer, "fwd1", "cancel", "service-unavailable", None);
+    assert_stanza_error(&answer, "fwd1", "cancel", "service-unavailable", None);
     let requests = bot.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].json["kind"], json!("iq"));
@@ -887,7 +865,7 @@ async fn core_cases_against_ejabberd() -> Result<()> {
     assert_eq!(ask(&mut alice, &echo, "hello").await?, "Did you say hello?");
     let id = alice.send_message(&echo, "status 404").await?;
     let reply = next_message(&mut alice, "404").await?;
-    assert_error(&reply, &id, "cancel", "item-not-found", None);
+    assert_stanza_error(&reply, &id, "cancel", "item-not-found", None);
 
     alice
         .send(&format!(
@@ -900,7 +878,7 @@ async fn core_cases_against_ejabberd() -> Result<()> {
         .recv_until(WAIT, |s| s.attr("id") == Some(id.as_str()))
         .await
         .ok_or("no error for a spoofed reply")?;
-    assert_error(
+    assert_stanza_error(
         &reply,
         &id,
         "cancel",

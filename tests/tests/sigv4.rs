@@ -13,12 +13,11 @@ use std::time::Duration;
 use minidom::Element;
 use xmpp_lambda_tests::sigv4::{self, SigV4Key};
 use xmpp_lambda_tests::{
-    BotReply, BotRequest, BotServer, CLIENT_NS, Connector, Prosody, Result, XmppClient, XmppServer,
-    body_of, echo_reply,
+    BotReply, BotRequest, BotServer, Connector, Prosody, Result, XmppClient, XmppServer,
+    assert_stanza_error, body_of, echo_reply, login,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
-const STANZAS_NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const LINK_UP: &str = "component link established";
 
 /// The published test suite's credentials, region and service.
@@ -221,32 +220,11 @@ async fn signing_connector(
     Ok(connector)
 }
 
-async fn login(prosody: &Prosody, user: &str) -> Result<XmppClient> {
-    let jid = prosody.register(user, "secret-pw").await?;
-    XmppClient::connect("127.0.0.1", prosody.c2s_port(), &jid, "secret-pw").await
-}
-
 async fn next_message(client: &mut XmppClient, what: &str) -> Result<Element> {
     client
         .recv_message(WAIT)
         .await
         .ok_or_else(|| format!("no message ({what}) within {WAIT:?}").into())
-}
-
-/// Asserts a stanza error with this type, condition and text.
-fn assert_error(stanza: &Element, id: &str, error_type: &str, condition: &str, text: Option<&str>) {
-    assert_eq!(stanza.attr("type"), Some("error"), "{stanza:?}");
-    assert_eq!(stanza.attr("id"), Some(id), "{stanza:?}");
-    let error = stanza
-        .get_child("error", CLIENT_NS)
-        .unwrap_or_else(|| panic!("no <error/> in {stanza:?}"));
-    assert_eq!(error.attr("type"), Some(error_type), "{stanza:?}");
-    assert!(
-        error.has_child(condition, STANZAS_NS),
-        "expected {condition} in {stanza:?}"
-    );
-    let shown = error.get_child("text", STANZAS_NS).map(Element::text);
-    assert_eq!(shown.as_deref(), text, "{stanza:?}");
 }
 
 /// Credentials and region from the SDK's chains (environment variables,
@@ -323,7 +301,7 @@ async fn a_wrong_secret_gets_the_user_forbidden() -> Result<()> {
 
     let id = alice.send_message(&echo, "let me in").await?;
     let reply = next_message(&mut alice, "forbidden").await?;
-    assert_error(&reply, &id, "auth", "forbidden", None);
+    assert_stanza_error(&reply, &id, "auth", "forbidden", None);
 
     let requests = bot.requests();
     assert_eq!(requests.len(), 1);
@@ -358,7 +336,7 @@ async fn without_credentials_the_user_gets_connection_failure() -> Result<()> {
     for text in ["first", "second"] {
         let id = alice.send_message(&echo, text).await?;
         let reply = next_message(&mut alice, text).await?;
-        assert_error(
+        assert_stanza_error(
             &reply,
             &id,
             "cancel",

@@ -8,18 +8,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use minidom::Element;
 use tokio::time::Instant;
 use xmpp_lambda_tests::{
-    BotReply, BotRequest, BotServer, CLIENT_NS, Connector, LambdaFunction, Moto, Prosody, Result,
-    SqsTrigger, XmppClient, XmppServer, body_of, echo_reply,
+    BotReply, BotRequest, BotServer, Connector, LambdaFunction, Moto, Prosody, Result, SqsTrigger,
+    XmppClient, XmppServer, assert_stanza_error, body_of, echo_reply, login,
 };
 
 /// How long anything that should happen may take.
 const WAIT: Duration = Duration::from_secs(20);
 /// How long to watch for something that must not happen (a repeat).
 const QUIET: Duration = Duration::from_secs(2);
-const STANZAS_NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const LINK_UP: &str = "component link established";
 
 /// What answers the requests.
@@ -134,12 +132,6 @@ async fn connector(
     let connector = Connector::start_for(prosody, &all).await?;
     connector.wait_for_log(LINK_UP, WAIT).await?;
     Ok(connector)
-}
-
-/// A registered user, logged in.
-async fn login(prosody: &Prosody, user: &str) -> Result<XmppClient> {
-    let jid = prosody.register(user, "secret-pw").await?;
-    XmppClient::connect("127.0.0.1", prosody.c2s_port(), &jid, "secret-pw").await
 }
 
 fn jid_at(prosody: &Prosody, name: &str) -> String {
@@ -305,22 +297,8 @@ async fn proxy_bot_gets_the_request_json_and_its_error_reaches_the_user() -> Res
     // error table says.
     let id = alice.send_message(&echo, "missing").await?;
     let error = alice.recv_message(WAIT).await.ok_or("no error reply")?;
-    assert_error(&error, &id, "cancel", "item-not-found");
+    assert_stanza_error(&error, &id, "cancel", "item-not-found", None);
     Ok(())
-}
-
-/// Asserts a stanza error's type and condition.
-fn assert_error(stanza: &Element, id: &str, error_type: &str, condition: &str) {
-    assert_eq!(stanza.attr("type"), Some("error"), "{stanza:?}");
-    assert_eq!(stanza.attr("id"), Some(id), "{stanza:?}");
-    let error = stanza
-        .get_child("error", CLIENT_NS)
-        .unwrap_or_else(|| panic!("no <error/> in {stanza:?}"));
-    assert_eq!(error.attr("type"), Some(error_type), "{stanza:?}");
-    assert!(
-        error.has_child(condition, STANZAS_NS),
-        "expected condition {condition} in {stanza:?}"
-    );
 }
 
 #[tokio::test]
@@ -565,7 +543,13 @@ async fn a_request_that_cannot_be_queued_gets_an_error_not_silence() -> Result<(
         .send_message(&jid_at(&prosody, "echo"), "anyone there?")
         .await?;
     let error = alice.recv_message(WAIT).await.ok_or("no error reply")?;
-    assert_error(&error, &id, "wait", "remote-server-timeout");
+    assert_stanza_error(
+        &error,
+        &id,
+        "wait",
+        "remote-server-timeout",
+        Some("The bot's request queue cannot be reached"),
+    );
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(1900) && waited < Duration::from_secs(10),
