@@ -7,6 +7,7 @@ pub mod http_load;
 pub mod lambda_init;
 pub mod loadgen;
 pub mod scanner;
+pub mod server;
 pub mod sqs_counter;
 pub mod stats;
 pub mod xmpp;

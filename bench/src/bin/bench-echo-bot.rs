@@ -2,12 +2,10 @@
 //! HTTP server. Prints `listening on http://ADDR/` once ready and serves
 //! until SIGINT or SIGTERM.
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 use xmpp_lambda_bench::echo_bot;
+use xmpp_lambda_bench::server::{self, StopSignal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,36 +20,19 @@ async fn main() -> ExitCode {
             }
         }
     }
-    let listener = match TcpListener::bind(&listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("bench-echo-bot: cannot listen on {listen}: {e}");
+    // Signals first: the bench script may stop a server as soon as it
+    // has read the "listening" line.
+    let (stop, listener) = match (
+        StopSignal::install("bench-echo-bot"),
+        server::bind_announced("bench-echo-bot", &listen).await,
+    ) {
+        (Ok(stop), Ok(listener)) => (stop, listener),
+        (Err(line), _) | (_, Err(line)) => {
+            eprintln!("{line}");
             return ExitCode::FAILURE;
         }
     };
-    let addr = match listener.local_addr() {
-        Ok(addr) => addr,
-        Err(e) => {
-            eprintln!("bench-echo-bot: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("listening on http://{addr}/");
-    let _ = std::io::stdout().flush();
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        eprintln!("bench-echo-bot: cannot install signal handlers");
-        return ExitCode::FAILURE;
-    };
-    let served = echo_bot::serve(listener, async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    })
-    .await;
+    let served = echo_bot::serve(listener, stop.received()).await;
     eprintln!("bench-echo-bot: served {served} requests");
     ExitCode::SUCCESS
 }

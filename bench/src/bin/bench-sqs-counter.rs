@@ -3,12 +3,10 @@
 //! Prints `listening on http://ADDR/` once ready; serves until SIGINT or
 //! SIGTERM. `GET /__counts` returns the counts.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
+use xmpp_lambda_bench::server::{self, StopSignal};
 use xmpp_lambda_bench::sqs_counter::{self, Counts};
 
 const USAGE: &str = "usage: bench-sqs-counter --upstream HOST:PORT [--listen ADDR]";
@@ -38,32 +36,18 @@ async fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let listener = match TcpListener::bind(&listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("bench-sqs-counter: cannot listen on {listen}: {e}");
+    // Signals first: the bench script may stop a server as soon as it
+    // has read the "listening" line.
+    let (stop, listener) = match (
+        StopSignal::install("bench-sqs-counter"),
+        server::bind_announced("bench-sqs-counter", &listen).await,
+    ) {
+        (Ok(stop), Ok(listener)) => (stop, listener),
+        (Err(line), _) | (_, Err(line)) => {
+            eprintln!("{line}");
             return ExitCode::FAILURE;
         }
     };
-    let Ok(addr) = listener.local_addr() else {
-        eprintln!("bench-sqs-counter: no local address");
-        return ExitCode::FAILURE;
-    };
-    println!("listening on http://{addr}/");
-    let _ = std::io::stdout().flush();
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        eprintln!("bench-sqs-counter: cannot install signal handlers");
-        return ExitCode::FAILURE;
-    };
-    sqs_counter::serve(listener, upstream, Counts::default(), async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    })
-    .await;
+    sqs_counter::serve(listener, upstream, Counts::default(), stop.received()).await;
     ExitCode::SUCCESS
 }
