@@ -225,6 +225,14 @@ impl XmppClient {
             .await
     }
 
+    /// The next message within `timeout`, or a failure naming this client
+    /// and `what` was awaited.
+    pub async fn expect_message(&mut self, what: &str, timeout: Duration) -> Result<Element> {
+        self.recv_message(timeout)
+            .await
+            .ok_or_else(|| format!("{}: no message ({what}) within {timeout:?}", self.jid()).into())
+    }
+
     /// Why the session ended, once it has.
     pub fn disconnected(&self) -> Option<&str> {
         self.disconnected.as_deref()

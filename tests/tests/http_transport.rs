@@ -63,18 +63,10 @@ fn echo_jid(server: &impl XmppServer) -> String {
     format!("echo@{}", server.component_domain())
 }
 
-/// The next message within [`WAIT`], or a failure saying what was awaited.
-async fn next_message(client: &mut XmppClient, what: &str) -> Result<Element> {
-    client
-        .recv_message(WAIT)
-        .await
-        .ok_or_else(|| format!("{}: no message ({what}) within {WAIT:?}", client.jid()).into())
-}
-
 /// Sends `body` and returns the next message's body.
 async fn ask(client: &mut XmppClient, to: &str, body: &str) -> Result<String> {
     client.send_message(to, body).await?;
-    let reply = next_message(client, body).await?;
+    let reply = client.expect_message(body, WAIT).await?;
     body_of(&reply).ok_or_else(|| format!("reply to {body:?} has no body: {reply:?}").into())
 }
 
@@ -98,7 +90,7 @@ async fn echo_reply_with_request_json_as_designed() -> Result<()> {
     let id = alice
         .send_message(&echo_jid(&prosody), "hello <&> ünïcode")
         .await?;
-    let reply = next_message(&mut alice, "echo").await?;
+    let reply = alice.expect_message("echo", WAIT).await?;
     assert_eq!(
         body_of(&reply).as_deref(),
         Some("Did you say hello <&> ünïcode?")
@@ -176,7 +168,9 @@ async fn every_error_table_row_and_silent_answers() -> Result<()> {
         let id = alice
             .send_message(&echo, &format!("status {status}"))
             .await?;
-        let reply = next_message(&mut alice, &format!("status {status}")).await?;
+        let reply = alice
+            .expect_message(&format!("status {status}"), WAIT)
+            .await?;
         assert_stanza_error(&reply, &id, error_type, condition, *text);
         assert_eq!(reply.attr("from"), Some(echo.as_str()));
     }
@@ -202,7 +196,7 @@ async fn no_response_when_the_bot_is_down_or_too_slow() -> Result<()> {
     let down = format!("http://127.0.0.1:{}/bot", free_port());
     let mut connector_down = connector(&prosody, &down, &[]).await?;
     let id = alice.send_message(&echo, "anyone there?").await?;
-    let reply = next_message(&mut alice, "bot down").await?;
+    let reply = alice.expect_message("bot down", WAIT).await?;
     assert_stanza_error(
         &reply,
         &id,
@@ -217,7 +211,7 @@ async fn no_response_when_the_bot_is_down_or_too_slow() -> Result<()> {
     let _connector = connector(&prosody, &bot.url(), &[("COMPONENT_POST_TIMEOUT", "1")]).await?;
     let started = tokio::time::Instant::now();
     let id = alice.send_message(&echo, "slow 4000").await?;
-    let reply = next_message(&mut alice, "bot too slow").await?;
+    let reply = alice.expect_message("bot too slow", WAIT).await?;
     assert_stanza_error(
         &reply,
         &id,
@@ -246,7 +240,7 @@ async fn stanza_and_field_replies() -> Result<()> {
     alice
         .send_message(&echo, &format!("reply {stanza}"))
         .await?;
-    let reply = next_message(&mut alice, "stanza reply").await?;
+    let reply = alice.expect_message("stanza reply", WAIT).await?;
     assert_eq!(body_of(&reply).as_deref(), Some("from a stanza"));
     assert_eq!(reply.attr("type"), Some("normal"));
     assert_eq!(reply.attr("from"), Some(echo.as_str()));
@@ -264,14 +258,14 @@ async fn stanza_and_field_replies() -> Result<()> {
     alice
         .send_message(&echo, &format!("reply {fields}"))
         .await?;
-    let reply = next_message(&mut alice, "field reply").await?;
+    let reply = alice.expect_message("field reply", WAIT).await?;
     assert_eq!(body_of(&reply).as_deref(), Some("42"));
     assert_eq!(reply.attr("type"), Some("normal"));
     assert_eq!(reply.attr("from"), Some(other.as_str()));
 
     // The reply type follows the request's: normal in, normal out.
     alice.send_message_of_type(&echo, "normal", "plain").await?;
-    let reply = next_message(&mut alice, "typed echo").await?;
+    let reply = alice.expect_message("typed echo", WAIT).await?;
     assert_eq!(reply.attr("type"), Some("normal"));
     assert_eq!(body_of(&reply).as_deref(), Some("Did you say plain?"));
     Ok(())
@@ -290,7 +284,7 @@ async fn reply_to_another_user_reaches_that_user() -> Result<()> {
     alice
         .send_message(&echo, &format!("reply {to_bob}"))
         .await?;
-    let at_bob = next_message(&mut bob, "relayed message").await?;
+    let at_bob = bob.expect_message("relayed message", WAIT).await?;
     assert_eq!(body_of(&at_bob).as_deref(), Some("psst, bob"));
     assert_eq!(at_bob.attr("from"), Some(echo.as_str()));
     // Alice gets nothing for it: her next message is the echo below.
@@ -317,7 +311,7 @@ async fn bad_bot_replies_become_internal_server_error_and_the_link_stays_up() ->
     ];
     for bad in &bad_replies {
         let id = alice.send_message(&echo, &format!("reply {bad}")).await?;
-        let reply = next_message(&mut alice, bad).await?;
+        let reply = alice.expect_message(bad, WAIT).await?;
         assert_eq!(reply.attr("type"), Some("error"), "{bad}: {reply:?}");
         let error = reply.get_child("error", CLIENT_NS).ok_or("no error")?;
         assert_eq!(error.attr("type"), Some("cancel"), "{bad}");
@@ -573,7 +567,7 @@ async fn order_within_a_conversation_and_independence_across() -> Result<()> {
     }
     for client in [&mut alice, &mut bob] {
         for n in 0..20 {
-            let reply = next_message(client, &format!("n {n}")).await?;
+            let reply = client.expect_message(&format!("n {n}"), WAIT).await?;
             assert_eq!(body_of(&reply), Some(format!("Did you say n {n}?")));
         }
     }
@@ -591,7 +585,7 @@ async fn order_within_a_conversation_and_independence_across() -> Result<()> {
             "requests of {user} reached the bot out of order"
         );
     }
-    let last = next_message(&mut alice, "slow reply").await?;
+    let last = alice.expect_message("slow reply", WAIT).await?;
     assert_eq!(body_of(&last).as_deref(), Some("Did you say slow 3000?"));
     Ok(())
 }
@@ -636,7 +630,9 @@ async fn in_flight_limit_holds_stanzas_back_and_drops_none() -> Result<()> {
     gate.add_permits(SENT);
     let mut answered = std::collections::HashSet::new();
     while answered.len() < SENT {
-        let reply = next_message(&mut alice, &format!("reply {}", answered.len())).await?;
+        let reply = alice
+            .expect_message(&format!("reply {}", answered.len()), WAIT)
+            .await?;
         answered.insert(body_of(&reply).ok_or("reply without body")?);
     }
     let expected: std::collections::HashSet<String> =
@@ -814,7 +810,7 @@ async fn graceful_shutdown_delivers_in_flight_replies_and_exits_zero() -> Result
     alice.send_message(&echo, "slow 1500").await?;
     bot.wait_for_requests(1, WAIT).await?;
     connector.terminate();
-    let reply = next_message(&mut alice, "in-flight reply").await?;
+    let reply = alice.expect_message("in-flight reply", WAIT).await?;
     assert_eq!(body_of(&reply).as_deref(), Some("Did you say slow 1500?"));
     let status = connector.wait_exit(WAIT).await?;
     assert!(status.success(), "exit status {status}");
@@ -824,7 +820,7 @@ async fn graceful_shutdown_delivers_in_flight_replies_and_exits_zero() -> Result
 
     // The component is gone: the server answers for it now.
     let id = alice.send_message(&echo, "hello?").await?;
-    let reply = next_message(&mut alice, "server's error").await?;
+    let reply = alice.expect_message("server's error", WAIT).await?;
     assert_eq!(reply.attr("id"), Some(id.as_str()));
     assert_eq!(reply.attr("type"), Some("error"));
     assert!(alice.recv_message(QUIET).await.is_none());
@@ -864,7 +860,7 @@ async fn core_cases_against_ejabberd() -> Result<()> {
 
     assert_eq!(ask(&mut alice, &echo, "hello").await?, "Did you say hello?");
     let id = alice.send_message(&echo, "status 404").await?;
-    let reply = next_message(&mut alice, "404").await?;
+    let reply = alice.expect_message("404", WAIT).await?;
     assert_stanza_error(&reply, &id, "cancel", "item-not-found", None);
 
     alice

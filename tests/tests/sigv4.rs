@@ -10,11 +10,10 @@
 
 use std::time::Duration;
 
-use minidom::Element;
 use xmpp_lambda_tests::sigv4::{self, SigV4Key};
 use xmpp_lambda_tests::{
-    BotReply, BotRequest, BotServer, Connector, Prosody, Result, XmppClient, XmppServer,
-    assert_stanza_error, body_of, echo_reply, login,
+    BotReply, BotRequest, BotServer, Connector, Prosody, Result, XmppServer, assert_stanza_error,
+    body_of, echo_reply, login,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -220,13 +219,6 @@ async fn signing_connector(
     Ok(connector)
 }
 
-async fn next_message(client: &mut XmppClient, what: &str) -> Result<Element> {
-    client
-        .recv_message(WAIT)
-        .await
-        .ok_or_else(|| format!("no message ({what}) within {WAIT:?}").into())
-}
-
 /// Credentials and region from the SDK's chains (environment variables,
 /// session token included): the bot accepts the signature and the user
 /// gets the echo.
@@ -252,7 +244,7 @@ async fn signed_requests_are_accepted_and_answered() -> Result<()> {
 
     for text in ["hello", "ünïcode & <xml> \"quotes\" / ?query=1"] {
         alice.send_message(&echo, text).await?;
-        let reply = next_message(&mut alice, text).await?;
+        let reply = alice.expect_message(text, WAIT).await?;
         assert_eq!(
             body_of(&reply).as_deref(),
             Some(format!("Did you say {text}?").as_str()),
@@ -300,7 +292,7 @@ async fn a_wrong_secret_gets_the_user_forbidden() -> Result<()> {
     let echo = format!("echo@{}", prosody.component_domain());
 
     let id = alice.send_message(&echo, "let me in").await?;
-    let reply = next_message(&mut alice, "forbidden").await?;
+    let reply = alice.expect_message("forbidden", WAIT).await?;
     assert_stanza_error(&reply, &id, "auth", "forbidden", None);
 
     let requests = bot.requests();
@@ -335,7 +327,7 @@ async fn without_credentials_the_user_gets_connection_failure() -> Result<()> {
 
     for text in ["first", "second"] {
         let id = alice.send_message(&echo, text).await?;
-        let reply = next_message(&mut alice, text).await?;
+        let reply = alice.expect_message(text, WAIT).await?;
         assert_stanza_error(
             &reply,
             &id,
