@@ -61,8 +61,9 @@ pub fn workspace_root() -> PathBuf {
 /// as the running test executable (`target/<profile>/deps/<test>` →
 /// `target/<profile>/<name>`).
 ///
-/// `cargo nextest run --workspace` builds every workspace binary first; a
-/// run limited to one package does not build the binaries of others.
+/// A test build does not build the binaries of other packages, so run
+/// `cargo build --workspace --bins` first (`make test` does); otherwise a
+/// test may find a stale binary or none.
 ///
 /// # Panics
 /// When the binary is missing, with the command that builds it.
@@ -82,9 +83,8 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     let path = profile_dir.join(name);
     if !path.is_file() {
         panic!(
-            "workspace binary `{name}` not found at {}: build it first with \
-             `cargo build --bin {name}` (or run the tests with `cargo nextest run --workspace`, \
-             which builds every workspace binary)",
+            "workspace binary `{name}` not found at {}: build the workspace \
+             binaries first with `cargo build --workspace --bins`",
             path.display()
         );
     }
