@@ -116,20 +116,46 @@ impl Connector {
         needle: &str,
         timeout: Duration,
     ) -> Result<String> {
+        let mut lines = self.wait_for_lines(from, needle, 1, timeout).await?;
+        Ok(lines.remove(0))
+    }
+
+    /// Waits until `count` lines contain `needle` (e.g. one "request
+    /// queued" per message sent); returns them.
+    pub async fn wait_for_log_count(
+        &self,
+        needle: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<String>> {
+        self.wait_for_lines(0, needle, count, timeout).await
+    }
+
+    /// Waits until `count` lines at index `from` or later contain `needle`,
+    /// woken by each new line rather than polling.
+    async fn wait_for_lines(
+        &self,
+        from: usize,
+        needle: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<String>> {
         let mut seen = self.line_count.clone();
         let deadline = Instant::now() + timeout;
         loop {
             seen.borrow_and_update();
-            let found = {
+            let found: Vec<String> = {
                 let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
                 lines
                     .iter()
                     .skip(from)
-                    .find(|line| line.contains(needle))
+                    .filter(|line| line.contains(needle))
+                    .take(count)
                     .cloned()
+                    .collect()
             };
-            if let Some(line) = found {
-                return Ok(line);
+            if found.len() >= count {
+                return Ok(found);
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(remaining, seen.changed()).await {
@@ -137,8 +163,9 @@ impl Connector {
                 // Timed out, or both output pipes closed (the process ended).
                 _ => {
                     return Err(format!(
-                        "the connector printed no line containing {needle:?} within {timeout:?}; \
-                         its output:\n{}",
+                        "the connector printed {} of {count} lines containing {needle:?} \
+                         within {timeout:?}; its output:\n{}",
+                        found.len(),
                         self.logs().join("\n")
                     )
                     .into());

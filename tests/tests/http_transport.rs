@@ -786,10 +786,12 @@ async fn idle_link_stays_up_with_keepalive_pings() -> Result<()> {
         ],
     )
     .await?;
-    // Read timeout is two intervals: without answered pings the link
-    // would be declared dead within a second or two of silence.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    connector.wait_for_log("keepalive answered", WAIT).await?;
+    // Read timeout is two intervals (0.6 s): ten answered pings are three
+    // seconds of silence from users, in which an unpinged link would have
+    // been declared dead several times over.
+    connector
+        .wait_for_log_count("keepalive answered", 10, WAIT)
+        .await?;
     let mut alice = login(&prosody, "alice").await?;
     assert_eq!(
         ask(&mut alice, &echo_jid(&prosody), "awake").await?,

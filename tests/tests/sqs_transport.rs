@@ -196,25 +196,6 @@ fn signal(connector: &Connector, signal: libc::c_int) {
     }
 }
 
-/// Waits until the connector logged `needle` `count` times.
-async fn wait_for_log_count(connector: &Connector, needle: &str, count: usize) -> Result<()> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let seen = connector
-            .logs()
-            .iter()
-            .filter(|line| line.contains(needle))
-            .count();
-        if seen >= count {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("{seen} of {count} log lines {needle:?}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn echo_round_trip(fifo: bool) -> Result<()> {
     let prosody = Prosody::start().await?;
     let queues = Queues::start(&Options {
@@ -395,7 +376,9 @@ async fn connector_killed_with_requests_in_flight_loses_nothing() -> Result<()> 
         alice.send_message(&echo, text).await?;
     }
     // Every request is on the queue, none answered yet: crash.
-    wait_for_log_count(&first, "request queued", sent.len()).await?;
+    first
+        .wait_for_log_count("request queued", sent.len(), WAIT)
+        .await?;
     first.kill();
     drop(first);
 
@@ -433,7 +416,9 @@ async fn replies_queued_while_prosody_restarts_arrive_after_relink() -> Result<(
     for text in &sent {
         alice.send_message(&echo, text).await?;
     }
-    wait_for_log_count(&connector, "request queued", sent.len()).await?;
+    connector
+        .wait_for_log_count("request queued", sent.len(), WAIT)
+        .await?;
     prosody.stop().await;
     drop(alice);
     // With the link down the replies wait on the reply queue (one poll
