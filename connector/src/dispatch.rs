@@ -11,8 +11,10 @@
 //!
 //! With the sqs transport a request is done once it is on the request
 //! queue: its permit is released then, and its reply arrives later through
-//! the reply poller. A conversation's next request is queued only after the
-//! previous one is, which keeps a FIFO queue's order.
+//! the reply poller. On a FIFO queue a conversation's next request is
+//! queued only after the previous one is, which keeps the queue's order. A
+//! standard queue keeps no order, so there every request is sent at once,
+//! and one user's burst fills batches instead of going out one call each.
 
 use crate::link::Outbound;
 use crate::shutdown::Shutdown;
@@ -37,6 +39,10 @@ pub struct Dispatcher {
     shared: Arc<Shared>,
     /// The stanza kinds handed to the bot; the rest are answered here.
     forwarded_kinds: HashSet<StanzaKind>,
+    /// Whether a conversation's requests go one after the other. Not on a
+    /// standard queue: it may reorder them anyway, and waiting would only
+    /// keep a conversation's requests out of each other's batches.
+    in_order: bool,
     /// One permit per request accepted and not yet answered. All permits
     /// back means nothing is in flight, which is what shutdown waits for.
     in_flight: Arc<Semaphore>,
@@ -74,7 +80,9 @@ impl Dispatcher {
         transport: Transport,
         writer: mpsc::UnboundedSender<Outbound>,
     ) -> Dispatcher {
+        let in_order = transport.keeps_order();
         Dispatcher {
+            in_order,
             shared: Arc::new(Shared {
                 domain,
                 transport,
@@ -184,7 +192,8 @@ impl Dispatcher {
     }
 
     /// Queues a request on its conversation, starting the conversation's
-    /// task if it has none. Waits while the in-flight limit is reached.
+    /// task if it has none (or sends it at once where order is not kept).
+    /// Waits while the in-flight limit is reached.
     async fn forward(&self, request: Request) {
         let received_at = Instant::now();
         let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
@@ -192,12 +201,17 @@ impl Dispatcher {
             warn!("in-flight limit unavailable; request dropped");
             return;
         };
-        let key = conversation_id(&request);
         let job = Job {
             request,
             _permit: permit,
             received_at,
         };
+        if !self.in_order {
+            let shared = Arc::clone(&self.shared);
+            tokio::spawn(async move { shared.answer(job).await });
+            return;
+        }
+        let key = conversation_id(&job.request);
         let first = {
             let mut conversations = self.shared.conversations();
             match conversations.get_mut(&key) {

@@ -305,6 +305,54 @@ async fn fifo_keeps_fifty_fast_messages_in_order() -> Result<()> {
 }
 
 #[tokio::test]
+async fn standard_queue_batches_one_users_burst() -> Result<()> {
+    const MESSAGES: usize = 40;
+    let prosody = Prosody::start().await?;
+    let queues = Queues::start(&Options::default()).await?;
+    let mut connector = connector(&prosody, &queues, &[]).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let echo = jid_at(&prosody, "echo");
+
+    let sent: Vec<String> = (1..=MESSAGES).map(|n| format!("burst {n}")).collect();
+    for text in &sent {
+        alice.send_message(&echo, text).await?;
+    }
+    // A standard queue keeps no order: every reply, each once.
+    let mut got = bodies(&mut alice, MESSAGES, WAIT).await?;
+    got.sort();
+    let mut expected: Vec<String> = sent.iter().map(|text| echoed(text)).collect();
+    expected.sort();
+    assert_eq!(got, expected);
+    assert_quiet(&mut alice).await;
+
+    connector.terminate();
+    connector.wait_exit(WAIT).await?;
+    let stats = connector.wait_for_log("sqs calls", WAIT).await?;
+    // One conversation's requests share batches instead of waiting for
+    // each other (which would take one call per request).
+    let calls = stat(&stats, "send_calls")?;
+    assert!(
+        calls <= MESSAGES / 2,
+        "{calls} send calls for {MESSAGES} requests: {stats}"
+    );
+    Ok(())
+}
+
+/// The number `name=N` in the connector's `sqs calls` line.
+fn stat(line: &str, name: &str) -> Result<usize> {
+    let key = format!(" {name}=");
+    let value = line
+        .split_once(&key)
+        .map(|(_, rest)| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap_or("")
+        })
+        .ok_or_else(|| format!("no {name} in {line:?}"))?;
+    Ok(value.parse()?)
+}
+
+#[tokio::test]
 async fn fifo_conversations_progress_independently() -> Result<()> {
     let prosody = Prosody::start().await?;
     // The bot fails the first try of "blocked 1" (a 500, retried after the

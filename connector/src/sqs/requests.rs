@@ -6,9 +6,9 @@
 //! or being sent goes out at once, so a lone message is never delayed;
 //! under load (several waiting, or other calls still in flight) the
 //! batcher lingers a few milliseconds for the batch to fill. Several
-//! batches may be in flight at once; order within a conversation holds
-//! because the dispatcher hands over a conversation's next request only
-//! after the previous one is confirmed queued.
+//! batches may be in flight at once; on a FIFO queue order within a
+//! conversation holds because the dispatcher hands over a conversation's
+//! next request only after the previous one is confirmed queued.
 //!
 //! A call that fails, and each entry a successful call reports failed, is
 //! retried with backoff until the request's deadline (the bot timeout);
@@ -120,6 +120,12 @@ impl RequestSender {
             fifo,
         };
         (sender, batcher)
+    }
+
+    /// Whether the request queue is FIFO (and so keeps each conversation's
+    /// order).
+    pub fn is_fifo(&self) -> bool {
+        self.fifo
     }
 
     /// Puts `request` on the request queue; returns once it is there, or

@@ -30,6 +30,16 @@ pub enum Forwarded {
 }
 
 impl Transport {
+    /// Whether a conversation's requests must reach the bot one after the
+    /// other: with http (its replies go out in that order) and on a FIFO
+    /// request queue; a standard queue keeps no order of its own.
+    pub fn keeps_order(&self) -> bool {
+        match self {
+            Transport::Http(_) => true,
+            Transport::Sqs(sqs) => sqs.is_fifo(),
+        }
+    }
+
     /// Hands one request to the bot. With http this waits for the bot's
     /// answer (a bot that cannot be reached is
     /// [`BotResponse::no_response`]); with sqs only until the request is
