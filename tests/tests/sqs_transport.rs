@@ -168,6 +168,24 @@ fn echoed(text: &str) -> String {
     format!("Did you say {text}?")
 }
 
+/// Fails unless `got` holds the echo of each of `sent` exactly once, in any
+/// order (a standard queue, a retry or a restart may reorder them).
+fn assert_each_echoed_once(who: &str, mut got: Vec<String>, sent: &[String]) {
+    got.sort();
+    let mut expected: Vec<String> = sent.iter().map(|text| echoed(text)).collect();
+    expected.sort();
+    assert_eq!(got, expected, "{who}: every reply exactly once");
+}
+
+/// A bot that echoes after 3 s: no reply exists yet when a test breaks
+/// something right after sending.
+async fn slow_echo_bot() -> Result<BotServer> {
+    BotServer::start(|request: BotRequest| async move {
+        echo_reply(&request.json).with_delay(Duration::from_secs(3))
+    })
+    .await
+}
+
 /// Waits until the queue holds no message at all, visible or in flight.
 async fn wait_drained(moto: &Moto, url: &str) -> Result<()> {
     wait_depth(moto, url, 0).await
@@ -318,11 +336,8 @@ async fn standard_queue_batches_one_users_burst() -> Result<()> {
         alice.send_message(&echo, text).await?;
     }
     // A standard queue keeps no order: every reply, each once.
-    let mut got = bodies(&mut alice, MESSAGES, WAIT).await?;
-    got.sort();
-    let mut expected: Vec<String> = sent.iter().map(|text| echoed(text)).collect();
-    expected.sort();
-    assert_eq!(got, expected);
+    let got = bodies(&mut alice, MESSAGES, WAIT).await?;
+    assert_each_echoed_once("alice", got, &sent);
     assert_quiet(&mut alice).await;
 
     connector.terminate();
@@ -404,11 +419,7 @@ async fn fifo_conversations_progress_independently() -> Result<()> {
 #[tokio::test]
 async fn connector_killed_with_requests_in_flight_loses_nothing() -> Result<()> {
     let prosody = Prosody::start().await?;
-    // Slow enough that no reply exists yet when the connector dies.
-    let bot = BotServer::start(|request: BotRequest| async move {
-        echo_reply(&request.json).with_delay(Duration::from_secs(3))
-    })
-    .await?;
+    let bot = slow_echo_bot().await?;
     let queues = Queues::start(&Options {
         bot: Bot::Proxy(&bot),
         ..Options::default()
@@ -433,12 +444,9 @@ async fn connector_killed_with_requests_in_flight_loses_nothing() -> Result<()> 
     // The replies wait on the reply queue for the next connector.
     wait_depth(&queues.moto, &queues.replies, sent.len() as u64).await?;
     let _second = connector(&prosody, &queues, &[]).await?;
-    let mut got = bodies(&mut alice, sent.len(), WAIT).await?;
+    let got = bodies(&mut alice, sent.len(), WAIT).await?;
     assert_quiet(&mut alice).await;
-    got.sort();
-    let mut expected: Vec<String> = sent.iter().map(|text| echoed(text)).collect();
-    expected.sort();
-    assert_eq!(got, expected, "every reply exactly once");
+    assert_each_echoed_once("alice", got, &sent);
     wait_drained(&queues.moto, &queues.replies).await?;
     Ok(())
 }
@@ -446,10 +454,7 @@ async fn connector_killed_with_requests_in_flight_loses_nothing() -> Result<()> 
 #[tokio::test]
 async fn replies_queued_while_prosody_restarts_arrive_after_relink() -> Result<()> {
     let mut prosody = Prosody::start().await?;
-    let bot = BotServer::start(|request: BotRequest| async move {
-        echo_reply(&request.json).with_delay(Duration::from_secs(3))
-    })
-    .await?;
+    let bot = slow_echo_bot().await?;
     let queues = Queues::start(&Options {
         bot: Bot::Proxy(&bot),
         ..Options::default()
@@ -481,11 +486,8 @@ async fn replies_queued_while_prosody_restarts_arrive_after_relink() -> Result<(
     let mut alice = login(&prosody, "alice").await?;
     signal(&connector, libc::SIGCONT);
     connector.wait_for_new_log(LINK_UP, WAIT).await?;
-    let mut got = bodies(&mut alice, sent.len(), WAIT).await?;
-    got.sort();
-    let mut expected: Vec<String> = sent.iter().map(|text| echoed(text)).collect();
-    expected.sort();
-    assert_eq!(got, expected);
+    let got = bodies(&mut alice, sent.len(), WAIT).await?;
+    assert_each_echoed_once("alice", got, &sent);
     wait_drained(&queues.moto, &queues.replies).await?;
     Ok(())
 }
@@ -668,13 +670,9 @@ async fn a_burst_of_a_thousand_messages_gets_exactly_a_thousand_replies() -> Res
         }
     }
     for (n, user) in users.iter_mut().enumerate() {
-        let mut got = bodies(user, PER_USER, Duration::from_secs(60)).await?;
-        got.sort();
-        let mut expected: Vec<String> = (0..PER_USER)
-            .map(|m| echoed(&format!("u{n} m{m}")))
-            .collect();
-        expected.sort();
-        assert_eq!(got, expected, "user{n}: every reply exactly once");
+        let got = bodies(user, PER_USER, Duration::from_secs(60)).await?;
+        let sent: Vec<String> = (0..PER_USER).map(|m| format!("u{n} m{m}")).collect();
+        assert_each_echoed_once(&format!("user{n}"), got, &sent);
     }
     let elapsed = started.elapsed();
     // No repeats: after one quiet period nobody has anything more.
