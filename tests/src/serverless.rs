@@ -73,19 +73,8 @@ impl LambdaFunction {
             .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION_NAME)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env(
-                "RUST_LOG",
-                std::env::var("XMPP_LAMBDA_TEST_SERVERLESS_LOG")
-                    .unwrap_or_else(|_| "warn".to_owned()),
-            )
-            .env("REPLY_QUEUE_URL", reply_queue_url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        for (key, value) in moto.aws_env() {
-            command.env(key, value);
-        }
+            .env("REPLY_QUEUE_URL", reply_queue_url);
+        serverless_child(&mut command, moto);
         for (key, value) in env {
             command.env(key, value);
         }
@@ -143,19 +132,8 @@ impl SqsTrigger {
             .arg("--wait-seconds")
             .arg("2")
             .arg("--invoke-timeout")
-            .arg("60")
-            .env(
-                "RUST_LOG",
-                std::env::var("XMPP_LAMBDA_TEST_SERVERLESS_LOG")
-                    .unwrap_or_else(|_| "warn".to_owned()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        for (key, value) in moto.aws_env() {
-            command.env(key, value);
-        }
+            .arg("60");
+        serverless_child(&mut command, moto);
         Ok(SqsTrigger {
             child: command.spawn()?,
         })
@@ -173,4 +151,23 @@ impl Drop for SqsTrigger {
 /// A tool installed in the workspace's `.venv` by scripts/setup.sh.
 fn venv_tool(name: &str) -> PathBuf {
     workspace_root().join(".venv").join("bin").join(name)
+}
+
+/// What the function and the trigger processes both get: moto's endpoint
+/// and test credentials, quiet logs unless `XMPP_LAMBDA_TEST_SERVERLESS_LOG`
+/// asks for more (on stderr, next to the test's own output), and death with
+/// the handle that started them.
+fn serverless_child(command: &mut Command, moto: &Moto) {
+    command
+        .env(
+            "RUST_LOG",
+            std::env::var("XMPP_LAMBDA_TEST_SERVERLESS_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (key, value) in moto.aws_env() {
+        command.env(key, value);
+    }
 }
