@@ -39,10 +39,6 @@ pub struct Dispatcher {
     shared: Arc<Shared>,
     /// The stanza kinds handed to the bot; the rest are answered here.
     forwarded_kinds: HashSet<StanzaKind>,
-    /// Whether a conversation's requests go one after the other. Not on a
-    /// standard queue: it may reorder them anyway, and waiting would only
-    /// keep a conversation's requests out of each other's batches.
-    in_order: bool,
     /// One permit per request accepted and not yet answered. All permits
     /// back means nothing is in flight, which is what shutdown waits for.
     in_flight: Arc<Semaphore>,
@@ -80,9 +76,7 @@ impl Dispatcher {
         transport: Transport,
         writer: mpsc::UnboundedSender<Outbound>,
     ) -> Dispatcher {
-        let in_order = transport.keeps_order();
         Dispatcher {
-            in_order,
             shared: Arc::new(Shared {
                 domain,
                 transport,
@@ -206,7 +200,10 @@ impl Dispatcher {
             _permit: permit,
             received_at,
         };
-        if !self.in_order {
+        // A standard queue may reorder a conversation anyway: holding its
+        // requests back for each other would only keep them out of one
+        // batch.
+        if !self.shared.transport.keeps_order() {
             let shared = Arc::clone(&self.shared);
             tokio::spawn(async move { shared.answer(job).await });
             return;
