@@ -177,6 +177,23 @@ fn assert_each_echoed_once(who: &str, mut got: Vec<String>, sent: &[String]) {
     assert_eq!(got, expected, "{who}: every reply exactly once");
 }
 
+/// Sends each of `texts` to `to` and waits until `connector` has put every
+/// one on the request queue (it logs each at debug level for the sqs module).
+async fn send_until_queued(
+    client: &mut XmppClient,
+    to: &str,
+    texts: &[String],
+    connector: &Connector,
+) -> Result<()> {
+    for text in texts {
+        client.send_message(to, text).await?;
+    }
+    connector
+        .wait_for_log_count("request queued", texts.len(), WAIT)
+        .await?;
+    Ok(())
+}
+
 /// A bot that echoes after 3 s: no reply exists yet when a test breaks
 /// something right after sending.
 async fn slow_echo_bot() -> Result<BotServer> {
@@ -431,13 +448,8 @@ async fn connector_killed_with_requests_in_flight_loses_nothing() -> Result<()> 
     let echo = jid_at(&prosody, "echo");
 
     let sent: Vec<String> = (1..=10).map(|n| format!("in flight {n}")).collect();
-    for text in &sent {
-        alice.send_message(&echo, text).await?;
-    }
+    send_until_queued(&mut alice, &echo, &sent, &first).await?;
     // Every request is on the queue, none answered yet: crash.
-    first
-        .wait_for_log_count("request queued", sent.len(), WAIT)
-        .await?;
     first.kill();
     drop(first);
 
@@ -466,12 +478,7 @@ async fn replies_queued_while_prosody_restarts_arrive_after_relink() -> Result<(
     let echo = jid_at(&prosody, "echo");
 
     let sent: Vec<String> = (1..=5).map(|n| format!("while down {n}")).collect();
-    for text in &sent {
-        alice.send_message(&echo, text).await?;
-    }
-    connector
-        .wait_for_log_count("request queued", sent.len(), WAIT)
-        .await?;
+    send_until_queued(&mut alice, &echo, &sent, &connector).await?;
     prosody.stop().await;
     drop(alice);
     // With the link down the replies wait on the reply queue (one poll
