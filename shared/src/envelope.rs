@@ -21,7 +21,16 @@ pub enum EnvelopeError {
     /// A `v` that is not a version number at all (a string, a fraction…).
     #[error("invalid envelope: version field \"v\" is {0}, not a version number")]
     InvalidVersion(String),
+    /// A send envelope with no message, or more than SQS could have sent
+    /// in one batch.
+    #[error(
+        "invalid envelope: \"send\" holds {0} messages (expected 1 to {MAX_SEND_MESSAGES})"
+    )]
+    SendCount(usize),
 }
+
+/// The most messages one send envelope carries.
+pub const MAX_SEND_MESSAGES: usize = 10;
 
 /// A request on its way to the bot: the body of a request-queue message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +55,31 @@ pub struct ReplyEnvelope {
     pub request: Request,
     /// The bot's HTTP outcome, turned into stanzas by the connector.
     pub response: BotResponse,
+}
+
+/// Messages a bot pushes (DESIGN §6): the body of a reply-queue message
+/// that answers no request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendEnvelope {
+    /// Always [`ENVELOPE_VERSION`].
+    pub v: u32,
+    /// Unique per envelope: the FIFO deduplication id, and how the
+    /// connector drops an envelope delivered twice.
+    pub id: String,
+    /// 1 to [`MAX_SEND_MESSAGES`] outbound message objects, written in
+    /// order; kept as JSON so each is checked by the outbound rules, which
+    /// name the field at fault.
+    pub send: Vec<serde_json::Value>,
+}
+
+/// What the connector reads from the reply queue: a bot's answer to a
+/// request, or messages a bot sends on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyQueueMessage {
+    /// An answer to a request ([`ReplyEnvelope`]).
+    Reply(ReplyEnvelope),
+    /// Pushed messages ([`SendEnvelope`]).
+    Send(SendEnvelope),
 }
 
 /// Checks `v` first, so a newer envelope gives a version error rather than a
@@ -111,6 +145,58 @@ impl ReplyEnvelope {
     /// The queue message body.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("an envelope always serialises")
+    }
+}
+
+impl SendEnvelope {
+    /// Wraps outbound messages with `id`.
+    pub fn new(id: impl Into<String>, send: Vec<serde_json::Value>) -> Self {
+        SendEnvelope {
+            v: ENVELOPE_VERSION,
+            id: id.into(),
+            send,
+        }
+    }
+
+    /// Reads a queue message body.
+    pub fn from_json(json: &str) -> Result<Self, EnvelopeError> {
+        check_version(json)?;
+        let envelope: SendEnvelope = serde_json::from_str(json)?;
+        if envelope.send.is_empty() || envelope.send.len() > MAX_SEND_MESSAGES {
+            return Err(EnvelopeError::SendCount(envelope.send.len()));
+        }
+        Ok(envelope)
+    }
+
+    /// The queue message body.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an envelope always serialises")
+    }
+}
+
+impl ReplyQueueMessage {
+    /// Reads a reply-queue message body: a send envelope when it has a
+    /// `send` member, else a reply envelope.
+    pub fn from_json(json: &str) -> Result<Self, EnvelopeError> {
+        #[derive(Deserialize)]
+        struct Probe {
+            send: Option<serde::de::IgnoredAny>,
+        }
+        check_version(json)?;
+        let probe: Probe = serde_json::from_str(json)?;
+        if probe.send.is_some() {
+            SendEnvelope::from_json(json).map(ReplyQueueMessage::Send)
+        } else {
+            ReplyEnvelope::from_json(json).map(ReplyQueueMessage::Reply)
+        }
+    }
+
+    /// The envelope's id.
+    pub fn id(&self) -> &str {
+        match self {
+            ReplyQueueMessage::Reply(reply) => &reply.id,
+            ReplyQueueMessage::Send(send) => &send.id,
+        }
     }
 }
 

@@ -4,18 +4,25 @@
 //! * [`Request`]: the JSON a bot receives (compatible with Prosody's
 //!   `mod_component_http`).
 //! * [`BotResponse`]: what came back from the bot over HTTP (or nothing).
-//! * [`RequestEnvelope`] / [`ReplyEnvelope`]: the versioned SQS messages.
+//! * [`RequestEnvelope`] / [`ReplyEnvelope`] / [`SendEnvelope`]: the
+//!   versioned SQS messages.
+//! * [`OutboundMessage`]: a message a bot sends on its own (DESIGN §6).
 //! * With the `xml` feature: every mapping rule between stanzas and JSON as
 //!   pure functions ([`stanza_to_request`], [`response_to_stanzas`],
-//!   [`presence_auto_answer`], [`iq_auto_answer`]).
+//!   [`presence_auto_answer`], [`iq_auto_answer`], [`outbound_to_stanza`]).
 //!
 //! Nothing here does I/O.
 
 mod envelope;
+mod outbound;
 mod request;
 mod response;
 
-pub use envelope::{ENVELOPE_VERSION, EnvelopeError, ReplyEnvelope, RequestEnvelope};
+pub use envelope::{
+    ENVELOPE_VERSION, EnvelopeError, MAX_SEND_MESSAGES, ReplyEnvelope, ReplyQueueMessage,
+    RequestEnvelope, SendEnvelope,
+};
+pub use outbound::OutboundMessage;
 pub use request::{Request, StanzaKind, UnknownKind, conversation_id};
 pub use response::BotResponse;
 
@@ -30,6 +37,8 @@ mod stanza;
 
 #[cfg(feature = "xml")]
 pub use auto::{iq_auto_answer, presence_auto_answer};
+#[cfg(feature = "xml")]
+pub use outbound::{bad_message_text, outbound_to_stanza};
 #[cfg(feature = "xml")]
 pub use errors::{ErrorType, StanzaErrorSpec, error_for_status, error_reply, no_response_error};
 #[cfg(feature = "xml")]

@@ -11,44 +11,101 @@ use serde_json::{Map, Value};
 /// closing the component link over an oversized stanza.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Why a bot's reply was refused. The reply is never sent; the sender gets
-/// `cancel/internal-server-error` and the log gets this reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a bot's reply (or a pushed message, DESIGN §6) was refused. It is
+/// never sent; for a reply the sender gets `cancel/internal-server-error`
+/// and the log gets this reason.
+///
+/// The text says what was wrong ([`BadReply::problem`]); shown as a reply's
+/// reason it starts with "reply", as a pushed message's with "message".
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BadReply {
-    #[error("reply is not valid JSON: {0}")]
     InvalidJson(String),
-    #[error("reply JSON is not an object")]
     NotAnObject,
-    #[error("reply field {field:?} must be {expected}")]
     WrongFieldType {
         field: &'static str,
         expected: &'static str,
     },
-    #[error("reply kind {0:?} is not message, presence or iq")]
     UnknownKind(String),
-    #[error("reply stanza is invalid: {0}")]
-    InvalidStanza(#[from] InvalidStanza),
-    #[error("reply {field:?} {value:?} is not a valid JID")]
-    InvalidJid { field: &'static str, value: String },
-    #[error("reply \"from\" {from:?} is outside the component's domain {domain:?}")]
-    ForeignFrom { from: String, domain: String },
-    #[error("reply {field:?} is {size} bytes, over the limit of {MAX_BODY_BYTES}")]
-    TooLarge { field: &'static str, size: usize },
+    InvalidStanza(InvalidStanza),
+    InvalidJid {
+        field: &'static str,
+        value: String,
+    },
+    ForeignFrom {
+        from: String,
+        domain: String,
+    },
+    TooLarge {
+        field: &'static str,
+        size: usize,
+    },
     /// JSON can carry characters XML 1.0 cannot (most C0 controls, U+FFFE,
     /// U+FFFF); written to the stream they would make it invalid, and the
     /// XML writer refuses them. Refused rather than stripped so the bot's
     /// author sees the reason in the log.
-    #[error("reply {field:?} contains U+{:04X}, which XML does not allow", u32::from(*.character))]
     ForbiddenCharacter {
         field: &'static str,
         character: char,
     },
+    /// A pushed message names no recipient: it has no reply to fall back on.
+    MissingTo,
     /// The request itself cannot be answered: it did not come from a stanza
     /// this component received (a forged or corrupted reply envelope), and
     /// any stanza addressed from its fields would be invalid XML or a `from`
     /// the server closes the link over. Nothing is sent, not even an error.
-    #[error("the request cannot be answered: {0}")]
     UnanswerableRequest(String),
+}
+
+impl BadReply {
+    /// What is wrong, without saying what it is wrong with: `"from" "x@y"
+    /// is outside the component's domain "bot.example.com"`.
+    pub fn problem(&self) -> String {
+        match self {
+            BadReply::InvalidJson(error) => format!("is not valid JSON: {error}"),
+            BadReply::NotAnObject => "JSON is not an object".to_owned(),
+            BadReply::WrongFieldType { field, expected } => {
+                format!("field {field:?} must be {expected}")
+            }
+            BadReply::UnknownKind(kind) => {
+                format!("kind {kind:?} is not message, presence or iq")
+            }
+            BadReply::InvalidStanza(error) => format!("stanza is invalid: {error}"),
+            BadReply::InvalidJid { field, value } => {
+                format!("{field:?} {value:?} is not a valid JID")
+            }
+            BadReply::ForeignFrom { from, domain } => {
+                format!("\"from\" {from:?} is outside the component's domain {domain:?}")
+            }
+            BadReply::TooLarge { field, size } => {
+                format!("{field:?} is {size} bytes, over the limit of {MAX_BODY_BYTES}")
+            }
+            BadReply::ForbiddenCharacter { field, character } => format!(
+                "{field:?} contains U+{:04X}, which XML does not allow",
+                u32::from(*character)
+            ),
+            BadReply::MissingTo => "\"to\" is required".to_owned(),
+            BadReply::UnanswerableRequest(why) => format!("cannot be answered: {why}"),
+        }
+    }
+}
+
+impl std::fmt::Display for BadReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadReply::UnanswerableRequest(why) => {
+                write!(f, "the request cannot be answered: {why}")
+            }
+            other => write!(f, "reply {}", other.problem()),
+        }
+    }
+}
+
+impl std::error::Error for BadReply {}
+
+impl From<InvalidStanza> for BadReply {
+    fn from(error: InvalidStanza) -> Self {
+        BadReply::InvalidStanza(error)
+    }
 }
 
 impl BadReply {
@@ -62,7 +119,7 @@ impl BadReply {
             BadReply::UnknownKind(_) | BadReply::InvalidStanza(_) => {
                 "The bot sent an invalid stanza"
             }
-            BadReply::InvalidJid { .. } | BadReply::ForeignFrom { .. } => {
+            BadReply::InvalidJid { .. } | BadReply::ForeignFrom { .. } | BadReply::MissingTo => {
                 "The bot sent a reply with an invalid address"
             }
             BadReply::TooLarge { .. } => "The bot's reply is too large",
@@ -108,7 +165,7 @@ impl Reply {
         }
     }
 
-    fn from_object(object: &Map<String, Value>) -> Result<Reply, BadReply> {
+    pub(crate) fn from_object(object: &Map<String, Value>) -> Result<Reply, BadReply> {
         let body = match object.get("body") {
             None | Some(Value::Null) => None,
             Some(Value::String(text)) => Some(text.clone()),
@@ -172,7 +229,7 @@ fn checked_from(from: &str, domain: &str) -> Result<(), BadReply> {
     Ok(())
 }
 
-fn checked_size(field: &'static str, text: &str) -> Result<(), BadReply> {
+pub(crate) fn checked_size(field: &'static str, text: &str) -> Result<(), BadReply> {
     if text.len() > MAX_BODY_BYTES {
         return Err(BadReply::TooLarge {
             field,
@@ -228,8 +285,71 @@ fn reply_message_type(request: &Request) -> &str {
     }
 }
 
-fn bare(jid: &str) -> &str {
+/// The bare part of a JID (everything before the first `/`).
+pub(crate) fn bare(jid: &str) -> &str {
     jid.split('/').next().unwrap_or(jid)
+}
+
+/// What a stanza built from a bot's JSON fields gets where a field is
+/// missing: from the request for a reply (§2), from the component for a
+/// pushed message (§6).
+pub(crate) struct Defaults<'a> {
+    /// The recipient of a stanza without `to`.
+    pub to: &'a str,
+    /// The recipient of a `groupchat` message without `to`: the room.
+    pub groupchat_to: &'a str,
+    /// The sender of a stanza without `from`.
+    pub from: &'a str,
+    /// The `type` of a message without one.
+    pub message_type: &'a str,
+    /// The `id` of an IQ without one.
+    pub iq_id: IqId<'a>,
+}
+
+/// Where an IQ without an `id` gets one.
+pub(crate) enum IqId<'a> {
+    /// The request's, so the sender can match the answer (none if it had
+    /// none).
+    Request(Option<&'a str>),
+    /// A fresh one: a pushed IQ answers nothing.
+    Fresh,
+}
+
+/// Builds the stanza to send from a bot's reply object (rule 2), filling
+/// what is missing from `defaults`, and checks it can be sent (rule 5).
+pub(crate) fn build_stanza(
+    reply: &Reply,
+    defaults: &Defaults<'_>,
+    domain: &str,
+    new_id: &mut dyn FnMut() -> String,
+) -> Result<Element, BadReply> {
+    let mut stanza = match &reply.stanza {
+        Some(xml) => {
+            checked_size("stanza", xml)?;
+            parse_stanza(xml)?
+        }
+        None => fields_to_stanza(reply, defaults)?,
+    };
+    if stanza.attr("to").is_none() {
+        set_attr(&mut stanza, "to", defaults.to);
+    }
+    if stanza.attr("from").is_none() {
+        set_attr(&mut stanza, "from", defaults.from);
+    }
+    checked_to(stanza.attr("to").unwrap_or_default())?;
+    checked_from(stanza.attr("from").unwrap_or_default(), domain)?;
+    match stanza.name() {
+        // Clients drop a message whose id they have seen, and bots often
+        // echo the request's: every message gets its own.
+        "message" => set_attr(&mut stanza, "id", &new_id()),
+        "iq" if stanza.attr("id").is_none() => match defaults.iq_id {
+            IqId::Request(Some(id)) => set_attr(&mut stanza, "id", id),
+            IqId::Request(None) => {}
+            IqId::Fresh => set_attr(&mut stanza, "id", &new_id()),
+        },
+        _ => {}
+    }
+    Ok(stanza)
 }
 
 /// Builds the reply stanza from a bot's reply object (rule 2).
@@ -239,37 +359,19 @@ fn reply_to_stanza(
     domain: &str,
     new_id: &mut dyn FnMut() -> String,
 ) -> Result<Element, BadReply> {
-    let mut stanza = match &reply.stanza {
-        Some(xml) => {
-            checked_size("stanza", xml)?;
-            parse_stanza(xml)?
-        }
-        None => fields_to_stanza(request, reply)?,
+    let defaults = Defaults {
+        to: &request.from,
+        // A groupchat message goes to the room, not to the occupant.
+        groupchat_to: bare(&request.from),
+        from: &request.to,
+        message_type: reply_message_type(request),
+        iq_id: IqId::Request(request.id.as_deref()),
     };
-    if stanza.attr("to").is_none() {
-        set_attr(&mut stanza, "to", &request.from);
-    }
-    if stanza.attr("from").is_none() {
-        set_attr(&mut stanza, "from", &request.to);
-    }
-    checked_to(stanza.attr("to").unwrap_or_default())?;
-    checked_from(stanza.attr("from").unwrap_or_default(), domain)?;
-    match stanza.name() {
-        // Clients drop a message whose id they have seen, and bots often
-        // echo the request's: every reply message gets its own.
-        "message" => set_attr(&mut stanza, "id", &new_id()),
-        "iq" if stanza.attr("id").is_none() => {
-            if let Some(id) = &request.id {
-                set_attr(&mut stanza, "id", id);
-            }
-        }
-        _ => {}
-    }
-    Ok(stanza)
+    build_stanza(reply, &defaults, domain, new_id)
 }
 
-/// A stanza from the reply's fields, with rule 2's defaults.
-fn fields_to_stanza(request: &Request, reply: &Reply) -> Result<Element, BadReply> {
+/// A stanza from the reply's fields, with the defaults for the rest.
+fn fields_to_stanza(reply: &Reply, defaults: &Defaults<'_>) -> Result<Element, BadReply> {
     let kind = match reply.kind.as_deref() {
         None => StanzaKind::Message,
         Some(name) => name
@@ -282,23 +384,18 @@ fn fields_to_stanza(request: &Request, reply: &Reply) -> Result<Element, BadRepl
             reply
                 .stanza_type
                 .as_deref()
-                .unwrap_or(reply_message_type(request)),
+                .unwrap_or(defaults.message_type),
         ),
         StanzaKind::Presence => reply.stanza_type.as_deref(),
         StanzaKind::Iq => Some(reply.stanza_type.as_deref().unwrap_or("result")),
     };
     let to = match (&reply.to, stanza_type) {
-        (Some(to), _) => to.clone(),
-        // A groupchat message goes to the room, not to the occupant.
-        (None, Some("groupchat")) => bare(&request.from).to_owned(),
-        (None, _) => request.from.clone(),
+        (Some(to), _) => to.as_str(),
+        (None, Some("groupchat")) => defaults.groupchat_to,
+        (None, _) => defaults.to,
     };
-    set_attr(&mut stanza, "to", &to);
-    set_attr(
-        &mut stanza,
-        "from",
-        reply.from.as_deref().unwrap_or(&request.to),
-    );
+    set_attr(&mut stanza, "to", to);
+    set_attr(&mut stanza, "from", reply.from.as_deref().unwrap_or(defaults.from));
     if let Some(stanza_type) = stanza_type {
         checked_chars("type", stanza_type)?;
         set_attr(&mut stanza, "type", stanza_type);

@@ -15,11 +15,13 @@ use serde::de::DeserializeOwned;
 use std::fmt::Display;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use xmpp_lambda_shared::{ReplyEnvelope, RequestEnvelope};
+use xmpp_lambda_shared::{ReplyEnvelope, ReplyQueueMessage, RequestEnvelope, SendEnvelope};
 
 /// The rules a golden file may name; a file naming another is an error, so
 /// a typo cannot silently skip a whole file.
-const RULES: &[&str] = &["reply", "presence", "iq", "request", "parse", "envelope"];
+const RULES: &[&str] = &[
+    "reply", "presence", "iq", "request", "parse", "envelope", "outbound",
+];
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -204,7 +206,9 @@ fn golden_invalid_envelopes_are_refused_with_their_reason() {
     run_rule("envelope", |case: &EnvelopeCase, _| {
         let error = match case.queue.as_str() {
             "request" => RequestEnvelope::from_json(&case.json).map(drop),
-            "reply" => ReplyEnvelope::from_json(&case.json).map(drop),
+            // What the connector reads from the reply queue: replies and
+            // send envelopes alike.
+            "reply" => ReplyQueueMessage::from_json(&case.json).map(drop),
             other => return Err(format!("unknown queue {other:?}")),
         };
         match error {
@@ -235,7 +239,7 @@ fn envelope_round_trip<E: PartialEq + std::fmt::Debug>(
     Ok(written)
 }
 
-/// The envelope fixtures: `request-*.json` and `reply-*.json`.
+/// The envelope fixtures: `request-*.json`, `reply-*.json` and `send-*.json`.
 fn envelope_fixtures() -> Vec<(PathBuf, String)> {
     files_with_extension(&golden_dir().join("envelope"), "json")
         .into_iter()
@@ -253,8 +257,10 @@ fn rewritten_fixture(path: &Path, text: &str) -> Result<String, String> {
         envelope_round_trip(text, RequestEnvelope::from_json, RequestEnvelope::to_json)
     } else if file_name.starts_with("reply-") {
         envelope_round_trip(text, ReplyEnvelope::from_json, ReplyEnvelope::to_json)
+    } else if file_name.starts_with("send-") {
+        envelope_round_trip(text, SendEnvelope::from_json, SendEnvelope::to_json)
     } else {
-        Err("fixture names start with request- or reply-".into())
+        Err("fixture names start with request-, reply- or send-".into())
     }
 }
 
@@ -271,6 +277,15 @@ fn golden_envelope_fixtures_round_trip() {
                     "written envelope does not start with v, id: {written}"
                 ));
             }
+            // The connector reads the reply queue as either kind; a fixture
+            // must come out as the kind its name says.
+            let kind = match ReplyQueueMessage::from_json(&text) {
+                Ok(ReplyQueueMessage::Reply(_)) => "reply-",
+                Ok(ReplyQueueMessage::Send(_)) => "send-",
+                Err(_) => "request-",
+            };
+            let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            same("reply-queue reading", kind, &file_name[..kind.len().min(file_name.len())])?;
             Ok(())
         });
     }
@@ -285,9 +300,9 @@ mod stanza_rules {
     use super::*;
     use minidom::{Element, Node};
     use xmpp_lambda_shared::{
-        BotResponse, CLIENT_NS, COMPONENT_NS, Request, element_to_string, iq_auto_answer,
-        parse_stanza, presence_auto_answer, response_to_stanzas, stanza_to_request,
-        stanzas_to_send,
+        BotResponse, CLIENT_NS, COMPONENT_NS, Request, bad_message_text, element_to_string,
+        iq_auto_answer, outbound_to_stanza, parse_stanza, presence_auto_answer,
+        response_to_stanzas, stanza_to_request, stanzas_to_send,
     };
 
     /// Parses golden XML: exactly one element, with `default_ns` as the
@@ -557,6 +572,51 @@ mod stanza_rules {
                 }
                 (outcome, _, _) => Err(format!(
                     "case needs exactly one of expect/error; got {outcome:?}"
+                )),
+            }
+        });
+    }
+
+    /// §6: an outbound message → the stanza pushed, or why it is refused.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct OutboundCase {
+        /// The outbound message as JSON text.
+        message: String,
+        domain: Option<String>,
+        /// The rooms the connector is in: room bare JID → its occupant's
+        /// real JID.
+        #[serde(default)]
+        rooms: std::collections::BTreeMap<String, String>,
+        /// The stanza written (absent when refused).
+        expect: Option<String>,
+        /// The reason shown to the pusher, exactly.
+        refused: Option<String>,
+    }
+
+    #[test]
+    fn golden_outbound_messages() {
+        run_rule("outbound", |case: &OutboundCase, file| {
+            let message: serde_json::Value = serde_json::from_str(&case.message)
+                .map_err(|e| format!("golden message is not JSON: {e}"))?;
+            let rooms = |room: &str| case.rooms.get(room).cloned();
+            let outcome = outbound_to_stanza(
+                &message,
+                domain(&case.domain, file),
+                &rooms,
+                &mut numbered_ids(),
+            );
+            match (outcome, &case.expect, &case.refused) {
+                (Ok(stanza), Some(expected), None) => {
+                    same_stanzas(std::slice::from_ref(expected), &[stanza])
+                }
+                (Err(reason), None, Some(expected)) => same(
+                    "refusal",
+                    expected.as_str(),
+                    bad_message_text(None, &reason).as_str(),
+                ),
+                (outcome, _, _) => Err(format!(
+                    "case needs exactly one of expect/refused; got {outcome:?}"
                 )),
             }
         });
