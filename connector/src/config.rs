@@ -42,7 +42,15 @@ keys are the lower-case names below; the environment wins.
                           the region to sign for [default: the Function
                           URL's, else the AWS SDK's (AWS_REGION, profile)]
   REQUEST_QUEUE_URL       SQS queue for requests (required for sqs)
-  REPLY_QUEUE_URL         SQS queue for replies (required for sqs)
+  REPLY_QUEUE_URL         SQS queue for replies and pushed messages (required
+                          for sqs; with http, set it to let bots push
+                          through a queue)
+  COMPONENT_API_LISTEN    ip:port of the connector's HTTP API (/healthz,
+                          /readyz, /metrics, /v1/send), e.g. 127.0.0.1:8780;
+                          plain HTTP: keep it on loopback [default: off]
+  COMPONENT_API_TOKEN     bearer token for POST /v1/send, at least 32
+                          characters (never logged) [default: none, and
+                          /v1/send answers 404]
   LOG_FORMAT              text or json [default: text]
 
 Environment only:
@@ -73,6 +81,8 @@ const OPTIONS: &[&str] = &[
     "COMPONENT_POST_SIGV4_REGION",
     "REQUEST_QUEUE_URL",
     "REPLY_QUEUE_URL",
+    "COMPONENT_API_LISTEN",
+    "COMPONENT_API_TOKEN",
     "LOG_FORMAT",
 ];
 
@@ -90,6 +100,12 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
+    /// Like `Invalid`, for a secret: its value is not shown.
+    #[error("{option} is invalid: expected {expected}")]
+    InvalidSecret {
+        option: &'static str,
+        expected: &'static str,
+    },
     #[error("unknown argument {0:?} (see --help)")]
     UnknownArgument(String),
     #[error("--config needs a file name")]
@@ -100,7 +116,7 @@ pub enum ConfigError {
 
 /// A secret that never shows in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(pub(crate) String);
 
 impl Secret {
     /// The secret itself, for the one place that needs it (the handshake).
@@ -123,12 +139,11 @@ pub enum TransportConfig {
         /// Where requests are POSTed.
         post_url: RedactedUrl,
     },
-    /// Send requests to one SQS queue and read replies from another.
+    /// Send requests to an SQS queue; replies come from the reply queue
+    /// ([`Config::reply_queue_url`], required then).
     Sqs {
         /// Where request envelopes go.
         request_queue_url: String,
-        /// Where reply envelopes come from.
-        reply_queue_url: String,
     },
 }
 
@@ -173,6 +188,11 @@ pub struct Config {
     pub component_server: String,
     /// Where requests go.
     pub transport: TransportConfig,
+    /// The queue polled for replies (sqs) and pushed messages (either
+    /// transport); `None` with http means bots push only through the API.
+    pub reply_queue_url: Option<String>,
+    /// The connector's own HTTP API.
+    pub api: crate::api::ApiOptions,
     /// The stanza kinds handed to the bot; the others are answered by the
     /// connector itself (DESIGN §3).
     pub forwarded_kinds: HashSet<StanzaKind>,
@@ -228,7 +248,7 @@ pub fn load(
 }
 
 /// The two places an option can come from.
-struct Sources<'a> {
+pub(crate) struct Sources<'a> {
     /// The environment, which wins.
     env: &'a dyn Fn(&str) -> Option<String>,
     /// The config file's values, keyed by the upper-case option name.
@@ -237,7 +257,7 @@ struct Sources<'a> {
 
 impl Sources<'_> {
     /// The option's value; an empty environment variable counts as unset.
-    fn get(&self, option: &str) -> Option<String> {
+    pub(crate) fn get(&self, option: &str) -> Option<String> {
         (self.env)(option)
             .filter(|value| !value.is_empty())
             .or_else(|| self.file.get(option).cloned())
@@ -327,15 +347,18 @@ impl Config {
                     "REQUEST_QUEUE_URL",
                     "the SQS queue for requests (TRANSPORT=sqs)",
                 )?,
-                reply_queue_url: required(
-                    sources,
-                    "REPLY_QUEUE_URL",
-                    "the SQS queue for replies (TRANSPORT=sqs)",
-                )?,
             },
             Some(other) => {
                 return Err(invalid("TRANSPORT", other, "http or sqs"));
             }
+        };
+        let reply_queue_url = match transport {
+            TransportConfig::Sqs { .. } => Some(required(
+                sources,
+                "REPLY_QUEUE_URL",
+                "the SQS queue for replies (TRANSPORT=sqs)",
+            )?),
+            TransportConfig::Http { .. } => sources.get("REPLY_QUEUE_URL"),
         };
         let forwarded_kinds = match sources.get("COMPONENT_POST_STANZAS") {
             Some(list) => parse_kinds("COMPONENT_POST_STANZAS", &list)?,
@@ -347,6 +370,7 @@ impl Config {
         let post_timeout = parse_seconds(sources, "COMPONENT_POST_TIMEOUT", 30)?;
         let ping_interval = parse_seconds(sources, "COMPONENT_PING_INTERVAL", 60)?;
         let post_signing = parse_signing(sources)?;
+        let api = crate::api::ApiOptions::from_sources(sources)?;
         let log_format = match sources.get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -357,6 +381,8 @@ impl Config {
             component_secret,
             component_server,
             transport,
+            reply_queue_url,
+            api,
             forwarded_kinds,
             post_timeout,
             ping_interval,
@@ -366,7 +392,7 @@ impl Config {
     }
 }
 
-fn required(
+pub(crate) fn required(
     sources: &Sources<'_>,
     option: &'static str,
     what: &'static str,
@@ -376,7 +402,7 @@ fn required(
         .ok_or(ConfigError::Missing { option, what })
 }
 
-fn invalid(option: &'static str, value: &str, expected: &'static str) -> ConfigError {
+pub(crate) fn invalid(option: &'static str, value: &str, expected: &'static str) -> ConfigError {
     ConfigError::Invalid {
         option,
         value: value.to_owned(),
@@ -740,8 +766,61 @@ mod tests {
             sqs.transport,
             TransportConfig::Sqs {
                 request_queue_url: "http://q/req.fifo".into(),
-                reply_queue_url: "http://q/reply.fifo".into(),
             }
+        );
+        assert_eq!(sqs.reply_queue_url.as_deref(), Some("http://q/reply.fifo"));
+    }
+
+    /// A bearer token of the shortest length allowed.
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_api_and_a_push_queue_with_http() {
+        let token = TOKEN;
+        let config = config(
+            &[],
+            &with(&[
+                ("COMPONENT_API_LISTEN", "127.0.0.1:8780"),
+                ("COMPONENT_API_TOKEN", TOKEN),
+                ("REPLY_QUEUE_URL", "http://q/replies"),
+            ]),
+        );
+        assert_eq!(
+            config.api.listen,
+            Some("127.0.0.1:8780".parse().expect("address"))
+        );
+        assert_eq!(config.api.token.as_ref().map(Secret::expose), Some(token));
+        assert_eq!(config.reply_queue_url.as_deref(), Some("http://q/replies"));
+        assert!(
+            !format!("{config:?}").contains(token),
+            "the token is never shown"
+        );
+        // Off by default.
+        let plain = self::config(&[], MINIMAL);
+        assert_eq!(plain.api, crate::api::ApiOptions::default());
+        assert_eq!(plain.reply_queue_url, None);
+    }
+
+    #[test]
+    fn api_option_errors_never_show_the_token() {
+        let short = "s3cret-but-short";
+        assert_eq!(
+            error(
+                &[],
+                &with(&[
+                    ("COMPONENT_API_LISTEN", "127.0.0.1:8780"),
+                    ("COMPONENT_API_TOKEN", short)
+                ])
+            ),
+            "COMPONENT_API_TOKEN is invalid: expected at least 32 characters"
+        );
+        assert_eq!(
+            error(&[], &with(&[("COMPONENT_API_TOKEN", TOKEN)])),
+            "COMPONENT_API_LISTEN is required: where the API listens, for the /v1/send that COMPONENT_API_TOKEN enables"
+        );
+        assert_eq!(
+            error(&[], &with(&[("COMPONENT_API_LISTEN", "localhost")])),
+            r#"COMPONENT_API_LISTEN "localhost" is invalid: expected an IP address and port, e.g. 127.0.0.1:8780"#
         );
     }
 

@@ -56,6 +56,11 @@ const WRITE_BATCH: usize = 64;
 /// A link that held this long counts as good: the next failure starts the
 /// backoff over instead of continuing it.
 const STABLE_LINK: Duration = Duration::from_secs(10);
+/// How often a standby connector tries to take the link over: the
+/// takeover comes at most this long after the server drops the other one.
+const STANDBY_RETRY: Duration = Duration::from_secs(1);
+/// The stream error a server answers when the component is linked already.
+const CONFLICT: &str = "conflict";
 
 /// An established component stream carrying plain elements.
 type ComponentStream = XmlStream<BufStream<TcpStream>, Element>;
@@ -95,12 +100,56 @@ fn stanzas_of(items: &[Outbound]) -> Vec<&Element> {
     items.iter().map(|item| &item.stanza).collect()
 }
 
+impl Outbound {
+    /// Whoever waited for this write has given up (a push whose HTTP caller
+    /// was answered 503): it is not written late, so the caller's retry
+    /// cannot make it arrive twice.
+    fn abandoned(&self) -> bool {
+        self.written
+            .as_ref()
+            .is_some_and(oneshot::Sender::is_closed)
+    }
+}
+
 /// Confirms every write of `items` (all of them are flushed) and empties it.
 fn acknowledge(items: &mut Vec<Outbound>) {
     for item in items.drain(..) {
         if let Some(written) = item.written {
             // Whoever asked may have given up waiting; nothing to do then.
             let _ = written.send(());
+        }
+    }
+}
+
+/// Whether the link is up, as everyone who cares sees it (the sqs reply
+/// poller polls only while it is; `/readyz` reports it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Not linked yet: the first connection attempt is under way.
+    Connecting,
+    /// Linked: stanzas flow.
+    Up,
+    /// Not linked, retrying; why the last attempt failed or the link was
+    /// lost.
+    Down(String),
+    /// Another connector holds the component's link (the server said
+    /// `conflict`): this one waits to take over.
+    Standby(String),
+}
+
+impl LinkState {
+    pub fn is_up(&self) -> bool {
+        matches!(self, LinkState::Up)
+    }
+}
+
+impl fmt::Display for LinkState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkState::Connecting => f.write_str("connecting to the XMPP server"),
+            LinkState::Up => f.write_str("linked"),
+            LinkState::Down(reason) => f.write_str(reason),
+            LinkState::Standby(reason) => write!(f, "standby: {reason}"),
         }
     }
 }
@@ -190,14 +239,14 @@ enum SessionEnd {
 }
 
 /// Keeps the link up until shutdown. Stanzas read go to `inbound`; the
-/// elements from `outbound` are written; `link_up` says whether the link is
-/// established. Returns once shutdown has started and either every sender
+/// elements from `outbound` are written; `link_state` says whether the link
+/// is established. Returns once shutdown has started and either every sender
 /// of `outbound` is gone and all was written, or the link is down.
 pub async fn run(
     settings: LinkSettings,
     inbound: mpsc::Sender<Element>,
     mut outbound: mpsc::UnboundedReceiver<Outbound>,
-    link_up: watch::Sender<bool>,
+    link_state: watch::Sender<LinkState>,
     mut shutdown: Shutdown,
 ) {
     let mut backoff = Backoff::for_link();
@@ -208,16 +257,26 @@ pub async fn run(
     // A stanza read while the dispatcher was full: handed over first, on
     // this connection or the next.
     let mut held: Option<Element> = None;
+    // Set while another connector holds the link and this one stands by:
+    // since when, for the one line logged on taking over.
+    let mut standby_since: Option<Instant> = None;
     loop {
         let attempt = tokio::select! {
             attempt = connect(&settings) => attempt,
             () = shutdown.recv() => break,
         };
+        let mut delay = None;
         match attempt {
             Ok(mut stream) => {
                 let linked_at = Instant::now();
+                if let Some(since) = standby_since.take() {
+                    info!(
+                        standby_ms = since.elapsed().as_millis() as u64,
+                        "the other connector is gone: taking over the component link"
+                    );
+                }
                 info!(server = %settings.server, domain = %settings.domain, "component link established");
-                link_up.send_replace(true);
+                link_state.send_replace(LinkState::Up);
                 let end = session(
                     &mut stream,
                     &settings,
@@ -227,13 +286,14 @@ pub async fn run(
                     &mut held,
                 )
                 .await;
-                link_up.send_replace(false);
                 match end {
                     SessionEnd::Finished => {
+                        link_state.send_replace(LinkState::Down("closed at shutdown".into()));
                         info!("component link closed");
                         return;
                     }
                     SessionEnd::Lost(cause) => {
+                        link_state.send_replace(LinkState::Down(format!("link lost: {cause}")));
                         warn!(%cause, up_for_ms = linked_at.elapsed().as_millis() as u64, "component link lost");
                     }
                 }
@@ -241,23 +301,55 @@ pub async fn run(
                     backoff.reset();
                 }
             }
+            // Another connector holds the link: a hot standby waits
+            // quietly and tries often, to take over as soon as it may.
+            Err(LinkError::Rejected(error)) if error.condition == CONFLICT => {
+                if standby_since.is_none() {
+                    info!(
+                        retry_every_ms = STANDBY_RETRY.as_millis() as u64,
+                        "another connector holds the component link ({error}): standing by"
+                    );
+                    standby_since = Some(Instant::now());
+                }
+                link_state.send_replace(LinkState::Standby(format!(
+                    "another connector holds the component link ({error})"
+                )));
+                // Between half and all of the interval, so standbys of one
+                // component do not retry in step.
+                let jitter = rand::Rng::random_range(&mut rand::rng(), 0.5..=1.0);
+                delay = Some(STANDBY_RETRY.mul_f64(jitter));
+            }
             Err(LinkError::Rejected(error)) => {
+                standby_since = None;
+                link_state.send_replace(LinkState::Down(format!(
+                    "handshake rejected by the server: {error}"
+                )));
                 warn!(
                     condition = %error.condition,
                     text = error.text.as_deref().unwrap_or(""),
                     "component handshake rejected by the server: {error}"
                 );
             }
-            Err(cause) => warn!(%cause, server = %settings.server, "component link failed"),
+            Err(cause) => {
+                standby_since = None;
+                link_state.send_replace(LinkState::Down(cause.to_string()));
+                warn!(%cause, server = %settings.server, "component link failed");
+            }
         }
         if shutdown.is_shutdown() {
             break;
         }
-        let delay = backoff.next_delay(&mut rand::rng());
-        info!(
-            retry_in_ms = delay.as_millis() as u64,
-            "reconnecting to the XMPP server"
-        );
+        let delay = match delay {
+            Some(standby) => standby,
+            None => {
+                let delay = backoff.next_delay(&mut rand::rng());
+                info!(
+                    retry_in_ms = delay.as_millis() as u64,
+                    "reconnecting to the XMPP server"
+                );
+                delay
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = shutdown.recv() => break,
@@ -373,6 +465,8 @@ async fn session(
     unsent: &mut Vec<Outbound>,
     held: &mut Option<Element>,
 ) -> SessionEnd {
+    // Written first after relinking, unless their pusher gave up.
+    unsent.retain(|item| !item.abandoned());
     if !unsent.is_empty()
         && let Err(cause) = write(stream, &stanzas_of(unsent)).await
     {
@@ -439,6 +533,7 @@ async fn session(
                             Err(_) => break,
                         }
                     }
+                    unsent.retain(|item| !item.abandoned());
                     if let Err(cause) = write(stream, &stanzas_of(unsent)).await {
                         return SessionEnd::Lost(cause);
                     }

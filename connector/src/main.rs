@@ -7,12 +7,20 @@
 //! * [`transport`]: how requests reach the bot (http or sqs).
 //! * [`sqs`]: the request queue's sender and the reply queue's poller.
 //! * [`sigv4`]: AWS SigV4 signatures for Function URLs with IAM auth.
+//! * [`push`]: messages a bot sends on its own, from the queue or the API.
+//! * [`rooms`]: group chats the connector is in.
+//! * [`api`]: the HTTP API: health, readiness, `/v1/send`.
+//! * [`health`]: what `/readyz` answers.
 //! * [`shutdown`]: the one signal that winds everything down.
 
+mod api;
 mod backoff;
 mod config;
 mod dispatch;
+mod health;
 mod link;
+mod push;
+mod rooms;
 mod shutdown;
 mod sigv4;
 mod sqs;
@@ -20,7 +28,10 @@ mod transport;
 
 use config::{Command, Config, LogFormat, TransportConfig};
 use dispatch::Dispatcher;
-use link::LinkSettings;
+use health::{Health, QueueHealth};
+use link::{LinkSettings, LinkState};
+use push::Pusher;
+use rooms::RoomDirectory;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -106,13 +117,40 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Bound first: a taken port stops the start before anything links.
+    let api_listener = match config.api.listen {
+        Some(addr) => match api::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                error!(%addr, error = %e, "cannot listen for the API (COMPONENT_API_LISTEN)");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let (trigger, shutdown) = shutdown::channel();
     let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
-    let (link_up_tx, link_up_rx) = watch::channel(false);
-    // The sqs transport's parts besides the transport itself.
-    let mut sqs_parts = None;
-    let transport = match &config.transport {
-        TransportConfig::Http { post_url } => {
+    let (link_state_tx, link_state) = watch::channel(LinkState::Connecting);
+    let rooms = RoomDirectory::default();
+    let pusher = Pusher::new(
+        &config.component_domain,
+        outbound_tx.clone(),
+        link_state.clone(),
+        rooms,
+    );
+    // SQS is used by the sqs transport and by a reply queue for pushes.
+    let uses_sqs =
+        matches!(config.transport, TransportConfig::Sqs { .. }) || config.reply_queue_url.is_some();
+    let sqs_client = if uses_sqs {
+        Some(sqs::client().await)
+    } else {
+        None
+    };
+    let stats = Arc::new(sqs::SqsStats::default());
+    let queue_health = uses_sqs.then(|| Arc::new(QueueHealth::default()));
+    let mut batcher = None;
+    let transport = match (&config.transport, &sqs_client, &queue_health) {
+        (TransportConfig::Http { post_url }, _, _) => {
             let signer = sigv4::RequestSigner::for_post_url(&post_url.0, &config.post_signing);
             match HttpTransport::new(post_url.0.clone(), config.post_timeout, signer) {
                 Ok(http) => Transport::Http(http),
@@ -122,29 +160,29 @@ async fn run(config: Config) -> ExitCode {
                 }
             }
         }
-        TransportConfig::Sqs {
-            request_queue_url,
-            reply_queue_url,
-        } => {
-            let client = sqs::client().await;
-            let stats = Arc::new(sqs::SqsStats::default());
-            let (requests, batcher) = sqs::RequestSender::start(
+        (TransportConfig::Sqs { request_queue_url }, Some(client), Some(health)) => {
+            let (requests, task) = sqs::RequestSender::start(
                 client.clone(),
                 request_queue_url.clone(),
                 config.post_timeout,
                 Arc::clone(&stats),
+                Arc::clone(health),
             );
-            let poller = sqs::ReplyPoller::new(
-                client,
-                reply_queue_url.clone(),
-                config.component_domain.clone(),
-                outbound_tx.clone(),
-                link_up_rx,
-                Arc::clone(&stats),
-            );
-            sqs_parts = Some((poller, batcher, stats));
+            batcher = Some(task);
             Transport::Sqs(requests)
         }
+        (TransportConfig::Sqs { .. }, _, _) => unreachable!("sqs transport has an SQS client"),
+    };
+    let poller = match (&config.reply_queue_url, sqs_client, &queue_health) {
+        (Some(url), Some(client), Some(health)) => Some(sqs::ReplyPoller::new(
+            client,
+            url.clone(),
+            pusher.clone(),
+            link_state.clone(),
+            Arc::clone(&stats),
+            Arc::clone(health),
+        )),
+        _ => None,
     };
     info!(?config, "starting");
 
@@ -165,22 +203,28 @@ async fn run(config: Config) -> ExitCode {
         settings,
         inbound_tx,
         outbound_rx,
-        link_up_tx,
+        link_state_tx,
         shutdown.clone(),
     ));
-    let (poller, batcher, stats) = match sqs_parts {
-        Some((poller, batcher, stats)) => (
-            Some(tokio::spawn(poller.run(shutdown.clone()))),
-            Some(batcher),
-            Some(stats),
-        ),
-        None => (None, None, None),
-    };
+    let poller = poller.map(|poller| tokio::spawn(poller.run(shutdown.clone())));
+    let api_server = api_listener.map(|listener| {
+        let health = Health::new(link_state.clone(), queue_health.clone());
+        let api = api::Api::new(
+            config.api.token.clone(),
+            pusher.clone(),
+            health,
+            shutdown.clone(),
+        );
+        tokio::spawn(api::serve(listener, api, shutdown.clone()))
+    });
+    // The pusher's writer handle lives on in the API and the poller only.
+    drop(pusher);
     let dispatch = tokio::spawn(dispatcher.run(inbound_rx, shutdown));
     let finished = async move {
         // The dispatcher ends once in-flight requests are answered (or
         // queued); the reply poller once the replies it took are written
-        // and deleted; the link then writes what is left and closes.
+        // and deleted; the API once its connections are done; the link then
+        // writes what is left and closes.
         let _ = dispatch.await;
         if let Some(batcher) = batcher {
             let _ = batcher.await;
@@ -188,8 +232,11 @@ async fn run(config: Config) -> ExitCode {
         if let Some(poller) = poller {
             let _ = poller.await;
         }
+        if let Some(api_server) = api_server {
+            let _ = api_server.await;
+        }
         let _ = link.await;
-        if let Some(stats) = stats {
+        if uses_sqs {
             stats.log_summary();
         }
     };

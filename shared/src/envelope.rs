@@ -23,9 +23,7 @@ pub enum EnvelopeError {
     InvalidVersion(String),
     /// A send envelope with no message, or more than SQS could have sent
     /// in one batch.
-    #[error(
-        "invalid envelope: \"send\" holds {0} messages (expected 1 to {MAX_SEND_MESSAGES})"
-    )]
+    #[error("invalid envelope: \"send\" holds {0} messages (expected 1 to {MAX_SEND_MESSAGES})")]
     SendCount(usize),
 }
 

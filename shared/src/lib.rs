@@ -38,9 +38,9 @@ mod stanza;
 #[cfg(feature = "xml")]
 pub use auto::{iq_auto_answer, presence_auto_answer};
 #[cfg(feature = "xml")]
-pub use outbound::{bad_message_text, outbound_to_stanza};
-#[cfg(feature = "xml")]
 pub use errors::{ErrorType, StanzaErrorSpec, error_for_status, error_reply, no_response_error};
+#[cfg(feature = "xml")]
+pub use outbound::{bad_message_text, outbound_to_stanza};
 #[cfg(feature = "xml")]
 pub use reply::{
     BadReply, MAX_BODY_BYTES, Reply, bad_reply_error, response_to_stanzas, stanzas_to_send,

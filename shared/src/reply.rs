@@ -395,7 +395,11 @@ fn fields_to_stanza(reply: &Reply, defaults: &Defaults<'_>) -> Result<Element, B
         (None, _) => defaults.to,
     };
     set_attr(&mut stanza, "to", to);
-    set_attr(&mut stanza, "from", reply.from.as_deref().unwrap_or(defaults.from));
+    set_attr(
+        &mut stanza,
+        "from",
+        reply.from.as_deref().unwrap_or(defaults.from),
+    );
     if let Some(stanza_type) = stanza_type {
         checked_chars("type", stanza_type)?;
         set_attr(&mut stanza, "type", stanza_type);

@@ -285,7 +285,11 @@ fn golden_envelope_fixtures_round_trip() {
                 Err(_) => "request-",
             };
             let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            same("reply-queue reading", kind, &file_name[..kind.len().min(file_name.len())])?;
+            same(
+                "reply-queue reading",
+                kind,
+                &file_name[..kind.len().min(file_name.len())],
+            )?;
             Ok(())
         });
     }

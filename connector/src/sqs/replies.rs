@@ -1,26 +1,30 @@
-//! Replies from the reply queue to the XMPP stream.
+//! Replies and pushed messages from the reply queue to the XMPP stream.
 //!
 //! One poller long-polls the reply queue, only while the component link is
 //! up (a reply read while it is down would wait in memory instead of on the
 //! queue). Each reply envelope becomes stanzas by the same rules as an HTTP
-//! answer (DESIGN §2); the stanzas go to the link, and the message is
+//! answer (DESIGN §2), each send envelope by the outbound rules (§6, all of
+//! its messages or none); the stanzas go to the link, and the message is
 //! deleted only once the link confirms they are written and flushed, so a
-//! crash at any point loses nothing: the reply comes back after its
+//! crash at any point loses nothing: the message comes back after its
 //! visibility timeout. Delivery is at least once, so envelope ids already
 //! written are remembered (the last [`REMEMBERED_IDS`]) and a repeat is
-//! deleted without being sent again. A message that is not a reply
-//! envelope is logged and left alone, for the queue's redrive policy.
+//! deleted without being sent again. A message that is not an envelope, or
+//! a send envelope that fails the checks, is logged and left alone, for the
+//! queue's redrive policy (there is no sender to tell).
 
 use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error};
 use crate::backoff::Backoff;
-use crate::link::Outbound;
+use crate::health::QueueHealth;
+use crate::link::{LinkState, Outbound};
+use crate::push::Pusher;
 use crate::shutdown::Shutdown;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
-use xmpp_lambda_shared::{ReplyEnvelope, stanzas_to_send};
+use xmpp_lambda_shared::{ReplyQueueMessage, stanzas_to_send};
 
 /// How many written envelope ids are remembered to drop repeats: far more
 /// than can be in flight between a write and its delete.
@@ -35,14 +39,14 @@ pub struct ReplyPoller {
     client: aws_sdk_sqs::Client,
     /// The reply queue.
     queue_url: Arc<str>,
-    /// The component's domain: replies must come from it.
-    domain: String,
-    /// The link's writer.
-    writer: mpsc::UnboundedSender<Outbound>,
+    /// Checks pushed messages; its writer is the link's.
+    pusher: Pusher,
     /// Whether the component link is up: polling waits while it is not.
-    link_up: watch::Receiver<bool>,
+    link: watch::Receiver<LinkState>,
     /// Call counters.
     stats: Arc<SqsStats>,
+    /// Whether the last call worked, for `/readyz`.
+    health: Arc<QueueHealth>,
     /// Envelope ids already written, to drop repeats.
     written: RecentIds,
 }
@@ -61,18 +65,18 @@ impl ReplyPoller {
     pub fn new(
         client: aws_sdk_sqs::Client,
         queue_url: String,
-        domain: String,
-        writer: mpsc::UnboundedSender<Outbound>,
-        link_up: watch::Receiver<bool>,
+        pusher: Pusher,
+        link: watch::Receiver<LinkState>,
         stats: Arc<SqsStats>,
+        health: Arc<QueueHealth>,
     ) -> ReplyPoller {
         ReplyPoller {
             client,
             queue_url: queue_url.into(),
-            domain,
-            writer,
-            link_up,
+            pusher,
+            link,
             stats,
+            health,
             written: RecentIds::new(REMEMBERED_IDS),
         }
     }
@@ -87,7 +91,7 @@ impl ReplyPoller {
         );
         loop {
             tokio::select! {
-                up = self.link_up.wait_for(|up| *up) => if up.is_err() { break },
+                up = self.link.wait_for(LinkState::is_up) => if up.is_err() { break },
                 () = shutdown.recv() => break,
             }
             let received = tokio::select! {
@@ -128,7 +132,17 @@ impl ReplyPoller {
             .wait_time_seconds(WAIT_SECONDS)
             .send()
             .await
-            .map_err(|error| describe_error(&error))?;
+            .map_err(|error| describe_error(&error));
+        let output = match output {
+            Ok(output) => {
+                self.health.record_ok();
+                output
+            }
+            Err(error) => {
+                self.health.record_error(&error);
+                return Err(error);
+            }
+        };
         let messages = output.messages.unwrap_or_default();
         SqsStats::add(&self.stats.replies_received, messages.len() as u64);
         Ok(messages)
@@ -148,47 +162,54 @@ impl ReplyPoller {
                 warn!(message_id, "reply message without a receipt handle");
                 continue;
             };
-            let envelope = match ReplyEnvelope::from_json(message.body().unwrap_or_default()) {
+            let envelope = match ReplyQueueMessage::from_json(message.body().unwrap_or_default()) {
                 Ok(envelope) => envelope,
                 Err(error) => {
-                    warn!(message_id, %error, "not a reply envelope: left on the queue for its redrive policy");
+                    warn!(message_id, %error, "not a reply or send envelope: left on the queue for its redrive policy");
                     continue;
                 }
             };
-            if self.written.contains(&envelope.id) || !in_batch.insert(envelope.id.clone()) {
-                debug!(envelope_id = %envelope.id, "reply already written: deleting the repeat");
+            let id = envelope.id().to_owned();
+            if self.written.contains(&id) || !in_batch.insert(id.clone()) {
+                debug!(envelope_id = %id, "envelope already written: deleting the repeat");
                 done.push(receipt_handle);
                 continue;
             }
-            let request = &envelope.request;
-            let (stanzas, refused) =
-                stanzas_to_send(request, &envelope.response, &self.domain, &mut || {
-                    uuid::Uuid::new_v4().to_string()
-                });
-            if let Some(reason) = refused {
-                warn!(%reason, envelope_id = %envelope.id, from = %request.from, to = %request.to, status = envelope.response.status, "bot reply refused");
-            }
-            debug!(envelope_id = %envelope.id, from = %request.from, to = %request.to, status = envelope.response.status, replies = stanzas.len(), "reply received");
+            let stanzas = match envelope {
+                ReplyQueueMessage::Reply(envelope) => self.reply_stanzas(&envelope),
+                ReplyQueueMessage::Send(envelope) => {
+                    match self.pusher.check(&envelope.send, true) {
+                        Ok(checked) => {
+                            debug!(envelope_id = %id, messages = checked.stanzas.len(), "pushed messages received");
+                            checked.stanzas
+                        }
+                        Err(error) => {
+                            // Not a word is sent, and the envelope stays for
+                            // the dead-letter queue: there is nobody to tell.
+                            warn!(envelope_id = %id, message_id, %error, "send envelope refused: left on the queue for its redrive policy");
+                            in_batch.remove(&id);
+                            continue;
+                        }
+                    }
+                }
+            };
             let Some((last, first)) = split_last(stanzas) else {
-                self.written.insert(envelope.id);
+                self.written.insert(id);
                 done.push(receipt_handle);
                 continue;
             };
             let (written, confirmation) = oneshot::channel();
+            let writer = self.pusher.writer();
             let mut sent = first
                 .into_iter()
-                .all(|stanza| self.writer.send(Outbound::stanza(stanza)).is_ok());
-            sent = sent
-                && self
-                    .writer
-                    .send(Outbound::acknowledged(last, written))
-                    .is_ok();
+                .all(|stanza| writer.send(Outbound::stanza(stanza)).is_ok());
+            sent = sent && writer.send(Outbound::acknowledged(last, written)).is_ok();
             if !sent {
                 // The link has stopped: the message stays for next time.
                 continue;
             }
             writing.push(Writing {
-                id: envelope.id,
+                id,
                 receipt_handle,
                 written: confirmation,
             });
@@ -202,6 +223,23 @@ impl ReplyPoller {
             }
         }
         done
+    }
+
+    /// The stanzas a reply envelope turns into (DESIGN §2), the refusal
+    /// logged.
+    fn reply_stanzas(&self, envelope: &xmpp_lambda_shared::ReplyEnvelope) -> Vec<minidom::Element> {
+        let request = &envelope.request;
+        let (stanzas, refused) = stanzas_to_send(
+            request,
+            &envelope.response,
+            self.pusher.domain(),
+            &mut || uuid::Uuid::new_v4().to_string(),
+        );
+        if let Some(reason) = refused {
+            warn!(%reason, envelope_id = %envelope.id, from = %request.from, to = %request.to, status = envelope.response.status, "bot reply refused");
+        }
+        debug!(envelope_id = %envelope.id, from = %request.from, to = %request.to, status = envelope.response.status, replies = stanzas.len(), "reply received");
+        stanzas
     }
 
     /// Deletes written replies, up to 10 per call. A message not deleted

@@ -17,6 +17,7 @@
 
 use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error, is_fifo};
 use crate::backoff::Backoff;
+use crate::health::QueueHealth;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +93,8 @@ struct Queue {
     client: aws_sdk_sqs::Client,
     url: Arc<str>,
     stats: Arc<SqsStats>,
+    /// Whether the last call worked, for `/readyz`.
+    health: Arc<QueueHealth>,
     /// The bot timeout, for error messages.
     timeout: Duration,
 }
@@ -104,12 +107,14 @@ impl RequestSender {
         queue_url: String,
         timeout: Duration,
         stats: Arc<SqsStats>,
+        health: Arc<QueueHealth>,
     ) -> (RequestSender, tokio::task::JoinHandle<()>) {
         let (waiting, receiver) = mpsc::unbounded_channel();
         let queue = Queue {
             client,
             url: queue_url.into(),
             stats,
+            health,
             timeout,
         };
         let fifo = is_fifo(&queue.url);
@@ -317,9 +322,19 @@ async fn send_once(queue: &Queue, pending: Vec<Pending>, latest: Instant) -> Vec
         .saturating_duration_since(Instant::now())
         .min(CALL_TIMEOUT);
     let output = match tokio::time::timeout(limit, call).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(error)) => return all_failed(pending, &describe_error(&error)),
-        Err(_) => return all_failed(pending, "SendMessageBatch timed out"),
+        Ok(Ok(output)) => {
+            queue.health.record_ok();
+            output
+        }
+        Ok(Err(error)) => {
+            let error = describe_error(&error);
+            queue.health.record_error(&error);
+            return all_failed(pending, &error);
+        }
+        Err(_) => {
+            queue.health.record_error("SendMessageBatch timed out");
+            return all_failed(pending, "SendMessageBatch timed out");
+        }
     };
     let mut slots: Vec<Option<Pending>> = pending.into_iter().map(Some).collect();
     let mut accepted = 0;
@@ -426,6 +441,7 @@ mod tests {
             client: aws_sdk_sqs::Client::from_conf(config),
             url: "http://127.0.0.1:9/123456789012/requests".into(),
             stats: Arc::default(),
+            health: Arc::default(),
             timeout: Duration::from_secs(30),
         };
         let (mut expired, outcome) = pending(10);
