@@ -14,6 +14,8 @@
 //!   lambda's emulator, fed by the local SQS trigger.
 //! - [`sigv4`]: an independent AWS SigV4 signature checker for a bot that
 //!   stands in for a Function URL with IAM auth.
+//! - [`SqsGate`]: a proxy in front of moto that can refuse deletes, to hold
+//!   the connector between writing a reply and deleting it.
 
 mod assertions;
 mod bot_server;
@@ -26,6 +28,7 @@ mod process;
 mod prosody;
 mod serverless;
 pub mod sigv4;
+mod sqs_gate;
 mod temp_dir;
 mod xmpp_client;
 mod xmpp_server;
@@ -41,6 +44,7 @@ pub use moto::Moto;
 pub use net::{free_port, wait_for_tcp};
 pub use prosody::Prosody;
 pub use serverless::{FUNCTION_NAME, LambdaFunction, SqsTrigger};
+pub use sqs_gate::SqsGate;
 pub use temp_dir::TempDir;
 pub use xmpp_client::{CLIENT_NS, XmppClient, body_of, escape_xml, parse_stanza};
 pub use xmpp_server::XmppServer;
