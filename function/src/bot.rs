@@ -1,7 +1,7 @@
 //! The one thing a bot must do: answer a request.
 
 use std::future::Future;
-use xmpp_lambda_shared::{BotResponse, Request};
+use xmpp_lambda_shared::{BotResponse, OutboundMessage, Request};
 
 /// A bot: given one stanza as a [`Request`], give the HTTP-shaped outcome the
 /// reply rules turn into stanzas (status 200 with a JSON object to reply,
@@ -28,6 +28,33 @@ use xmpp_lambda_shared::{BotResponse, Request};
 pub trait Bot: Send + Sync {
     /// The outcome for one request.
     fn answer(&self, request: &Request) -> impl Future<Output = BotResponse> + Send;
+
+    /// The messages to send when something other than a stanza wakes the
+    /// function: a schedule, a webhook. They go out through the reply queue
+    /// (`REPLY_QUEUE_URL`) like any pushed message. By default: none.
+    ///
+    /// ```
+    /// use xmpp_lambda_function::{Bot, BotResponse, Event, OutboundMessage, Request};
+    ///
+    /// struct Reminder;
+    ///
+    /// impl Bot for Reminder {
+    ///     async fn answer(&self, _request: &Request) -> BotResponse {
+    ///         BotResponse::from_http(204, None, b"")
+    ///     }
+    ///
+    ///     async fn on_event(&self, event: &Event) -> Vec<OutboundMessage> {
+    ///         match event {
+    ///             Event::Schedule(_) => vec![OutboundMessage::chat("alice@example.com", "Stand-up in 5 minutes")],
+    ///             Event::Webhook(_) => Vec::new(),
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn on_event(&self, event: &Event) -> impl Future<Output = Vec<OutboundMessage>> + Send {
+        let _ = event;
+        std::future::ready(Vec::new())
+    }
 }
 
 /// A `200 application/json` answer `{"body": text}`: a chat message back to
@@ -40,10 +67,74 @@ impl<B: Bot> Bot for &B {
     fn answer(&self, request: &Request) -> impl Future<Output = BotResponse> + Send {
         (**self).answer(request)
     }
+
+    fn on_event(&self, event: &Event) -> impl Future<Output = Vec<OutboundMessage>> + Send {
+        (**self).on_event(event)
+    }
 }
 
 impl<B: Bot> Bot for std::sync::Arc<B> {
     fn answer(&self, request: &Request) -> impl Future<Output = BotResponse> + Send {
         (**self).answer(request)
+    }
+
+    fn on_event(&self, event: &Event) -> impl Future<Output = Vec<OutboundMessage>> + Send {
+        (**self).on_event(event)
+    }
+}
+
+/// Something other than a stanza that woke the function, for
+/// [`Bot::on_event`]: the way a bot gets to speak first (DESIGN §6).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A schedule fired.
+    Schedule(ScheduleEvent),
+    /// A POST to the Function URL whose body is not a request JSON: a
+    /// webhook from monitoring, CI, a form…
+    Webhook(WebhookEvent),
+}
+
+/// A schedule firing: an EventBridge rule (`"detail-type": "Scheduled
+/// Event"`), EventBridge Scheduler with the input `{"schedule": NAME}` (as
+/// `template.yaml` sets it up), or a direct invoke of such JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleEvent {
+    /// The schedule's name: Scheduler's input `schedule`, or the rule's
+    /// name from its ARN.
+    pub name: Option<String>,
+    /// When it fired (RFC 3339), when the event says.
+    pub time: Option<String>,
+    /// The whole event as it arrived.
+    pub payload: serde_json::Value,
+}
+
+/// A webhook: the Function URL request, with its JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEvent {
+    /// The request path, e.g. `/alertmanager`.
+    pub path: String,
+    /// The query string without `?`, if any.
+    pub query: Option<String>,
+    /// Header names (lower case) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body, parsed as JSON.
+    pub body: serde_json::Value,
+}
+
+impl WebhookEvent {
+    /// The first value of a header (name compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// A query parameter's raw value (`token` of `?token=abc`).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .as_deref()?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
     }
 }

@@ -1,13 +1,19 @@
 //! Function URL requests: the connector's http transport (or Prosody's
-//! module) POSTs the request JSON; the bot's answer goes back verbatim.
+//! module) POSTs the request JSON, and the bot's answer goes back verbatim.
+//! Any other JSON POSTed is a webhook: the bot's [`Bot::on_event`] turns it
+//! into messages to push.
 
-use crate::bot::Bot;
-use crate::handler::{HandlerError, answer_by};
+use crate::bot::{Bot, Event, WebhookEvent};
+use crate::handler::{Handler, HandlerError, answer_by};
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use base64::Engine;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use xmpp_lambda_shared::{BotResponse, Request};
+
+/// The keys every request JSON has (DESIGN §1): a body with all of them is
+/// a request, any other JSON a webhook.
+const REQUEST_KEYS: [&str; 4] = ["to", "from", "kind", "stanza"];
 
 /// What a Function URL answers when the bot gave no response: a gateway
 /// error maps to the same `cancel/remote-server-timeout` as the connector's
@@ -16,10 +22,11 @@ const NO_RESPONSE_STATUS: u16 = 502;
 
 /// Answers one Function URL request.
 pub(crate) async fn handle<B: Bot>(
-    bot: &B,
+    handler: &Handler<B>,
     event: Value,
     deadline: Option<Instant>,
 ) -> Result<Value, HandlerError> {
+    let bot = handler.bot();
     let event: LambdaFunctionUrlRequest =
         serde_json::from_value(event).map_err(HandlerError::InvalidFunctionUrlEvent)?;
     let method = event
@@ -34,8 +41,10 @@ pub(crate) async fn handle<B: Bot>(
             &format!("{method} is not supported: POST the request JSON"),
         ));
     }
-    let request = match request_of(&event) {
-        Ok(request) => request,
+    let request = match posted(&event) {
+        Ok(Posted::Request(request)) => request,
+        // Boxed: the push path's future is deep, and rarely taken.
+        Ok(Posted::Webhook(body)) => return Ok(Box::pin(webhook(handler, &event, body)).await),
         Err(reason) => {
             tracing::warn!(reason, "refused a Function URL request");
             return Ok(plain(400, &reason));
@@ -45,8 +54,54 @@ pub(crate) async fn handle<B: Bot>(
     Ok(response_json(&response))
 }
 
-/// The request JSON inside the HTTP body.
-fn request_of(event: &LambdaFunctionUrlRequest) -> Result<Request, String> {
+/// Hands a webhook to the bot and pushes what it makes of it: `202` with
+/// the envelope ids once queued, `204` when the bot sends nothing, `503`
+/// when the messages could not be queued (the caller should retry).
+async fn webhook<B: Bot>(
+    handler: &Handler<B>,
+    event: &LambdaFunctionUrlRequest,
+    body: Value,
+) -> Value {
+    let webhook = WebhookEvent {
+        path: event.raw_path.clone().unwrap_or_else(|| "/".to_owned()),
+        query: event.raw_query_string.clone().filter(|q| !q.is_empty()),
+        headers: event
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect(),
+        body,
+    };
+    let messages = handler.bot().on_event(&Event::Webhook(webhook)).await;
+    if messages.is_empty() {
+        return response_json(&BotResponse::from_http(204, None, b""));
+    }
+    match handler.push(messages).await {
+        Ok(envelopes) => response_json(&BotResponse::from_http(
+            202,
+            Some("application/json"),
+            json!({ "envelopes": envelopes }).to_string().as_bytes(),
+        )),
+        Err(error) => {
+            tracing::warn!(%error, "a webhook's messages were not queued");
+            plain(503, &error.to_string())
+        }
+    }
+}
+
+/// What a Function URL POST carries.
+enum Posted {
+    /// A request JSON from the connector (or Prosody's module).
+    Request(Request),
+    /// Any other JSON: a webhook.
+    Webhook(Value),
+}
+
+/// The request JSON, or the webhook JSON, inside the HTTP body.
+fn posted(event: &LambdaFunctionUrlRequest) -> Result<Posted, String> {
     let body = event.body.as_deref().unwrap_or_default();
     let decoded;
     let bytes = if event.is_base64_encoded {
@@ -62,7 +117,16 @@ fn request_of(event: &LambdaFunctionUrlRequest) -> Result<Request, String> {
     if bytes.is_empty() {
         return Err("the body is empty: POST the request JSON".into());
     }
-    serde_json::from_slice(bytes)
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|error| format!("the body is not JSON: {error}"))?;
+    let is_request = value
+        .as_object()
+        .is_some_and(|object| REQUEST_KEYS.iter().all(|key| object.contains_key(*key)));
+    if !is_request {
+        return Ok(Posted::Webhook(value));
+    }
+    serde_json::from_value(value)
+        .map(Posted::Request)
         .map_err(|error| format!("the body is not a request JSON: {error}"))
 }
 

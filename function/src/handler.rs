@@ -1,14 +1,15 @@
 //! The Lambda handler: one entry point for every trigger.
 
-use crate::bot::Bot;
-use crate::event::{EventShape, classify};
+use crate::bot::{Bot, Event};
+use crate::event::{EventShape, classify, schedule_event};
+use crate::outbox::{Outbox, OutboxError};
 use crate::{function_url, logging, sqs_batch};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
-use xmpp_lambda_shared::{BotResponse, Request};
+use xmpp_lambda_shared::{BotResponse, OutboundMessage, Request};
 
 /// Time kept back from the bot before the function's deadline, so a slow
 /// bot still lets the handler report: for a batch, which records succeeded
@@ -38,6 +39,13 @@ pub enum HandlerError {
     /// An SQS event arrived but there is nowhere to send the replies.
     #[error("REPLY_QUEUE_URL is not set: SQS-triggered requests need a reply queue")]
     ReplyQueueNotConfigured,
+    /// It looks like a schedule event but is not a valid one.
+    #[error("invalid schedule event: {0}")]
+    InvalidScheduleEvent(String),
+    /// The bot's pushed messages could not be queued; the invocation fails
+    /// so that Lambda retries it.
+    #[error("pushed messages not sent: {0}")]
+    Push(#[from] OutboxError),
 }
 
 impl HandlerError {
@@ -49,6 +57,8 @@ impl HandlerError {
             HandlerError::InvalidSqsEvent(_) => "InvalidSqsEvent",
             HandlerError::InvalidRequest(_) => "InvalidRequest",
             HandlerError::ReplyQueueNotConfigured => "ReplyQueueNotConfigured",
+            HandlerError::InvalidScheduleEvent(_) => "InvalidScheduleEvent",
+            HandlerError::Push(_) => "PushNotSent",
         }
     }
 }
@@ -126,7 +136,17 @@ impl<B: Bot> Handler<B> {
         let shape = classify(&event).map_err(HandlerError::UnrecognisedEvent)?;
         match shape {
             EventShape::FunctionUrl => {
-                function_url::handle(&self.bot, event, reserve(deadline, URL_RESERVE)).await
+                function_url::handle(self, event, reserve(deadline, URL_RESERVE)).await
+            }
+            EventShape::Schedule => {
+                let schedule = schedule_event(event).map_err(HandlerError::InvalidScheduleEvent)?;
+                tracing::info!(
+                    schedule = schedule.name.as_deref().unwrap_or(""),
+                    "schedule fired"
+                );
+                let messages = self.bot.on_event(&Event::Schedule(schedule)).await;
+                let envelopes = Box::pin(self.push(messages)).await?;
+                Ok(serde_json::json!({ "envelopes": envelopes }))
             }
             EventShape::Sqs => {
                 let url = self
@@ -150,6 +170,23 @@ impl<B: Bot> Handler<B> {
                 Ok(serde_json::to_value(response).unwrap_or(Value::Null))
             }
         }
+    }
+
+    /// Sends a bot's pushed messages through the reply queue; returns the
+    /// envelope ids (none for no messages).
+    pub(crate) async fn push(
+        &self,
+        messages: Vec<OutboundMessage>,
+    ) -> Result<Vec<String>, OutboxError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let url = self
+            .reply_queue_url
+            .as_deref()
+            .ok_or(OutboxError::NoReplyQueue)?;
+        let outbox = Outbox::new(self.sqs_client().await.clone(), url);
+        outbox.send_all(messages).await
     }
 
     async fn sqs_client(&self) -> &aws_sdk_sqs::Client {

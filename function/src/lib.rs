@@ -11,7 +11,11 @@
 //!   answer goes to `REPLY_QUEUE_URL` as a reply envelope, and the records to
 //!   retry come back as `batchItemFailures`;
 //! * a bare **request JSON** (a direct invoke): answered with the bot's
-//!   outcome as JSON.
+//!   outcome as JSON;
+//! * a **schedule** (EventBridge, EventBridge Scheduler, or
+//!   `{"schedule": NAME}`) and any other JSON POSTed to the Function URL (a
+//!   **webhook**): handed to [`Bot::on_event`], whose messages go out
+//!   through the reply queue as send envelopes ([`Outbox`]).
 //!
 //! Writing a bot is implementing [`Bot`] and handing it to [`run`]:
 //!
@@ -39,20 +43,22 @@ mod event;
 mod function_url;
 mod handler;
 mod logging;
+mod outbox;
 mod proxy;
 mod reply_queue;
 mod sqs_batch;
 
-pub use bot::{Bot, text_reply};
+pub use bot::{Bot, Event, ScheduleEvent, WebhookEvent, text_reply};
 pub use config::{BuiltinBot, ConfigError};
 pub use echo::EchoBot;
 pub use handler::{Handler, HandlerError, run};
 pub use logging::init_logging;
+pub use outbox::{Outbox, OutboxError};
 pub use proxy::ProxyBot;
 
 /// The protocol types a bot works with, re-exported so a bot needs only
 /// this crate.
-pub use xmpp_lambda_shared::{BotResponse, Request, StanzaKind};
+pub use xmpp_lambda_shared::{BotResponse, OutboundMessage, Request, StanzaKind};
 
 /// The error [`run`] ends with (the Lambda runtime's own).
 pub use lambda_runtime::Error;

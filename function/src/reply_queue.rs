@@ -1,4 +1,5 @@
-//! Sending reply envelopes to the reply queue, batched.
+//! Sending envelopes to the reply queue, batched: the answers to an SQS
+//! batch, and the messages a bot pushes through the [`crate::Outbox`].
 
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -10,18 +11,37 @@ const MAX_BATCH_ENTRIES: usize = 10;
 /// …and at most 256 KiB of message bodies in all.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
-/// A reply for the record at `index` of the batch.
+/// One message for the reply queue.
 pub(crate) struct Outgoing {
-    /// The record's position in the event's batch.
+    /// Its position among what is sent (for a reply: its record's position
+    /// in the event's batch), to report which failed.
     pub index: usize,
-    /// What goes to the reply queue.
-    pub reply: ReplyEnvelope,
+    /// The message body: an envelope's JSON.
+    pub body: String,
+    /// The FIFO message group: the conversation, or the recipient.
+    pub group: String,
+    /// The FIFO deduplication id: the envelope id, so a resend within five
+    /// minutes is dropped by SQS.
+    pub dedup_id: String,
 }
 
-/// Sends the replies in order, at most 10 per call, and returns the indexes
-/// of the records whose reply was not sent. With `in_order`, sending stops
-/// at the first failure: a later reply must not overtake it.
-pub(crate) async fn send_replies(
+impl Outgoing {
+    /// The reply envelope answering the record at `index`.
+    pub(crate) fn reply(index: usize, reply: &ReplyEnvelope) -> Outgoing {
+        Outgoing {
+            index,
+            body: reply.to_json(),
+            // One conversation's replies stay in order.
+            group: conversation_id(&reply.request),
+            dedup_id: reply.id.clone(),
+        }
+    }
+}
+
+/// Sends the messages in order, at most 10 per call, and returns the
+/// indexes of those not sent. With `in_order`, sending stops at the first
+/// failure: a later message must not overtake it.
+pub(crate) async fn send_in_batches(
     client: &aws_sdk_sqs::Client,
     queue_url: &str,
     outgoing: Vec<Outgoing>,
@@ -42,12 +62,12 @@ pub(crate) async fn send_replies(
     unsent
 }
 
-/// Splits replies into batches SQS accepts, keeping their order.
+/// Splits messages into batches SQS accepts, keeping their order.
 fn chunks(outgoing: Vec<Outgoing>) -> Vec<Vec<Outgoing>> {
     let mut chunks: Vec<Vec<Outgoing>> = Vec::new();
     let mut bytes = 0;
     for out in outgoing {
-        let size = out.reply.to_json().len();
+        let size = out.body.len();
         let full = chunks
             .last()
             .is_none_or(|chunk| chunk.len() >= MAX_BATCH_ENTRIES || bytes + size > MAX_BATCH_BYTES);
@@ -75,18 +95,16 @@ async fn send_chunk(
     for out in chunk {
         let mut entry = SendMessageBatchRequestEntry::builder()
             .id(format!("r{}", out.index))
-            .message_body(out.reply.to_json());
+            .message_body(out.body.clone());
         if fifo_queue {
-            // One conversation's replies stay in order; a resent reply is
-            // dropped by SQS as a duplicate within five minutes.
             entry = entry
-                .message_group_id(conversation_id(&out.reply.request))
-                .message_deduplication_id(out.reply.id.clone());
+                .message_group_id(out.group.clone())
+                .message_deduplication_id(out.dedup_id.clone());
         }
         match entry.build() {
             Ok(entry) => entries.push(entry),
             Err(error) => {
-                tracing::warn!(envelope_id = %out.reply.id, error = %error, "cannot build the reply message");
+                tracing::warn!(envelope_id = %out.dedup_id, error = %error, "cannot build the message");
                 failed.push(out.index);
             }
         }
@@ -107,7 +125,7 @@ async fn send_chunk(
                     entry = entry.id(),
                     code = entry.code(),
                     message = entry.message().unwrap_or_default(),
-                    "the reply queue refused a reply: its request will be retried"
+                    "the reply queue refused a message"
                 );
                 if let Some(index) = entry.id().strip_prefix('r').and_then(|i| i.parse().ok()) {
                     failed.push(index);
@@ -121,8 +139,8 @@ async fn send_chunk(
             };
             tracing::warn!(
                 error = %reason,
-                replies = chunk.len(),
-                "cannot send replies: their requests will be retried"
+                messages = chunk.len(),
+                "cannot send to the reply queue"
             );
             failed.extend(chunk.iter().map(|out| out.index));
         }

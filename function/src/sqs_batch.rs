@@ -4,7 +4,7 @@
 
 use crate::bot::Bot;
 use crate::handler::{HandlerError, answer_by};
-use crate::reply_queue::{Outgoing, send_replies};
+use crate::reply_queue::{Outgoing, send_in_batches};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use futures::future::join_all;
 use serde_json::{Value, json};
@@ -69,15 +69,18 @@ pub(crate) async fn handle<B: Bot>(
         .into_iter()
         .enumerate()
         .filter_map(|(index, outcome)| match outcome {
-            Outcome::Answered(reply) => Some(Outgoing {
-                index,
-                reply: *reply,
-            }),
+            Outcome::Answered(reply) => Some(Outgoing::reply(index, &reply)),
             Outcome::Failed => None,
         })
         .collect();
     let answered: Vec<usize> = outgoing.iter().map(|out| out.index).collect();
-    let unsent = send_replies(client, reply_queue_url, outgoing, fifo).await;
+    let unsent = send_in_batches(client, reply_queue_url, outgoing, fifo).await;
+    if !unsent.is_empty() {
+        tracing::warn!(
+            replies = unsent.len(),
+            "replies not sent: their requests will be retried"
+        );
+    }
 
     let mut failed = vec![true; records.len()];
     for index in answered {

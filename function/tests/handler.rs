@@ -152,7 +152,8 @@ async fn function_url_refuses_what_is_not_a_request() {
     let response = handler.handle(get, None).await.expect("answered");
     assert_eq!(response["statusCode"], 405);
 
-    for body in ["", "not json", r#"{"to":"a"}"#] {
+    let half_request = r#"{"to":"a","from":"b","kind":"chat","stanza":"<message/>"}"#;
+    for body in ["", "not json", half_request] {
         let response = handler
             .handle(url_event(body), None)
             .await
@@ -163,6 +164,12 @@ async fn function_url_refuses_what_is_not_a_request() {
             "text/plain; charset=utf-8"
         );
     }
+    // Other JSON is a webhook: a bot without `on_event` sends nothing.
+    let response = handler
+        .handle(url_event(r#"{"to":"a"}"#), None)
+        .await
+        .expect("answered");
+    assert_eq!(response["statusCode"], 204);
     let mut bad64 = url_event("%%%");
     bad64["isBase64Encoded"] = json!(true);
     let response = handler.handle(bad64, None).await.expect("answered");

@@ -23,7 +23,7 @@ pub use envelope::{
     RequestEnvelope, SendEnvelope,
 };
 pub use outbound::OutboundMessage;
-pub use request::{Request, StanzaKind, UnknownKind, conversation_id};
+pub use request::{Request, StanzaKind, UnknownKind, conversation_id, message_group_id};
 pub use response::BotResponse;
 
 #[cfg(feature = "xml")]

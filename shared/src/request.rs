@@ -77,21 +77,27 @@ pub struct Request {
 /// recipient. Requests of one conversation are kept in order; different
 /// conversations never wait for each other.
 ///
-/// The result is a valid SQS `MessageGroupId` (at most 128 printable ASCII
-/// characters): a key that would not be is replaced by a hash of itself.
+/// The result is a valid SQS `MessageGroupId` (see [`message_group_id`]).
 pub fn conversation_id(request: &Request) -> String {
     let sender = request.from.split('/').next().unwrap_or_default();
-    let key = format!("{sender} {}", request.to);
+    message_group_id(&format!("{sender} {}", request.to))
+}
+
+/// `key` as a valid SQS `MessageGroupId` (at most 128 printable ASCII
+/// characters): spaces become `|` where that stays unambiguous, and a key
+/// that would not fit is replaced by a hash of itself. Stable across builds,
+/// so every part of xmpp-lambda groups alike.
+pub fn message_group_id(key: &str) -> String {
     let fits = key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
     if fits && !key.contains(' ') {
-        return key;
+        return key.to_owned();
     }
     // The space is not allowed in a group id; keep readable keys readable.
-    let readable = key.replace(' ', "|");
-    if fits && !request.from.contains('|') {
-        return readable;
+    // A `|` already in a key with spaces could make two keys one.
+    if fits && key.matches(' ').count() == 1 && !key.contains('|') {
+        return key.replace(' ', "|");
     }
-    format!("h:{:016x}{:016x}", fnv1a(&key, 0), fnv1a(&key, 1))
+    format!("h:{:016x}{:016x}", fnv1a(key, 0), fnv1a(key, 1))
 }
 
 /// FNV-1a, 64 bit, with a seed byte: stable across builds and platforms,

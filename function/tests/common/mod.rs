@@ -479,6 +479,27 @@ impl LambdaEmulator {
             .expect("Function URL request")
     }
 
+    /// POSTs `body` to the Function URL at `path` with extra `headers`.
+    pub async fn post_url_with(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!(
+                "http://127.0.0.1:{}/lambda-url/{FUNCTION}{path}",
+                self.port
+            ))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("Function URL request")
+    }
+
     /// Whether the function process is still running.
     pub fn function_running(&mut self) -> bool {
         matches!(self.function.0.try_wait(), Ok(None))
