@@ -15,10 +15,11 @@ lint:
 	cargo clippy -p xmpp-lambda-shared --no-default-features --all-targets -- -D warnings
 
 # The end-to-end tests run the workspace binaries (connector, bootstrap,
-# sqs trigger) from target/debug; a test build alone does not build the
-# binaries of other packages, so build them first and never test stale ones.
+# sqs trigger) and the function's example bots from target/debug; a test
+# build alone does not build the binaries of other packages, so build them
+# first and never test stale ones.
 test: setup lint
-	cargo build --workspace --bins
+	cargo build --workspace --bins --examples
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo nextest run --workspace --no-fail-fast; \
 	else \

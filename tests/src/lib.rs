@@ -94,3 +94,24 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     }
     path
 }
+
+/// An example of the function crate (e.g. `reminder_bot`), built by cargo
+/// into `target/<profile>/examples/`.
+///
+/// # Panics
+/// When it is missing, with the command that builds it.
+pub fn workspace_example(name: &str) -> PathBuf {
+    let bin = workspace_bin("bootstrap");
+    let path = bin
+        .parent()
+        .map(|profile_dir| profile_dir.join("examples").join(name))
+        .unwrap_or_default();
+    if !path.is_file() {
+        panic!(
+            "example `{name}` not found at {}: build it first with \
+             `cargo build --workspace --bins --examples`",
+            path.display()
+        );
+    }
+    path
+}

@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 
 use crate::net::{free_port, wait_for_tcp};
 use crate::process::kill_blocking;
-use crate::{Moto, Result, workspace_bin, workspace_root};
+use crate::{Moto, Result, workspace_bin, workspace_example, workspace_root};
 
 /// cargo lambda's emulator starts in well under a second; a busy machine
 /// gets more.
@@ -40,6 +40,26 @@ impl LambdaFunction {
     /// `REPLY_QUEUE_URL` and `env` (e.g. `BOT=echo`, or
     /// `COMPONENT_POST_URL`).
     pub async fn start(moto: &Moto, reply_queue_url: &str, env: &[(&str, &str)]) -> Result<Self> {
+        Self::start_binary(&workspace_bin("bootstrap"), moto, reply_queue_url, env).await
+    }
+
+    /// Like [`LambdaFunction::start`], with a bot of the function crate's
+    /// examples (e.g. `reminder_bot`) as the function.
+    pub async fn start_example(
+        name: &str,
+        moto: &Moto,
+        reply_queue_url: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        Self::start_binary(&workspace_example(name), moto, reply_queue_url, env).await
+    }
+
+    async fn start_binary(
+        binary: &std::path::Path,
+        moto: &Moto,
+        reply_queue_url: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let cargo_lambda = venv_tool("cargo-lambda");
         let port = free_port();
         let mut emulator = Command::new(&cargo_lambda)
@@ -64,7 +84,7 @@ impl LambdaFunction {
                 format!("cargo lambda watch did not listen within {START_TIMEOUT:?}").into(),
             );
         }
-        let mut command = Command::new(workspace_bin("bootstrap"));
+        let mut command = Command::new(binary);
         command
             .env(
                 "AWS_LAMBDA_RUNTIME_API",
@@ -89,6 +109,25 @@ impl LambdaFunction {
     /// The Lambda invoke API base URL (for the trigger's `--endpoint`).
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Invokes the function with `event`, as EventBridge or `aws lambda
+    /// invoke` would; returns the HTTP status and the function's answer.
+    pub async fn invoke(&self, event: &serde_json::Value) -> Result<(u16, serde_json::Value)> {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/2015-03-31/functions/{FUNCTION_NAME}/invocations",
+                self.endpoint()
+            ))
+            .json(event)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        ))
     }
 }
 

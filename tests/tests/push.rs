@@ -566,3 +566,40 @@ fn signal(connector: &Connector, signal: libc::c_int) {
         libc::kill(connector.pid() as libc::pid_t, signal);
     }
 }
+
+#[tokio::test]
+async fn a_scheduled_event_through_the_function_reaches_the_user() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let bot = BotServer::echo().await?;
+    let queue = PushQueue::start(true, 5).await?;
+    let _connector =
+        queue_connector(&prosody, &bot, &queue.env(&queue.moto.endpoint_url())).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let function = xmpp_lambda_tests::LambdaFunction::start_example(
+        "reminder_bot",
+        &queue.moto,
+        &queue.url,
+        &[
+            ("REMINDER_TO", alice.jid()),
+            ("REMINDER_TEXT", "Stand-up in 5 minutes"),
+        ],
+    )
+    .await?;
+
+    // What an EventBridge rule delivers when its schedule fires.
+    let scheduled = json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-30T08:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/daily-reminder"],
+        "detail": {}
+    });
+    let (status, answer) = function.invoke(&scheduled).await?;
+    assert_eq!(status, 200, "{answer}");
+    let message = alice.expect_message("the reminder", WAIT).await?;
+    assert_eq!(body_of(&message).as_deref(), Some("Stand-up in 5 minutes"));
+    assert_eq!(message.attr("from"), Some(prosody.component_domain()));
+    queue.wait_depth(&queue.url, 0).await?;
+    assert_quiet(&mut alice).await;
+    Ok(())
+}
