@@ -95,7 +95,10 @@ C2S_PORT=${DEMO_C2S_PORT:-5222}
 port_is_free "$C2S_PORT" || C2S_PORT=$(free_port)
 COMPONENT_PORT=$(free_port)
 BOT_PORT=$(free_port)
+API_PORT=8780
+port_is_free "$API_PORT" || API_PORT=$(free_port)
 SECRET=$($PY -c 'import secrets; print(secrets.token_hex(16))')
+API_TOKEN=$($PY -c 'import secrets; print(secrets.token_hex(24))')
 DOMAIN=localhost
 COMPONENT=bot.localhost
 BOT_JID="echo@$COMPONENT"
@@ -122,7 +125,7 @@ c2s_ports = { $C2S_PORT }
 c2s_direct_tls_ports = {}
 component_ports = { $COMPONENT_PORT }
 component_interface = "127.0.0.1"
-modules_enabled = { ${TLS_MODULE}"roster", "saslauth", "disco", "ping", "private", "time", "version" }
+modules_enabled = { ${TLS_MODULE}"roster", "saslauth", "disco", "ping", "private", "time", "version", "offline" }
 modules_disabled = { "s2s" }
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
@@ -197,6 +200,8 @@ COMPONENT_SECRET=$SECRET \
 COMPONENT_SERVER="127.0.0.1:$COMPONENT_PORT" \
 TRANSPORT=$TRANSPORT \
 COMPONENT_POST_URL="http://127.0.0.1:$BOT_PORT/" \
+COMPONENT_API_LISTEN="127.0.0.1:$API_PORT" \
+COMPONENT_API_TOKEN="$API_TOKEN" \
 RUST_LOG=${RUST_LOG:-info} NO_COLOR=1 \
   "$CONNECTOR_BIN" >"$WORK/connector.log" 2>&1 &
 CONNECTOR_PID=$!
@@ -212,6 +217,19 @@ done
 say "Saying hello as $USER_JID"
 $PY scripts/xmpp_say.py 127.0.0.1 "$C2S_PORT" "$USER_JID" "$PASSWORD" "$BOT_JID" hello 15 \
   || { tail -n 30 "$WORK"/*.log >&2; fail "no reply from the bot"; }
+
+# The bot speaks first: one push through the connector's API. Prosody keeps
+# it (mod_offline) until alice is back online.
+PUSH_BODY='{"to":"'"$USER_JID"'","body":"deploy finished"}'
+PUSH_COMMAND="curl -sS -H 'Authorization: Bearer $API_TOKEN' -H 'Content-Type: application/json' -d '$PUSH_BODY' http://127.0.0.1:$API_PORT/v1/send"
+say "Pushing \"deploy finished\" to $USER_JID through the connector's API"
+echo "  $PUSH_COMMAND"
+pushed=$(curl -sS -w ' %{http_code}' -H "Authorization: Bearer $API_TOKEN" -H 'Content-Type: application/json' \
+  -d "$PUSH_BODY" "http://127.0.0.1:$API_PORT/v1/send") || fail "the push did not reach the connector"
+case "$pushed" in
+  *" 202") echo "  -> 202 Accepted ${pushed% 202}" ;;
+  *) fail "the push was refused: $pushed" ;;
+esac
 
 if [ "${DEMO_ONCE:-}" = 1 ]; then
   say "Round trip done"
@@ -236,6 +254,9 @@ The demo keeps running. Connect your own XMPP client:
   TLS       ${TLS_MODULE:+STARTTLS with a self-signed certificate; }plain-text login is allowed on this loopback-only server
 Or from this shell:
   $PY scripts/xmpp_say.py 127.0.0.1 $C2S_PORT $USER_JID $PASSWORD $BOT_JID "how are you"
+Push a message to $USER_JID (the bot speaks first; it waits offline until she logs in):
+  $PUSH_COMMAND
+Health and readiness: curl http://127.0.0.1:$API_PORT/healthz  and  /readyz
 
 Connector log follows. Ctrl-C stops everything.
 EOF
