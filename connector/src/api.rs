@@ -372,7 +372,7 @@ mod tests {
             messages_of(b"{").unwrap_err(),
             "the body is not valid JSON: EOF while parsing an object at line 1 column 1"
         );
-        let eleven = format!("{{\"messages\":[{}]}}", vec!["{}"; 11].join(","));
+        let eleven = format!("{{\"messages\":[{}]}}", ["{}"; 11].join(","));
         assert_eq!(
             messages_of(eleven.as_bytes()).unwrap_err(),
             "\"messages\" holds 11 messages, more than 10"
