@@ -30,6 +30,9 @@ mod tests {
             body: body.map(str::to_owned),
             stanza_type: Some("chat".into()),
             id: None,
+            room: None,
+            nick: None,
+            mention: None,
         }
     }
 

@@ -212,6 +212,9 @@ mod tests {
             body: Some("hi".into()),
             stanza_type: Some("chat".into()),
             id: Some("m1".into()),
+            room: None,
+            nick: None,
+            mention: None,
         }
     }
 

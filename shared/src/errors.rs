@@ -140,9 +140,15 @@ pub(crate) fn error_element(
 
 /// The error reply to a request: addresses swapped, same kind and id.
 /// `None` where no error may be sent: the request was itself an error or an
-/// IQ result, or its addresses or id cannot be written (a request that did
-/// not come from a received stanza; minidom's writer would panic).
+/// IQ result, it came through a room (rooms kick an occupant that sends an
+/// error: Prosody for internal-server-error, remote-server-timeout,
+/// service-unavailable…; the reason is only logged then), or its addresses
+/// or id cannot be written (a request that did not come from a received
+/// stanza; minidom's writer would panic).
 pub fn error_reply(request: &Request, spec: &StanzaErrorSpec) -> Option<Element> {
+    if request.room.is_some() {
+        return None;
+    }
     let writable = jid::Jid::new(&request.from).is_ok()
         && jid::Jid::new(&request.to).is_ok()
         && request

@@ -31,6 +31,8 @@ mod auto;
 #[cfg(feature = "xml")]
 mod errors;
 #[cfg(feature = "xml")]
+pub mod muc;
+#[cfg(feature = "xml")]
 mod reply;
 #[cfg(feature = "xml")]
 mod stanza;

@@ -1,6 +1,7 @@
 //! The reply rules (DESIGN §2): a bot's HTTP outcome → the stanzas to send.
 
 use crate::errors::{error_element, error_for_status, error_reply};
+use crate::muc::BOT_MARK_NS;
 use crate::stanza::{COMPONENT_NS, InvalidStanza, is_xml_char, parse_stanza, set_attr};
 use crate::{BotResponse, ErrorType, Request, StanzaErrorSpec, StanzaKind};
 use minidom::Element;
@@ -338,6 +339,13 @@ pub(crate) fn build_stanza(
     }
     checked_to(stanza.attr("to").unwrap_or_default())?;
     checked_from(stanza.attr("from").unwrap_or_default(), domain)?;
+    if stanza.name() == "message"
+        && stanza.attr("type") == Some("groupchat")
+        && !stanza.has_child("x", BOT_MARK_NS)
+    {
+        // Another xmpp-lambda bot in the room will not answer it.
+        stanza.append_child(Element::bare("x", BOT_MARK_NS));
+    }
     match stanza.name() {
         // Clients drop a message whose id they have seen, and bots often
         // echo the request's: every message gets its own.
@@ -514,6 +522,9 @@ mod tests {
             body: Some("hi".into()),
             stanza_type: Some("chat".into()),
             id: Some("m1".into()),
+            room: None,
+            nick: None,
+            mention: None,
         }
     }
 

@@ -71,6 +71,17 @@ pub struct Request {
     /// The stanza's `id`: error replies and IQ results must carry it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// For a message from a room the connector is in (DESIGN §7): the
+    /// room's bare JID. Replies to it go to the room; errors are never sent
+    /// into a room (rooms kick an occupant that sends one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// For a message from a room: the sender's nick there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nick: Option<String>,
+    /// For a `groupchat` message: whether it addresses the bot's nick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mention: Option<bool>,
 }
 
 /// The conversation a request belongs to: the sender's bare JID and the
@@ -124,6 +135,9 @@ mod tests {
             body: None,
             stanza_type: None,
             id: None,
+            room: None,
+            nick: None,
+            mention: None,
         }
     }
 

@@ -162,6 +162,9 @@ pub fn stanza_to_request(stanza: &Element) -> Result<Request, InvalidStanza> {
         body,
         stanza_type: stanza.attr("type").map(str::to_owned),
         id: stanza.attr("id").map(str::to_owned),
+        room: None,
+        nick: None,
+        mention: None,
     })
 }
 

@@ -20,7 +20,17 @@ use xmpp_lambda_shared::{ReplyEnvelope, ReplyQueueMessage, RequestEnvelope, Send
 /// The rules a golden file may name; a file naming another is an error, so
 /// a typo cannot silently skip a whole file.
 const RULES: &[&str] = &[
-    "reply", "presence", "iq", "request", "parse", "envelope", "outbound",
+    "reply",
+    "presence",
+    "iq",
+    "request",
+    "parse",
+    "envelope",
+    "outbound",
+    "mention",
+    "room-message",
+    "room-presence",
+    "invite",
 ];
 
 fn golden_dir() -> PathBuf {
@@ -305,7 +315,7 @@ mod stanza_rules {
     use minidom::{Element, Node};
     use xmpp_lambda_shared::{
         BotResponse, CLIENT_NS, COMPONENT_NS, Request, bad_message_text, element_to_string,
-        iq_auto_answer, outbound_to_stanza, parse_stanza, presence_auto_answer,
+        iq_auto_answer, muc, outbound_to_stanza, parse_stanza, presence_auto_answer,
         response_to_stanzas, stanza_to_request, stanzas_to_send,
     };
 
@@ -434,13 +444,29 @@ mod stanza_rules {
         expect: Vec<String>,
         /// Present when the bot's reply is refused: the logged reason.
         refused: Option<String>,
+        /// The room fields the connector adds to a request from a room.
+        room: Option<RoomFields>,
+    }
+
+    /// A request's room fields (DESIGN §7).
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RoomFields {
+        room: String,
+        nick: String,
+        mention: Option<bool>,
     }
 
     #[test]
     fn golden_reply_rules() {
         run_rule("reply", |case: &ReplyCase, file| {
             let received = golden_xml(&case.stanza, COMPONENT_NS)?;
-            let request = stanza_to_request(&received).map_err(|e| format!("request: {e}"))?;
+            let mut request = stanza_to_request(&received).map_err(|e| format!("request: {e}"))?;
+            if let Some(fields) = &case.room {
+                request.room = Some(fields.room.clone());
+                request.nick = Some(fields.nick.clone());
+                request.mention = fields.mention;
+            }
             // The request as the sqs transport carries it: through JSON.
             let json = serde_json::to_string(&request).map_err(|e| e.to_string())?;
             let request: Request = serde_json::from_str(&json).map_err(|e| e.to_string())?;
@@ -624,6 +650,161 @@ mod stanza_rules {
                 )),
             }
         });
+    }
+
+    /// §7: whether a body mentions a nick.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct MentionCase {
+        body: String,
+        nick: String,
+        mention: bool,
+    }
+
+    #[test]
+    fn golden_mentions() {
+        run_rule("mention", |case: &MentionCase, _| {
+            same(
+                &format!("mentions({:?}, {:?})", case.body, case.nick),
+                case.mention,
+                muc::mentions(&case.body, &case.nick),
+            )
+        });
+    }
+
+    /// §7: a message from a room → the request for the bot, or why not.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RoomMessageCase {
+        stanza: String,
+        /// The connector's nick in the room.
+        nick: String,
+        /// `mention` or `all`.
+        mode: String,
+        /// The request JSON (its `stanza` member is not compared).
+        json: Option<String>,
+        /// Why it is not forwarded.
+        ignored: Option<String>,
+    }
+
+    #[test]
+    fn golden_room_messages() {
+        run_rule("room-message", |case: &RoomMessageCase, _| {
+            let received = golden_xml(&case.stanza, COMPONENT_NS)?;
+            let room = received
+                .attr("from")
+                .map(|from| from.split('/').next().unwrap_or(from))
+                .ok_or("golden stanza has no from")?;
+            let mode = match case.mode.as_str() {
+                "mention" => muc::RoomMessages::Mention,
+                "all" => muc::RoomMessages::All,
+                other => return Err(format!("unknown mode {other:?}")),
+            };
+            match (
+                muc::room_message(&received, room, &case.nick, mode),
+                &case.json,
+                &case.ignored,
+            ) {
+                (muc::RoomMessage::Forward(request), Some(json), None) => {
+                    let mut expected: serde_json::Value =
+                        serde_json::from_str(json).map_err(|e| format!("golden json: {e}"))?;
+                    let mut actual = serde_json::to_value(&request).map_err(|e| e.to_string())?;
+                    for value in [&mut expected, &mut actual] {
+                        if let Some(object) = value.as_object_mut() {
+                            object.remove("stanza");
+                        }
+                    }
+                    same("request JSON (stanza aside)", &expected, &actual)
+                }
+                (muc::RoomMessage::Ignore(why), None, Some(expected)) => {
+                    same("ignored because", expected.as_str(), why)
+                }
+                (outcome, _, _) => Err(format!(
+                    "case needs exactly one of json/ignored; got {outcome:?}"
+                )),
+            }
+        });
+    }
+
+    /// §7: a presence from a room → what it says about the connector.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RoomPresenceCase {
+        stanza: String,
+        nick: String,
+        /// The outcome as `Debug` prints it.
+        expect: String,
+    }
+
+    #[test]
+    fn golden_room_presences() {
+        run_rule("room-presence", |case: &RoomPresenceCase, _| {
+            let received = golden_xml(&case.stanza, COMPONENT_NS)?;
+            same(
+                "room presence",
+                case.expect.as_str(),
+                format!("{:?}", muc::room_presence(&received, &case.nick)).as_str(),
+            )
+        });
+    }
+
+    /// §7: the invitation in a message, if any.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct InviteCase {
+        stanza: String,
+        /// The invitation as `Debug` prints it, or `None`.
+        expect: String,
+    }
+
+    #[test]
+    fn golden_invites() {
+        run_rule("invite", |case: &InviteCase, _| {
+            let received = golden_xml(&case.stanza, COMPONENT_NS)?;
+            same(
+                "invitation",
+                case.expect.as_str(),
+                format!("{:?}", muc::invite_of(&received)).as_str(),
+            )
+        });
+    }
+
+    /// The stanzas that join and unlock a room, as the connector writes
+    /// them.
+    #[test]
+    fn join_and_unlock_stanzas() {
+        let join = muc::join_presence(
+            "ops@conference.example.com/bot",
+            "rooms@bot.example.com/bot",
+            Some("s3cret"),
+        );
+        let expected = golden_xml(
+            "<presence to='ops@conference.example.com/bot' from='rooms@bot.example.com/bot'>\
+             <x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/>\
+             <password>s3cret</password></x></presence>",
+            COMPONENT_NS,
+        )
+        .expect("valid");
+        assert_eq!(join, expected);
+        survives_serialisation(&join).expect("writable");
+        let unlock = muc::instant_room_request(
+            "ops@conference.example.com",
+            "rooms@bot.example.com/bot",
+            "u1",
+        );
+        let expected = golden_xml(
+            "<iq type='set' to='ops@conference.example.com' from='rooms@bot.example.com/bot' id='u1'>\
+             <query xmlns='http://jabber.org/protocol/muc#owner'>\
+             <x xmlns='jabber:x:data' type='submit'/></query></iq>",
+            COMPONENT_NS,
+        )
+        .expect("valid");
+        assert_eq!(unlock, expected);
+        let leave = muc::leave_presence(
+            "ops@conference.example.com/bot",
+            "rooms@bot.example.com/bot",
+        );
+        assert_eq!(leave.attr("type"), Some("unavailable"));
     }
 
     /// The harness itself: a golden file cannot hide a second element or

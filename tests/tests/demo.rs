@@ -79,7 +79,10 @@ async fn run_demo_output(env: &[(&str, std::ffi::OsString)]) -> Result<String> {
         "{stdout}"
     );
     // The push it shows works as printed.
-    assert!(stdout.contains("curl -sS -H 'Authorization: Bearer "), "{stdout}");
+    assert!(
+        stdout.contains("curl -sS -H 'Authorization: Bearer "),
+        "{stdout}"
+    );
     assert!(stdout.contains("-> 202 Accepted {\"ids\":[\""), "{stdout}");
     Ok(stdout.into_owned())
 }

@@ -334,6 +334,9 @@ pub fn request(text: Option<&str>) -> Request {
         body: text.map(str::to_owned),
         stanza_type: Some("chat".into()),
         id: Some("m1".into()),
+        room: None,
+        nick: None,
+        mention: None,
     }
 }
 
