@@ -8,8 +8,10 @@
 //! * [`sqs`]: the request queue's sender and the reply queue's poller.
 //! * [`sigv4`]: AWS SigV4 signatures for Function URLs with IAM auth.
 //! * [`shutdown`]: the one signal that winds everything down.
+//! * [`check`]: `xmpp-lambda-connector check`, a one-shot diagnosis.
 
 mod backoff;
+mod check;
 mod config;
 mod dispatch;
 mod link;
@@ -38,9 +40,13 @@ const INBOUND_QUEUE: usize = 64;
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let args = std::env::args_os()
+    let mut args = std::env::args_os()
         .skip(1)
-        .map(|arg| arg.to_string_lossy().into_owned());
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .peekable();
+    if args.next_if(|arg| arg == check::COMMAND).is_some() {
+        return check::main(args);
+    }
     let config = match config::load(args, &|name| std::env::var(name).ok()) {
         Ok(Command::Help) => {
             print!("{}", config::HELP);
