@@ -290,6 +290,10 @@ async fn prosody_refusals_name_the_secret_the_domain_and_the_port() -> Result<()
                 ],
             ),
             (
+                &[("COMPONENT_JID", "localhost")],
+                &["the server has no component localhost (host-unknown (localhost does not match any configured external components))"],
+            ),
+            (
                 &[("COMPONENT_SERVER", &format!("127.0.0.1:{}", prosody.c2s_port))],
                 &[
                     "the server answered as on its client port (host-unknown (This server does not serve bot.localhost))",
