@@ -12,7 +12,7 @@ use std::time::Duration;
 use xmpp_lambda_tests::sigv4::{self, SigV4Key};
 use xmpp_lambda_tests::{
     BotReply, BotRequest, BotServer, CheckCommand, Connector, Ejabberd, Moto, Prosody, Result,
-    XmppServer, body_of, free_port, login,
+    TempDir, XmppServer, body_of, free_port, login,
 };
 
 /// How long anything that should happen may take.
@@ -74,6 +74,20 @@ async fn invalid_options_fail_with_the_loaders_line_and_exit_2() -> Result<()> {
     }
     assert_eq!(run.summary(), "check: 1 of 1 checks failed, 3 skipped");
 
+    let dir = TempDir::new("check-config")?;
+    let file = dir.path().join("connector.toml");
+    std::fs::write(
+        &file,
+        "component_jid = \"bot.example.com\"\ncomponent_sekret = \"s\"\n",
+    )?;
+    let from_file = CheckCommand::new()
+        .arg("--config")
+        .arg(&file.display().to_string())
+        .run()
+        .await?;
+    assert_eq!(from_file.code, Some(BAD_OPTION));
+    from_file.expect("options", "FAIL", &["unknown option \"component_sekret\""])?;
+
     let help = CheckCommand::new().arg("--help").run().await?;
     assert_eq!(help.code, Some(0));
     assert!(
@@ -112,9 +126,21 @@ async fn an_unresolvable_name_and_a_closed_port_fail_the_server_check() -> Resul
     // The bot side is still checked: one run shows every problem.
     unresolvable.expect("bot", "pass", &["answered 200 OK"])?;
 
+    // The same options from a file, as `--config FILE` gives them.
     let port = free_port();
-    let closed = base
-        .env("COMPONENT_SERVER", &format!("127.0.0.1:{port}"))
+    let dir = TempDir::new("check-config")?;
+    let file = dir.path().join("connector.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "component_jid = \"bot.localhost\"\ncomponent_secret = \"s\"\n\
+             component_server = \"127.0.0.1:{port}\"\ncomponent_post_url = \"{}\"\n",
+            bot.url()
+        ),
+    )?;
+    let closed = CheckCommand::new()
+        .arg("--config")
+        .arg(&file.display().to_string())
         .run()
         .await?;
     assert_eq!(closed.code, Some(FAILED));
