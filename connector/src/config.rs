@@ -22,10 +22,10 @@ Usage: xmpp-lambda-connector [--config FILE]
 
 check reads the same options, then checks the install once and exits: the
 options, the server's name and component port, the handshake (the link is
-closed again at once; a running connector keeps its link), AWS credentials
-when they are needed, and the bot (a probe request no user sees) or the
-SQS queues (calls SQS must refuse, so no message is sent, received or
-deleted). One line per check, with the fix when it fails.
+closed again at once), AWS credentials when they are needed, and the bot
+(a probe request no user sees) or the SQS queues (calls SQS must refuse,
+so no message is sent, received or deleted). One line per check, with the
+fix when it fails.
 
 Options come from the environment or from a TOML file (--config FILE) whose
 keys are the lower-case names below; the environment wins.

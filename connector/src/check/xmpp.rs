@@ -149,7 +149,9 @@ pub async fn handshake(connection: TcpStream, config: &Config) -> Outcome {
             let closed = timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
             let mut stanzas = 0;
             if matches!(closed, Ok(Ok(()))) {
-                let drained = timeout(CLOSE_TIMEOUT, async {
+                // Whether the server closes its side in time or not, the
+                // check is done with the link either way.
+                let _ = timeout(CLOSE_TIMEOUT, async {
                     while let Some(item) = stream.next().await {
                         match item {
                             Ok(element) if element.ns() == COMPONENT_NS => stanzas += 1,
@@ -159,7 +161,6 @@ pub async fn handshake(connection: TcpStream, config: &Config) -> Outcome {
                     }
                 })
                 .await;
-                let _ = drained;
             }
             let mut text = format!(
                 "accepted for {domain} (the secret is right and the server knows the \
