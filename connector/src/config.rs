@@ -18,6 +18,14 @@ xmpp-lambda-connector: an XMPP component (XEP-0114) that hands every stanza
 addressed to it to a bot, and sends the bot's answer back.
 
 Usage: xmpp-lambda-connector [--config FILE]
+       xmpp-lambda-connector check [--config FILE]
+
+check reads the same options, then checks the install once and exits: the
+options, the server's name and component port, the handshake (the link is
+closed again at once), AWS credentials when they are needed, and the bot
+(a probe request no user sees) or the SQS queues (calls SQS must refuse,
+so no message is sent, received or deleted). One line per check, with the
+fix when it fails.
 
 Options come from the environment or from a TOML file (--config FILE) whose
 keys are the lower-case names below; the environment wins.
@@ -62,7 +70,8 @@ Environment only:
                           SSO, web identity, ECS, EC2 instance metadata)
 
 Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT), 2 for a missing
-or invalid option.
+or invalid option. check: 0 when every check passed, 1 when one failed, 2
+for a missing or invalid option.
 ";
 
 /// Every option name, as the environment spells it. The file uses the same

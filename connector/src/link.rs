@@ -63,7 +63,7 @@ const STANDBY_RETRY: Duration = Duration::from_secs(1);
 const CONFLICT: &str = "conflict";
 
 /// An established component stream carrying plain elements.
-type ComponentStream = XmlStream<BufStream<TcpStream>, Element>;
+pub(crate) type ComponentStream = XmlStream<BufStream<TcpStream>, Element>;
 
 /// One stanza for the link to write.
 #[derive(Debug)]
@@ -401,8 +401,12 @@ async fn connect(settings: &LinkSettings) -> Result<ComponentStream, LinkError> 
     Err(last_error)
 }
 
-/// Opens the component stream and performs the XEP-0114 handshake.
-async fn handshake(tcp: TcpStream, settings: &LinkSettings) -> Result<ComponentStream, LinkError> {
+/// Opens the component stream and performs the XEP-0114 handshake (also
+/// used by `check`, which closes the link again at once).
+pub(crate) async fn handshake(
+    tcp: TcpStream,
+    settings: &LinkSettings,
+) -> Result<ComponentStream, LinkError> {
     let timeouts = Timeouts {
         // Without traffic for two ping intervals something is wrong: ping
         // once more and give the server one interval to answer.

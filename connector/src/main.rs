@@ -12,9 +12,11 @@
 //! * [`api`]: the HTTP API: health, readiness, `/v1/send`.
 //! * [`health`]: what `/readyz` answers.
 //! * [`shutdown`]: the one signal that winds everything down.
+//! * [`check`]: `xmpp-lambda-connector check`, a one-shot diagnosis.
 
 mod api;
 mod backoff;
+mod check;
 mod config;
 mod dispatch;
 mod health;
@@ -49,9 +51,13 @@ const INBOUND_QUEUE: usize = 64;
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let args = std::env::args_os()
+    let mut args = std::env::args_os()
         .skip(1)
-        .map(|arg| arg.to_string_lossy().into_owned());
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .peekable();
+    if args.next_if(|arg| arg == check::COMMAND).is_some() {
+        return check::main(args);
+    }
     let config = match config::load(args, &|name| std::env::var(name).ok()) {
         Ok(Command::Help) => {
             print!("{}", config::HELP);

@@ -9,6 +9,8 @@
 //! - [`BotServer`]: an HTTP bot with a programmable handler that records
 //!   every request it receives.
 //! - [`Connector`]: the product's connector binary with captured logs.
+//! - [`CheckCommand`]: one run of `xmpp-lambda-connector check`, its lines
+//!   found by check name ([`CheckRun`]).
 //! - [`Moto`]: moto's SQS server.
 //! - [`LambdaFunction`] and [`SqsTrigger`]: the function under cargo
 //!   lambda's emulator, fed by the local SQS trigger.
@@ -19,6 +21,7 @@
 
 mod assertions;
 mod bot_server;
+mod check_run;
 mod component_probe;
 mod connector;
 mod ejabberd;
@@ -37,6 +40,7 @@ use std::path::{Path, PathBuf};
 
 pub use assertions::{STANZAS_NS, TEST_PASSWORD, assert_stanza_error, login};
 pub use bot_server::{BotReply, BotRequest, BotServer, echo_reply};
+pub use check_run::{CheckCommand, CheckRun};
 pub use component_probe::component_handshake;
 pub use connector::{CONNECTOR_BIN, Connector};
 pub use ejabberd::Ejabberd;

@@ -102,19 +102,32 @@ impl Moto {
     /// for test setup without an AWS SDK; moto routes by the service named
     /// in the (unchecked) Authorization header.
     pub async fn sqs_action(&self, params: &[(&str, &str)]) -> Result<String> {
+        self.query_action("sqs", "2012-11-05", params).await
+    }
+
+    /// One query-protocol call to `service` (`sqs`, `iam`, …) of API
+    /// `version`, answered in XML.
+    pub async fn query_action(
+        &self,
+        service: &str,
+        version: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String> {
         let mut form: Vec<String> = params
             .iter()
             .map(|(key, value)| format!("{}={}", form_encode(key), form_encode(value)))
             .collect();
-        form.push("Version=2012-11-05".to_owned());
+        form.push(format!("Version={version}"));
         let response = self
             .http
             .post(self.endpoint_url())
             .header("content-type", "application/x-www-form-urlencoded")
             .header(
                 "authorization",
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, \
-                 SignedHeaders=host, Signature=0",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, \
+                     SignedHeaders=host, Signature=0"
+                ),
             )
             .body(form.join("&"))
             .send()
@@ -122,9 +135,61 @@ impl Moto {
         let status = response.status();
         let text = response.text().await?;
         if !status.is_success() {
-            return Err(format!("SQS {params:?} answered {status}: {text}").into());
+            return Err(format!("{service} {params:?} answered {status}: {text}").into());
         }
         Ok(text)
+    }
+
+    /// Creates an IAM user whose only permissions are `policy` (a policy
+    /// document in JSON) and returns its access key id and secret. They
+    /// matter once [`Moto::enforce_iam`] is called.
+    pub async fn create_iam_user(&self, name: &str, policy: &str) -> Result<(String, String)> {
+        const IAM_VERSION: &str = "2010-05-08";
+        self.query_action(
+            "iam",
+            IAM_VERSION,
+            &[("Action", "CreateUser"), ("UserName", name)],
+        )
+        .await?;
+        self.query_action(
+            "iam",
+            IAM_VERSION,
+            &[
+                ("Action", "PutUserPolicy"),
+                ("UserName", name),
+                ("PolicyName", "only-this"),
+                ("PolicyDocument", policy),
+            ],
+        )
+        .await?;
+        let answer = self
+            .query_action(
+                "iam",
+                IAM_VERSION,
+                &[("Action", "CreateAccessKey"), ("UserName", name)],
+            )
+            .await?;
+        let key = xml_field(&answer, "AccessKeyId");
+        let secret = xml_field(&answer, "SecretAccessKey");
+        key.zip(secret)
+            .ok_or_else(|| format!("no access key in: {answer}").into())
+    }
+
+    /// Turns on moto's IAM checks from the next call on: every call must
+    /// be signed with the keys of a user moto knows ([`Moto::create_iam_user`])
+    /// and is allowed only by that user's policy. The harness's own calls
+    /// are refused from then on, so set everything up first.
+    pub async fn enforce_iam(&self) -> Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/moto-api/reset-auth", self.endpoint_url()))
+            .body("0")
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(format!("moto reset-auth answered {}", response.status()).into());
+        }
+        Ok(())
     }
 
     /// Creates a queue (a name ending `.fifo` makes a FIFO queue with
