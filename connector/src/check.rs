@@ -196,25 +196,31 @@ async fn run(config: &Config, report: &mut Report) {
     }
     // The bot side does not depend on the XMPP side: it is checked even
     // when the server is unreachable, so one run shows every problem.
-    match &config.transport {
-        TransportConfig::Http { post_url } => bot::check(config, &post_url.0, report).await,
-        TransportConfig::Sqs {
-            request_queue_url,
-            reply_queue_url,
-        } => queues::check(request_queue_url, reply_queue_url, report).await,
+    let request_queue_url = match &config.transport {
+        TransportConfig::Http { post_url } => {
+            bot::check(config, &post_url.0, report).await;
+            None
+        }
+        TransportConfig::Sqs { request_queue_url } => Some(request_queue_url.as_str()),
+    };
+    // With http, a reply queue carries the bot's pushed messages.
+    if let Some(reply_queue_url) = &config.reply_queue_url {
+        queues::check(request_queue_url, reply_queue_url, report).await;
     }
 }
 
 /// The `options` line: what the connector would link and where requests
 /// would go. No secret: URLs are shown without password and query.
 fn describe(config: &Config) -> String {
-    let transport = match &config.transport {
+    let mut transport = match &config.transport {
         TransportConfig::Http { post_url } => format!("http to {}", shown_url(&post_url.0)),
-        TransportConfig::Sqs {
-            request_queue_url,
-            reply_queue_url,
-        } => format!("sqs: requests to {request_queue_url}, replies from {reply_queue_url}"),
+        TransportConfig::Sqs { request_queue_url } => {
+            format!("sqs: requests to {request_queue_url}")
+        }
     };
+    if let Some(reply_queue_url) = &config.reply_queue_url {
+        transport.push_str(&format!(", replies and pushes from {reply_queue_url}"));
+    }
     format!(
         "component {} at {}, {transport}",
         config.component_domain, config.component_server

@@ -648,7 +648,9 @@ async fn repeated_and_undecodable_replies() -> Result<()> {
     // Both copies are deleted; the undecodable message stays for the
     // redrive policy, coming back after each visibility timeout.
     wait_depth(&moto, &replies, 1).await?;
-    connector.wait_for_log("not a reply or send envelope", WAIT).await?;
+    connector
+        .wait_for_log("not a reply or send envelope", WAIT)
+        .await?;
     Ok(())
 }
 
