@@ -75,7 +75,7 @@ pub struct SendEnvelope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplyQueueMessage {
     /// An answer to a request ([`ReplyEnvelope`]).
-    Reply(ReplyEnvelope),
+    Reply(Box<ReplyEnvelope>),
     /// Pushed messages ([`SendEnvelope`]).
     Send(SendEnvelope),
 }
@@ -185,7 +185,7 @@ impl ReplyQueueMessage {
         if probe.send.is_some() {
             SendEnvelope::from_json(json).map(ReplyQueueMessage::Send)
         } else {
-            ReplyEnvelope::from_json(json).map(ReplyQueueMessage::Reply)
+            ReplyEnvelope::from_json(json).map(|reply| ReplyQueueMessage::Reply(Box::new(reply)))
         }
     }
 
