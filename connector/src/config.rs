@@ -59,6 +59,12 @@ keys are the lower-case names below; the environment wins.
   COMPONENT_API_TOKEN     bearer token for POST /v1/send, at least 32
                           characters (never logged) [default: none, and
                           /v1/send answers 404]
+  COMPONENT_ROOMS         group chats to be in, comma-separated
+                          room@service[/nick] [default: none; nick: the
+                          domain's first label]
+  COMPONENT_ROOM_MESSAGES which room messages reach the bot: mention (those
+                          that address its nick) or all [default: mention]
+  COMPONENT_ROOM_INVITES  room invitations: ignore or accept [default: ignore]
   LOG_FORMAT              text or json [default: text]
 
 Environment only:
@@ -92,6 +98,9 @@ const OPTIONS: &[&str] = &[
     "REPLY_QUEUE_URL",
     "COMPONENT_API_LISTEN",
     "COMPONENT_API_TOKEN",
+    "COMPONENT_ROOMS",
+    "COMPONENT_ROOM_MESSAGES",
+    "COMPONENT_ROOM_INVITES",
     "LOG_FORMAT",
 ];
 
@@ -202,6 +211,8 @@ pub struct Config {
     pub reply_queue_url: Option<String>,
     /// The connector's own HTTP API.
     pub api: crate::api::ApiOptions,
+    /// The group chats to be in, and what reaches the bot from them.
+    pub rooms: crate::rooms::RoomOptions,
     /// The stanza kinds handed to the bot; the others are answered by the
     /// connector itself (DESIGN §3).
     pub forwarded_kinds: HashSet<StanzaKind>,
@@ -380,6 +391,7 @@ impl Config {
         let ping_interval = parse_seconds(sources, "COMPONENT_PING_INTERVAL", 60)?;
         let post_signing = parse_signing(sources)?;
         let api = crate::api::ApiOptions::from_sources(sources)?;
+        let rooms = crate::rooms::RoomOptions::from_sources(sources, &component_domain)?;
         let log_format = match sources.get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -392,6 +404,7 @@ impl Config {
             transport,
             reply_queue_url,
             api,
+            rooms,
             forwarded_kinds,
             post_timeout,
             ping_interval,
@@ -808,6 +821,58 @@ mod tests {
         let plain = self::config(&[], MINIMAL);
         assert_eq!(plain.api, crate::api::ApiOptions::default());
         assert_eq!(plain.reply_queue_url, None);
+    }
+
+    #[test]
+    fn rooms_with_their_nicks_and_policies() {
+        use crate::rooms::{InvitePolicy, RoomConfig};
+        use xmpp_lambda_shared::muc::RoomMessages;
+        let config = config(
+            &[],
+            &with(&[
+                (
+                    "COMPONENT_ROOMS",
+                    "ops@conference.example.com, dev@conference.example.com/helper",
+                ),
+                ("COMPONENT_ROOM_MESSAGES", "all"),
+                ("COMPONENT_ROOM_INVITES", "accept"),
+            ]),
+        );
+        assert_eq!(
+            config.rooms.rooms,
+            [
+                RoomConfig {
+                    room: "ops@conference.example.com".into(),
+                    nick: "bot".into()
+                },
+                RoomConfig {
+                    room: "dev@conference.example.com".into(),
+                    nick: "helper".into()
+                },
+            ]
+        );
+        assert_eq!(config.rooms.messages, RoomMessages::All);
+        assert_eq!(config.rooms.invites, InvitePolicy::Accept);
+        let plain = self::config(&[], MINIMAL);
+        assert!(plain.rooms.rooms.is_empty());
+        assert_eq!(plain.rooms.messages, RoomMessages::Mention);
+        assert_eq!(plain.rooms.invites, InvitePolicy::Ignore);
+        for (env, line) in [
+            (
+                ("COMPONENT_ROOMS", "conference.example.com"),
+                r#"COMPONENT_ROOMS "conference.example.com" is invalid: expected room@service or room@service/nick, comma-separated"#,
+            ),
+            (
+                ("COMPONENT_ROOM_MESSAGES", "some"),
+                r#"COMPONENT_ROOM_MESSAGES "some" is invalid: expected mention or all"#,
+            ),
+            (
+                ("COMPONENT_ROOM_INVITES", "yes"),
+                r#"COMPONENT_ROOM_INVITES "yes" is invalid: expected ignore or accept"#,
+            ),
+        ] {
+            assert_eq!(error(&[], &with(&[env])), line);
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! and one user's burst fills batches instead of going out one call each.
 
 use crate::link::Outbound;
+use crate::rooms::{RoomRoute, Rooms};
 use crate::shutdown::Shutdown;
 use crate::transport::{Forwarded, Transport};
 use minidom::Element;
@@ -42,6 +43,9 @@ pub struct Dispatcher {
     /// One permit per request accepted and not yet answered. All permits
     /// back means nothing is in flight, which is what shutdown waits for.
     in_flight: Arc<Semaphore>,
+    /// Which stanzas concern the group chats, and what of them reaches the
+    /// bot.
+    rooms: Rooms,
 }
 
 /// State the conversation tasks share.
@@ -75,6 +79,7 @@ impl Dispatcher {
         forwarded_kinds: HashSet<StanzaKind>,
         transport: Transport,
         writer: mpsc::UnboundedSender<Outbound>,
+        rooms: Rooms,
     ) -> Dispatcher {
         Dispatcher {
             shared: Arc::new(Shared {
@@ -85,6 +90,7 @@ impl Dispatcher {
             }),
             forwarded_kinds,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            rooms,
         }
     }
 
@@ -132,6 +138,18 @@ impl Dispatcher {
             );
             return;
         };
+        match self.rooms.route(&stanza) {
+            RoomRoute::NotRooms => {}
+            RoomRoute::Handled => return,
+            // Nothing is ever answered into a room unasked: when messages
+            // are not forwarded, room messages are dropped, not refused.
+            RoomRoute::Forward(request) => {
+                if self.forwarded_kinds.contains(&StanzaKind::Message) {
+                    self.forward(request).await;
+                }
+                return;
+            }
+        }
         if !self.forwarded_kinds.contains(&kind) {
             self.auto_answer(kind, &stanza);
             return;
@@ -147,6 +165,10 @@ impl Dispatcher {
         let Ok(kind) = stanza.name().parse::<StanzaKind>() else {
             return;
         };
+        // Rooms are never sent errors; their presences are still followed.
+        if !matches!(self.rooms.route(&stanza), RoomRoute::NotRooms) {
+            return;
+        }
         if !self.forwarded_kinds.contains(&kind) {
             self.auto_answer(kind, &stanza);
             return;

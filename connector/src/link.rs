@@ -127,8 +127,10 @@ fn acknowledge(items: &mut Vec<Outbound>) {
 pub enum LinkState {
     /// Not linked yet: the first connection attempt is under way.
     Connecting,
-    /// Linked: stanzas flow.
-    Up,
+    /// Linked: stanzas flow. `connection` counts the links established
+    /// since start, so a watcher that missed a drop still sees a new link
+    /// (the rooms must be joined again on each).
+    Up { connection: u64 },
     /// Not linked, retrying; why the last attempt failed or the link was
     /// lost.
     Down(String),
@@ -139,7 +141,7 @@ pub enum LinkState {
 
 impl LinkState {
     pub fn is_up(&self) -> bool {
-        matches!(self, LinkState::Up)
+        matches!(self, LinkState::Up { .. })
     }
 }
 
@@ -147,7 +149,7 @@ impl fmt::Display for LinkState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LinkState::Connecting => f.write_str("connecting to the XMPP server"),
-            LinkState::Up => f.write_str("linked"),
+            LinkState::Up { .. } => f.write_str("linked"),
             LinkState::Down(reason) => f.write_str(reason),
             LinkState::Standby(reason) => write!(f, "standby: {reason}"),
         }
@@ -260,6 +262,8 @@ pub async fn run(
     // Set while another connector holds the link and this one stands by:
     // since when, for the one line logged on taking over.
     let mut standby_since: Option<Instant> = None;
+    // Links established so far.
+    let mut connections = 0;
     loop {
         let attempt = tokio::select! {
             attempt = connect(&settings) => attempt,
@@ -276,7 +280,10 @@ pub async fn run(
                     );
                 }
                 info!(server = %settings.server, domain = %settings.domain, "component link established");
-                link_state.send_replace(LinkState::Up);
+                connections += 1;
+                link_state.send_replace(LinkState::Up {
+                    connection: connections,
+                });
                 let end = session(
                     &mut stream,
                     &settings,

@@ -137,12 +137,18 @@ async fn run(config: Config) -> ExitCode {
     let (trigger, shutdown) = shutdown::channel();
     let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
     let (link_state_tx, link_state) = watch::channel(LinkState::Connecting);
-    let rooms = RoomDirectory::default();
+    let directory = RoomDirectory::default();
+    let (rooms, room_keeper) = rooms::start(
+        &config.rooms,
+        &config.component_domain,
+        outbound_tx.clone(),
+        directory.clone(),
+    );
     let pusher = Pusher::new(
         &config.component_domain,
         outbound_tx.clone(),
         link_state.clone(),
-        rooms,
+        directory,
     );
     // SQS is used by the sqs transport and by a reply queue for pushes.
     let uses_sqs =
@@ -198,6 +204,7 @@ async fn run(config: Config) -> ExitCode {
         config.forwarded_kinds.clone(),
         transport,
         outbound_tx,
+        rooms,
     );
     let settings = LinkSettings {
         domain: config.component_domain.clone(),
@@ -213,6 +220,7 @@ async fn run(config: Config) -> ExitCode {
         shutdown.clone(),
     ));
     let poller = poller.map(|poller| tokio::spawn(poller.run(shutdown.clone())));
+    let room_keeper = tokio::spawn(room_keeper.run(link_state.clone(), shutdown.clone()));
     let api_server = api_listener.map(|listener| {
         let health = Health::new(link_state.clone(), queue_health.clone());
         let api = api::Api::new(
@@ -241,6 +249,8 @@ async fn run(config: Config) -> ExitCode {
         if let Some(api_server) = api_server {
             let _ = api_server.await;
         }
+        // The keeper has written its rooms' leave presences by now.
+        let _ = room_keeper.await;
         let _ = link.await;
         if uses_sqs {
             stats.log_summary();

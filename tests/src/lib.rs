@@ -26,6 +26,7 @@ mod component_probe;
 mod connector;
 mod ejabberd;
 mod moto;
+pub mod muc;
 mod net;
 mod process;
 mod prosody;
