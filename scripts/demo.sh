@@ -102,6 +102,8 @@ API_TOKEN=$($PY -c 'import secrets; print(secrets.token_hex(24))')
 DOMAIN=localhost
 COMPONENT=bot.localhost
 BOT_JID="echo@$COMPONENT"
+MUC="conference.$DOMAIN"
+ROOM="demo@$MUC"
 USER_JID="alice@$DOMAIN"
 PASSWORD=alice-demo
 
@@ -135,6 +137,8 @@ VirtualHost "$DOMAIN"
 
 Component "$COMPONENT"
     component_secret = "$SECRET"
+
+Component "$MUC" "muc"
 EOF
 
 say "Starting Prosody on 127.0.0.1:$C2S_PORT (component port $COMPONENT_PORT)"
@@ -202,6 +206,7 @@ TRANSPORT=$TRANSPORT \
 COMPONENT_POST_URL="http://127.0.0.1:$BOT_PORT/" \
 COMPONENT_API_LISTEN="127.0.0.1:$API_PORT" \
 COMPONENT_API_TOKEN="$API_TOKEN" \
+COMPONENT_ROOMS="$ROOM" \
 RUST_LOG=${RUST_LOG:-info} NO_COLOR=1 \
   "$CONNECTOR_BIN" >"$WORK/connector.log" 2>&1 &
 CONNECTOR_PID=$!
@@ -217,6 +222,15 @@ done
 say "Saying hello as $USER_JID"
 $PY scripts/xmpp_say.py 127.0.0.1 "$C2S_PORT" "$USER_JID" "$PASSWORD" "$BOT_JID" hello 15 \
   || { tail -n 30 "$WORK"/*.log >&2; fail "no reply from the bot"; }
+
+# The bot is in a group chat too: it answers when its nick is mentioned.
+for _ in $(seq 1 100); do
+  grep -q "joined room" "$WORK/connector.log" && break
+  sleep 0.1
+done
+say "Mentioning the bot in the group chat $ROOM"
+$PY scripts/xmpp_room_say.py 127.0.0.1 "$C2S_PORT" "$USER_JID" "$PASSWORD" "$ROOM" alice bot "bot: hello room" 15 \
+  || { tail -n 30 "$WORK"/*.log >&2; fail "no answer from the bot in the room"; }
 
 # The bot speaks first: one push through the connector's API. Prosody keeps
 # it (mod_offline) until alice is back online.
@@ -251,6 +265,7 @@ The demo keeps running. Connect your own XMPP client:
   user      $USER_JID
   password  $PASSWORD
   chat with $BOT_JID   (any name @$COMPONENT is the same bot)
+  or join the room $ROOM and write "bot: hi" (the bot answers mentions)
   TLS       ${TLS_MODULE:+STARTTLS with a self-signed certificate; }plain-text login is allowed on this loopback-only server
 Or from this shell:
   $PY scripts/xmpp_say.py 127.0.0.1 $C2S_PORT $USER_JID $PASSWORD $BOT_JID "how are you"

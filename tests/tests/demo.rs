@@ -78,6 +78,11 @@ async fn run_demo_output(env: &[(&str, std::ffi::OsString)]) -> Result<String> {
         stdout.contains("echo@bot.localhost -> alice@localhost: Did you say hello?"),
         "{stdout}"
     );
+    // The bot answers a mention in the demo room.
+    assert!(
+        stdout.contains("bot in demo@conference.localhost: Did you say bot: hello room?"),
+        "{stdout}"
+    );
     // The push it shows works as printed.
     assert!(
         stdout.contains("curl -sS -H 'Authorization: Bearer "),
