@@ -254,6 +254,7 @@ async fn a_destroyed_room_is_retried_with_backoff_not_in_a_loop() -> Result<()> 
         .iter()
         .filter(|l| l.contains("not in room; rejoining later"))
         .count();
+    eprintln!("{attempts} attempts to be in the room in {watched:?}");
     // 1 removal + refusals at 1-2, 2-4, 4-8, 8-16 s…: a handful, not a loop.
     assert!(
         (2..=7).contains(&attempts),
@@ -278,6 +279,7 @@ async fn rooms_are_rejoined_soon_after_a_relink() -> Result<()> {
     let linked = Instant::now();
     connector.wait_for_log_count(JOINED, 2, WAIT).await?;
     let rejoin = linked.elapsed();
+    eprintln!("rejoined {rejoin:?} after the relink");
     assert!(
         rejoin < Duration::from_secs(5),
         "rejoined {rejoin:?} after relink"
