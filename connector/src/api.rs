@@ -8,6 +8,7 @@
 
 use crate::config::{ConfigError, Secret, Sources, invalid};
 use crate::health::Health;
+use crate::metrics::{self, Metrics};
 use crate::push::{PushError, Pusher};
 use crate::shutdown::Shutdown;
 use bytes::Bytes;
@@ -91,15 +92,24 @@ pub struct Api {
     health: Health,
     /// Set once shutdown starts: pushes are refused from then on.
     shutdown: Shutdown,
+    /// Answers `/metrics`, and counts pushes.
+    metrics: Metrics,
 }
 
 impl Api {
-    pub fn new(token: Option<Secret>, pusher: Pusher, health: Health, shutdown: Shutdown) -> Api {
+    pub fn new(
+        token: Option<Secret>,
+        pusher: Pusher,
+        health: Health,
+        shutdown: Shutdown,
+        metrics: Metrics,
+    ) -> Api {
         Api {
             token,
             pusher,
             health,
             shutdown,
+            metrics,
         }
     }
 }
@@ -162,8 +172,16 @@ async fn route(api: &Api, request: Request<Incoming>) -> Answer {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => json_answer(StatusCode::OK, &json!({"status": "ok"})),
         (&Method::GET, "/readyz") => readyz(api),
+        (&Method::GET, "/metrics") => {
+            let mut answer = Response::new(Full::new(Bytes::from(api.metrics.encode())));
+            answer.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            answer
+        }
         (&Method::POST, "/v1/send") if api.token.is_some() => send(api, request).await,
-        (_, "/healthz" | "/readyz") => method_not_allowed("GET"),
+        (_, "/healthz" | "/readyz" | "/metrics") => method_not_allowed("GET"),
         (_, "/v1/send") if api.token.is_some() => method_not_allowed("POST"),
         _ => error_answer(StatusCode::NOT_FOUND, "no such route"),
     }
@@ -212,22 +230,28 @@ async fn send(api: &Api, request: Request<Incoming>) -> Answer {
         Ok(messages) => messages,
         Err(reason) => return error_answer(StatusCode::BAD_REQUEST, &reason),
     };
+    let counted = messages.len() as u64;
+    let pushes = &api.metrics.pushes;
     if api.shutdown.is_shutdown() {
+        pushes.http_unavailable.inc_by(counted);
         return unavailable("the connector is shutting down");
     }
     let checked = match api.pusher.check(&messages, listed) {
         Ok(checked) => checked,
         Err(error) => {
+            pushes.http_refused.inc_by(counted);
             info!(%error, "pushed message refused");
             return error_answer(StatusCode::BAD_REQUEST, &error.to_string());
         }
     };
     match api.pusher.write(&checked, WRITE_WAIT).await {
         Ok(()) => {
+            pushes.http_sent.inc_by(counted);
             debug!(messages = checked.stanzas.len(), "pushed messages written");
             json_answer(StatusCode::ACCEPTED, &json!({"ids": checked.ids()}))
         }
         Err(error @ (PushError::LinkDown(_) | PushError::NotWritten(_))) => {
+            pushes.http_unavailable.inc_by(counted);
             warn!(%error, "pushed messages not written");
             unavailable(&error.to_string())
         }

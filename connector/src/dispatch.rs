@@ -17,6 +17,7 @@
 //! and one user's burst fills batches instead of going out one call each.
 
 use crate::link::Outbound;
+use crate::metrics::Metrics;
 use crate::rooms::{RoomRoute, Rooms};
 use crate::shutdown::Shutdown;
 use crate::transport::{Forwarded, Transport};
@@ -56,6 +57,8 @@ struct Shared {
     transport: Transport,
     /// The link's writer; it outlives reconnects.
     writer: mpsc::UnboundedSender<Outbound>,
+    /// What is counted for `/metrics`.
+    metrics: Metrics,
     /// The waiting requests of each conversation that has a task running.
     /// A conversation is in the map exactly while its task runs; the task
     /// removes it, under this lock, once its queue is empty.
@@ -71,6 +74,25 @@ struct Job {
     _permit: OwnedSemaphorePermit,
     /// When the stanza arrived, for the latency in the log.
     received_at: Instant,
+    /// Counts the request in `xmpp_lambda_requests_in_flight` while it
+    /// lives.
+    _in_flight: InFlight,
+}
+
+/// One request in `xmpp_lambda_requests_in_flight`, until dropped.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> InFlight {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Dispatcher {
@@ -80,12 +102,14 @@ impl Dispatcher {
         transport: Transport,
         writer: mpsc::UnboundedSender<Outbound>,
         rooms: Rooms,
+        metrics: Metrics,
     ) -> Dispatcher {
         Dispatcher {
             shared: Arc::new(Shared {
                 domain,
                 transport,
                 writer,
+                metrics,
                 conversations: Mutex::new(HashMap::new()),
             }),
             forwarded_kinds,
@@ -138,6 +162,7 @@ impl Dispatcher {
             );
             return;
         };
+        self.shared.metrics.stanza_received(kind);
         match self.rooms.route(&stanza) {
             RoomRoute::NotRooms => {}
             RoomRoute::Handled => return,
@@ -221,6 +246,7 @@ impl Dispatcher {
             request,
             _permit: permit,
             received_at,
+            _in_flight: InFlight::new(&self.shared.metrics.requests_in_flight),
         };
         // A standard queue may reorder a conversation anyway: holding its
         // requests back for each other would only keep them out of one
@@ -284,10 +310,21 @@ impl Shared {
     /// sqs transport, puts the request on the request queue.
     async fn answer(&self, job: Job) {
         let request = &job.request;
+        let asked_at = Instant::now();
+        let outcomes = &self.metrics.requests;
         let response = match self.transport.forward(request).await {
-            Forwarded::Answered(response) => response,
-            Forwarded::Queued => return,
+            Forwarded::Answered(response) => {
+                self.metrics
+                    .bot_answer_seconds
+                    .observe(asked_at.elapsed().as_secs_f64());
+                response
+            }
+            Forwarded::Queued => {
+                outcomes.queued.inc();
+                return;
+            }
             Forwarded::NotQueued => {
+                outcomes.not_queued.inc();
                 // Never silence: the sender learns to try again later.
                 let spec = StanzaErrorSpec::new(
                     ErrorType::Wait,
@@ -303,6 +340,7 @@ impl Shared {
         let (stanzas, refused) = stanzas_to_send(request, &response, &self.domain, &mut || {
             uuid::Uuid::new_v4().to_string()
         });
+        outcomes.answered(&response, stanzas.len(), refused.is_some());
         if let Some(reason) = refused {
             warn!(%reason, from = %request.from, to = %request.to, status = response.status, "bot reply refused");
         }

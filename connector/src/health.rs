@@ -2,6 +2,7 @@
 //! XMPP server and, when it uses SQS, able to reach its queues.
 
 use crate::link::LinkState;
+use prometheus_client::metrics::counter::Counter;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 
@@ -11,9 +12,19 @@ use tokio::sync::watch;
 pub struct QueueHealth {
     /// The last call's error, or `None` after a call that worked.
     last_error: Mutex<Option<String>>,
+    /// Every failed call (`xmpp_lambda_sqs_call_errors_total`).
+    errors: Counter,
 }
 
 impl QueueHealth {
+    /// Health that counts failed calls in `errors`.
+    pub fn counting(errors: Counter) -> QueueHealth {
+        QueueHealth {
+            last_error: Mutex::default(),
+            errors,
+        }
+    }
+
     /// A call worked.
     pub fn record_ok(&self) {
         *self.lock() = None;
@@ -21,6 +32,7 @@ impl QueueHealth {
 
     /// A call failed.
     pub fn record_error(&self, error: &str) {
+        self.errors.inc();
         *self.lock() = Some(error.to_owned());
     }
 

@@ -9,7 +9,8 @@
 //! * [`sigv4`]: AWS SigV4 signatures for Function URLs with IAM auth.
 //! * [`push`]: messages a bot sends on its own, from the queue or the API.
 //! * [`rooms`]: group chats the connector is in.
-//! * [`api`]: the HTTP API: health, readiness, `/v1/send`.
+//! * [`api`]: the HTTP API: health, readiness, metrics, `/v1/send`.
+//! * [`metrics`]: what `/metrics` reports.
 //! * [`health`]: what `/readyz` answers.
 //! * [`shutdown`]: the one signal that winds everything down.
 //! * [`check`]: `xmpp-lambda-connector check`, a one-shot diagnosis.
@@ -21,6 +22,7 @@ mod config;
 mod dispatch;
 mod health;
 mod link;
+mod metrics;
 mod push;
 mod rooms;
 mod shutdown;
@@ -32,6 +34,7 @@ use config::{Command, Config, LogFormat, TransportConfig};
 use dispatch::Dispatcher;
 use health::{Health, QueueHealth};
 use link::{LinkSettings, LinkState};
+use metrics::Metrics;
 use push::Pusher;
 use rooms::RoomDirectory;
 use std::io::IsTerminal;
@@ -137,12 +140,14 @@ async fn run(config: Config) -> ExitCode {
     let (trigger, shutdown) = shutdown::channel();
     let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
     let (link_state_tx, link_state) = watch::channel(LinkState::Connecting);
+    let metrics = Metrics::new();
     let directory = RoomDirectory::default();
     let (rooms, room_keeper) = rooms::start(
         &config.rooms,
         &config.component_domain,
         outbound_tx.clone(),
         directory.clone(),
+        metrics.rooms_joined.clone(),
     );
     let pusher = Pusher::new(
         &config.component_domain,
@@ -158,8 +163,9 @@ async fn run(config: Config) -> ExitCode {
     } else {
         None
     };
-    let stats = Arc::new(sqs::SqsStats::default());
-    let queue_health = uses_sqs.then(|| Arc::new(QueueHealth::default()));
+    let stats = Arc::new(sqs::SqsStats::counting(&metrics.sqs));
+    let queue_health =
+        uses_sqs.then(|| Arc::new(QueueHealth::counting(metrics.sqs.errors.clone())));
     let mut batcher = None;
     let transport = match (&config.transport, &sqs_client, &queue_health) {
         (TransportConfig::Http { post_url }, _, _) => {
@@ -193,6 +199,7 @@ async fn run(config: Config) -> ExitCode {
             link_state.clone(),
             Arc::clone(&stats),
             Arc::clone(health),
+            metrics.clone(),
         )),
         _ => None,
     };
@@ -205,6 +212,7 @@ async fn run(config: Config) -> ExitCode {
         transport,
         outbound_tx,
         rooms,
+        metrics.clone(),
     );
     let settings = LinkSettings {
         domain: config.component_domain.clone(),
@@ -221,6 +229,7 @@ async fn run(config: Config) -> ExitCode {
     ));
     let poller = poller.map(|poller| tokio::spawn(poller.run(shutdown.clone())));
     let room_keeper = tokio::spawn(room_keeper.run(link_state.clone(), shutdown.clone()));
+    tokio::spawn(metrics.clone().follow_link(link_state.clone()));
     let api_server = api_listener.map(|listener| {
         let health = Health::new(link_state.clone(), queue_health.clone());
         let api = api::Api::new(
@@ -228,6 +237,7 @@ async fn run(config: Config) -> ExitCode {
             pusher.clone(),
             health,
             shutdown.clone(),
+            metrics.clone(),
         );
         tokio::spawn(api::serve(listener, api, shutdown.clone()))
     });

@@ -22,6 +22,7 @@ use crate::config::{ConfigError, Sources, invalid};
 use crate::link::{LinkState, Outbound};
 use crate::shutdown::Shutdown;
 use minidom::Element;
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -356,14 +357,18 @@ pub struct RoomKeeper {
     events: mpsc::UnboundedReceiver<RoomEvent>,
     /// The link's writer.
     writer: mpsc::UnboundedSender<Outbound>,
+    /// `xmpp_lambda_rooms_joined`.
+    joined: Gauge,
 }
 
-/// The two halves for `options` on the component `domain`.
+/// The two halves for `options` on the component `domain`; `joined` is
+/// kept at the number of rooms the connector is in.
 pub fn start(
     options: &RoomOptions,
     domain: &str,
     writer: mpsc::UnboundedSender<Outbound>,
     directory: RoomDirectory,
+    joined: Gauge,
 ) -> (Rooms, RoomKeeper) {
     let (events_tx, events) = mpsc::unbounded_channel();
     let memberships: Vec<Membership> = options
@@ -387,6 +392,7 @@ pub fn start(
         directory,
         events,
         writer,
+        joined,
     };
     (rooms, keeper)
 }
@@ -429,6 +435,12 @@ impl RoomKeeper {
                 () = sleep_until(wake) => self.on_timer(),
                 () = shutdown.recv() => break,
             }
+            let joined = self
+                .memberships
+                .iter()
+                .filter(|membership| matches!(membership.state, State::Joined(_)))
+                .count();
+            self.joined.set(joined as i64);
         }
         self.leave_all();
     }

@@ -16,8 +16,9 @@ pub mod requests;
 pub use replies::ReplyPoller;
 pub use requests::RequestSender;
 
+use crate::metrics::SqsCounters;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
 use tracing::info;
 
 /// SendMessageBatch and DeleteMessageBatch take at most 10 entries, and
@@ -49,32 +50,37 @@ where
 }
 
 /// SQS API calls and the messages they carried, each way, so the cost per
-/// message can be read from the log at shutdown.
-#[derive(Debug, Default)]
+/// message can be read from the log at shutdown. The call counters are the
+/// `xmpp_lambda_sqs_calls_total` metrics themselves.
+#[derive(Debug, Clone, Default)]
 pub struct SqsStats {
     /// SendMessageBatch calls to the request queue, retries included.
-    pub send_calls: AtomicU64,
+    pub send_calls: Counter,
     /// Requests the request queue accepted.
-    pub requests_sent: AtomicU64,
+    pub requests_sent: Counter,
     /// ReceiveMessage calls on the reply queue, empty ones included.
-    pub receive_calls: AtomicU64,
+    pub receive_calls: Counter,
     /// Reply messages received (duplicates and undecodable ones included).
-    pub replies_received: AtomicU64,
+    pub replies_received: Counter,
     /// DeleteMessageBatch calls on the reply queue.
-    pub delete_calls: AtomicU64,
+    pub delete_calls: Counter,
     /// Reply messages deleted.
-    pub replies_deleted: AtomicU64,
+    pub replies_deleted: Counter,
 }
 
 impl SqsStats {
-    /// Adds `n` to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    /// Counters whose calls are the metrics' own.
+    pub fn counting(metrics: &SqsCounters) -> SqsStats {
+        SqsStats {
+            send_calls: metrics.send_message_batch.clone(),
+            receive_calls: metrics.receive_message.clone(),
+            delete_calls: metrics.delete_message_batch.clone(),
+            ..SqsStats::default()
+        }
     }
 
     /// One log line with every counter and the calls per message each way.
     pub fn log_summary(&self) {
-        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let per = |calls: u64, messages: u64| {
             if messages == 0 {
                 0.0
@@ -82,9 +88,9 @@ impl SqsStats {
                 calls as f64 / messages as f64
             }
         };
-        let (send_calls, requests_sent) = (get(&self.send_calls), get(&self.requests_sent));
-        let (receive_calls, received) = (get(&self.receive_calls), get(&self.replies_received));
-        let (delete_calls, deleted) = (get(&self.delete_calls), get(&self.replies_deleted));
+        let (send_calls, requests_sent) = (self.send_calls.get(), self.requests_sent.get());
+        let (receive_calls, received) = (self.receive_calls.get(), self.replies_received.get());
+        let (delete_calls, deleted) = (self.delete_calls.get(), self.replies_deleted.get());
         info!(
             send_calls,
             requests_sent,

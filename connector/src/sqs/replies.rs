@@ -17,6 +17,7 @@ use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error};
 use crate::backoff::Backoff;
 use crate::health::QueueHealth;
 use crate::link::{LinkState, Outbound};
+use crate::metrics::Metrics;
 use crate::push::Pusher;
 use crate::shutdown::Shutdown;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
@@ -47,6 +48,8 @@ pub struct ReplyPoller {
     stats: Arc<SqsStats>,
     /// Whether the last call worked, for `/readyz`.
     health: Arc<QueueHealth>,
+    /// Request outcomes and pushes, for `/metrics`.
+    metrics: Metrics,
     /// Envelope ids already written, to drop repeats.
     written: RecentIds,
 }
@@ -69,6 +72,7 @@ impl ReplyPoller {
         link: watch::Receiver<LinkState>,
         stats: Arc<SqsStats>,
         health: Arc<QueueHealth>,
+        metrics: Metrics,
     ) -> ReplyPoller {
         ReplyPoller {
             client,
@@ -77,6 +81,7 @@ impl ReplyPoller {
             link,
             stats,
             health,
+            metrics,
             written: RecentIds::new(REMEMBERED_IDS),
         }
     }
@@ -123,7 +128,7 @@ impl ReplyPoller {
 
     /// One long poll.
     async fn receive(&self) -> Result<Vec<Message>, String> {
-        SqsStats::add(&self.stats.receive_calls, 1);
+        self.stats.receive_calls.inc_by(1);
         let output = self
             .client
             .receive_message()
@@ -144,7 +149,7 @@ impl ReplyPoller {
             }
         };
         let messages = output.messages.unwrap_or_default();
-        SqsStats::add(&self.stats.replies_received, messages.len() as u64);
+        self.stats.replies_received.inc_by(messages.len() as u64);
         Ok(messages)
     }
 
@@ -181,9 +186,14 @@ impl ReplyPoller {
                     match self.pusher.check(&envelope.send, true) {
                         Ok(checked) => {
                             debug!(envelope_id = %id, messages = checked.stanzas.len(), "pushed messages received");
+                            self.metrics
+                                .pushes
+                                .queue_sent
+                                .inc_by(checked.stanzas.len() as u64);
                             checked.stanzas
                         }
                         Err(error) => {
+                            self.metrics.pushes.queue_refused.inc();
                             // Not a word is sent, and the envelope stays for
                             // the dead-letter queue: there is nobody to tell.
                             warn!(envelope_id = %id, message_id, %error, "send envelope refused: left on the queue for its redrive policy");
@@ -235,6 +245,9 @@ impl ReplyPoller {
             self.pusher.domain(),
             &mut || uuid::Uuid::new_v4().to_string(),
         );
+        self.metrics
+            .requests
+            .answered(&envelope.response, stanzas.len(), refused.is_some());
         if let Some(reason) = refused {
             warn!(%reason, envelope_id = %envelope.id, from = %request.from, to = %request.to, status = envelope.response.status, "bot reply refused");
         }
@@ -255,7 +268,7 @@ impl ReplyPoller {
                     .build()
                     .ok()
             });
-            SqsStats::add(&stats.delete_calls, 1);
+            stats.delete_calls.inc_by(1);
             let result = client
                 .delete_message_batch()
                 .queue_url(queue_url.as_ref())
@@ -264,7 +277,9 @@ impl ReplyPoller {
                 .await;
             match result {
                 Ok(output) => {
-                    SqsStats::add(&stats.replies_deleted, output.successful().len() as u64);
+                    stats
+                        .replies_deleted
+                        .inc_by(output.successful().len() as u64);
                     for entry in output.failed() {
                         warn!(
                             code = entry.code(),

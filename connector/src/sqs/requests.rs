@@ -311,7 +311,7 @@ async fn send_once(queue: &Queue, pending: Vec<Pending>, latest: Instant) -> Vec
             Err(error) => warn!(%error, "cannot build a request message"),
         }
     }
-    SqsStats::add(&queue.stats.send_calls, 1);
+    queue.stats.send_calls.inc_by(1);
     let call = queue
         .client
         .send_message_batch()
@@ -349,7 +349,7 @@ async fn send_once(queue: &Queue, pending: Vec<Pending>, latest: Instant) -> Vec
             let _ = request.done.send(Ok(()));
         }
     }
-    SqsStats::add(&queue.stats.requests_sent, accepted);
+    queue.stats.requests_sent.inc_by(accepted);
     let mut retry = Vec::new();
     for entry in output.failed() {
         let Some(mut request) = entry
@@ -451,12 +451,6 @@ mod tests {
             outcome.await,
             Ok(Err(EnqueueError::TimedOut { .. }))
         ));
-        assert_eq!(
-            queue
-                .stats
-                .send_calls
-                .load(std::sync::atomic::Ordering::Relaxed),
-            0
-        );
+        assert_eq!(queue.stats.send_calls.get(), 0);
     }
 }
