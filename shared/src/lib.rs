@@ -5,6 +5,8 @@
 //!   `mod_component_http`).
 //! * [`BotResponse`]: what came back from the bot over HTTP (or nothing).
 //! * [`RequestEnvelope`] / [`ReplyEnvelope`]: the versioned SQS messages.
+//! * [`signing`]: signed requests (`X-XMPP-Lambda-Signature`), to sign
+//!   and to verify.
 //! * With the `xml` feature: every mapping rule between stanzas and JSON as
 //!   pure functions ([`stanza_to_request`], [`response_to_stanzas`],
 //!   [`presence_auto_answer`], [`iq_auto_answer`]).
@@ -14,10 +16,12 @@
 mod envelope;
 mod request;
 mod response;
+pub mod signing;
 
 pub use envelope::{ENVELOPE_VERSION, EnvelopeError, ReplyEnvelope, RequestEnvelope};
 pub use request::{Request, StanzaKind, UnknownKind, conversation_id};
 pub use response::BotResponse;
+pub use signing::{SignatureError, Signer};
 
 #[cfg(feature = "xml")]
 mod auto;
