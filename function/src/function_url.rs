@@ -6,7 +6,10 @@ use crate::handler::{HandlerError, answer_by};
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use base64::Engine;
 use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::time::SystemTime;
 use tokio::time::Instant;
+use xmpp_lambda_shared::signing::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER, unix_seconds};
 use xmpp_lambda_shared::{BotResponse, Request};
 
 /// What a Function URL answers when the bot gave no response: a gateway
@@ -14,9 +17,15 @@ use xmpp_lambda_shared::{BotResponse, Request};
 /// own no-response row.
 const NO_RESPONSE_STATUS: u16 = 502;
 
-/// Answers one Function URL request.
+/// What a caller whose signature does not check out is told; the reason
+/// goes to the log only.
+const UNSIGNED_TEXT: &str = "the request is not signed with the expected secret";
+
+/// Answers one Function URL request. With a `verifier`, only a request
+/// signed with its secret reaches the bot; any other gets 401.
 pub(crate) async fn handle<B: Bot>(
     bot: &B,
+    verifier: Option<&Signer>,
     event: Value,
     deadline: Option<Instant>,
 ) -> Result<Value, HandlerError> {
@@ -34,7 +43,33 @@ pub(crate) async fn handle<B: Bot>(
             &format!("{method} is not supported: POST the request JSON"),
         ));
     }
-    let request = match request_of(&event) {
+    let body = match body_of(&event) {
+        Ok(body) => body,
+        Err(reason) => {
+            tracing::warn!(reason, "refused a Function URL request");
+            return Ok(plain(400, &reason));
+        }
+    };
+    if let Some(verifier) = verifier {
+        let header = |name: &str| {
+            event
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+        };
+        let now = unix_seconds(SystemTime::now());
+        let checked = verifier.verify(
+            header(TIMESTAMP_HEADER),
+            header(SIGNATURE_HEADER),
+            &body,
+            now,
+        );
+        if let Err(error) = checked {
+            tracing::warn!(reason = %error, "refused a Function URL request: bad signature");
+            return Ok(plain(401, UNSIGNED_TEXT));
+        }
+    }
+    let request = match request_of(&body) {
         Ok(request) => request,
         Err(reason) => {
             tracing::warn!(reason, "refused a Function URL request");
@@ -45,20 +80,23 @@ pub(crate) async fn handle<B: Bot>(
     Ok(response_json(&response))
 }
 
-/// The request JSON inside the HTTP body.
-fn request_of(event: &LambdaFunctionUrlRequest) -> Result<Request, String> {
+/// The HTTP body as the caller sent it: the bytes a signature covers.
+fn body_of(event: &LambdaFunctionUrlRequest) -> Result<Cow<'_, [u8]>, String> {
     let body = event.body.as_deref().unwrap_or_default();
-    let decoded;
-    let bytes = if event.is_base64_encoded {
+    if event.is_base64_encoded {
         // A body not labelled as text (Prosody labels JSON form-urlencoded)
         // arrives base64-encoded.
-        decoded = base64::engine::general_purpose::STANDARD
+        base64::engine::general_purpose::STANDARD
             .decode(body)
-            .map_err(|error| format!("the body is not valid base64: {error}"))?;
-        decoded.as_slice()
+            .map(Cow::Owned)
+            .map_err(|error| format!("the body is not valid base64: {error}"))
     } else {
-        body.as_bytes()
-    };
+        Ok(Cow::Borrowed(body.as_bytes()))
+    }
+}
+
+/// The request JSON inside the HTTP body.
+fn request_of(bytes: &[u8]) -> Result<Request, String> {
     if bytes.is_empty() {
         return Err("the body is empty: POST the request JSON".into());
     }

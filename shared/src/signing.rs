@@ -21,6 +21,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The header carrying the Unix time (seconds) the request was signed at.
@@ -178,11 +179,12 @@ pub fn unix_seconds(time: SystemTime) -> u64 {
 }
 
 /// Signs requests with one secret, and checks them: one value per secret,
-/// cheap to clone (the key is prepared once), and never shown by `Debug`.
+/// a pointer in size, cheap to clone (the key is prepared once and shared),
+/// and never shown by `Debug`.
 #[derive(Clone)]
 pub struct Signer {
-    /// HMAC-SHA256 keyed with the secret, cloned for every message.
-    key: HmacSha256,
+    /// HMAC-SHA256 keyed with the secret, copied for every message.
+    key: Arc<HmacSha256>,
 }
 
 impl fmt::Debug for Signer {
@@ -197,12 +199,12 @@ impl Signer {
     pub fn new(secret: impl AsRef<[u8]>) -> Signer {
         let key =
             HmacSha256::new_from_slice(secret.as_ref()).expect("HMAC takes a key of any length");
-        Signer { key }
+        Signer { key: Arc::new(key) }
     }
 
     /// The keyed MAC over `timestamp "." body`, ready to finalise.
     fn mac(&self, timestamp: &str, body: &[u8]) -> HmacSha256 {
-        let mut mac = self.key.clone();
+        let mut mac = HmacSha256::clone(&self.key);
         mac.update(timestamp.as_bytes());
         mac.update(b".");
         mac.update(body);
@@ -552,6 +554,11 @@ mod tests {
             unix_seconds(UNIX_EPOCH - std::time::Duration::from_secs(5)),
             0
         );
+    }
+
+    #[test]
+    fn a_signer_is_small() {
+        assert_eq!(std::mem::size_of::<Signer>(), std::mem::size_of::<usize>());
     }
 
     #[test]
