@@ -43,13 +43,7 @@ pub(crate) async fn handle<B: Bot>(
             &format!("{method} is not supported: POST the request JSON"),
         ));
     }
-    let body = match body_of(&event) {
-        Ok(body) => body,
-        Err(reason) => {
-            tracing::warn!(reason, "refused a Function URL request");
-            return Ok(plain(400, &reason));
-        }
-    };
+    let body = body_of(&event);
     if let Some(verifier) = verifier {
         let header = |name: &str| {
             event
@@ -58,17 +52,31 @@ pub(crate) async fn handle<B: Bot>(
                 .and_then(|value| value.to_str().ok())
         };
         let now = unix_seconds(SystemTime::now());
-        let checked = verifier.verify(
-            header(TIMESTAMP_HEADER),
-            header(SIGNATURE_HEADER),
-            &body,
-            now,
-        );
-        if let Err(error) = checked {
-            tracing::warn!(reason = %error, "refused a Function URL request: bad signature");
+        // A body that cannot be decoded cannot be verified either: 401,
+        // so an unsigned caller learns nothing else.
+        let checked = match &body {
+            Ok(bytes) => verifier
+                .verify(
+                    header(TIMESTAMP_HEADER),
+                    header(SIGNATURE_HEADER),
+                    bytes,
+                    now,
+                )
+                .map_err(|error| error.to_string()),
+            Err(reason) => Err(reason.clone()),
+        };
+        if let Err(reason) = checked {
+            tracing::warn!(reason, "refused a Function URL request: bad signature");
             return Ok(plain(401, UNSIGNED_TEXT));
         }
     }
+    let body = match body {
+        Ok(body) => body,
+        Err(reason) => {
+            tracing::warn!(reason, "refused a Function URL request");
+            return Ok(plain(400, &reason));
+        }
+    };
     let request = match request_of(&body) {
         Ok(request) => request,
         Err(reason) => {

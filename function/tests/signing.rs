@@ -94,6 +94,13 @@ async fn function_url_lets_only_signed_requests_reach_the_bot() {
         ("unsigned", Vec::new(), &body),
         ("no timestamp", good[1..].to_vec(), &body),
     ];
+    let mut not_base64 = url_event("%%% not base64", &good);
+    not_base64["isBase64Encoded"] = json!(true);
+    let response = handler.handle(not_base64, None).await.expect("answered");
+    assert_eq!(
+        response["statusCode"], 401,
+        "an undecodable body: {response}"
+    );
     for (what, headers, sent) in refused {
         let response = handler
             .handle(url_event(sent, &headers), None)
