@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the demo, the tests and the benchmarks need on a fresh
-# Debian machine: the XMPP servers and Python XMPP client from Debian, and the
-# Python tools (moto's SQS server, cargo-lambda, zig, SAM) in .venv.
+# Debian machine: the XMPP servers, the Python XMPP client and PHP from
+# Debian, and the Python tools (moto's SQS server, cargo-lambda, zig, SAM)
+# in .venv.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,8 @@ command -v prosody >/dev/null || need_apt+=(prosody)
 command -v ejabberdctl >/dev/null || [ -x /usr/sbin/ejabberdctl ] || need_apt+=(ejabberd)
 /usr/bin/python3 -c 'import slixmpp' 2>/dev/null || need_apt+=(python3-slixmpp)
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# The reference PHP echo bot with its signature verifier (examples/verifiers).
+command -v php >/dev/null || need_apt+=(php-cli)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

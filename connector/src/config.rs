@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use xmpp_lambda_shared::StanzaKind;
+use xmpp_lambda_shared::signing::{MIN_SECRET_BYTES, Signer};
 
 use crate::sigv4::{SigningMode, SigningOptions, is_region_name};
 
@@ -49,6 +50,10 @@ keys are the lower-case names below; the environment wins.
   COMPONENT_POST_SIGV4_REGION
                           the region to sign for [default: the Function
                           URL's, else the AWS SDK's (AWS_REGION, profile)]
+  COMPONENT_POST_SECRET   sign every POST for the bot to verify: headers
+                          X-XMPP-Lambda-Timestamp and X-XMPP-Lambda-Signature
+                          (HMAC-SHA256); at least 16 bytes, never logged
+                          [default: unsigned]
   REQUEST_QUEUE_URL       SQS queue for requests (required for sqs)
   REPLY_QUEUE_URL         SQS queue for replies and pushed messages (required
                           for sqs; with http, set it to let bots push
@@ -94,6 +99,7 @@ const OPTIONS: &[&str] = &[
     "COMPONENT_PING_INTERVAL",
     "COMPONENT_POST_SIGV4",
     "COMPONENT_POST_SIGV4_REGION",
+    "COMPONENT_POST_SECRET",
     "REQUEST_QUEUE_URL",
     "REPLY_QUEUE_URL",
     "COMPONENT_API_LISTEN",
@@ -118,8 +124,8 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
-    /// Like `Invalid`, for a secret: its value is not shown.
-    #[error("{option} is invalid: expected {expected}")]
+    /// Like `Invalid`, without the value: it is a secret.
+    #[error("{option} is invalid: expected {expected} (the value is not shown)")]
     InvalidSecret {
         option: &'static str,
         expected: &'static str,
@@ -224,8 +230,20 @@ pub struct Config {
     /// Whether and for which region http requests are SigV4-signed, for a
     /// Function URL that only IAM-authorised callers may invoke.
     pub post_signing: SigningOptions,
+    /// The secret every http request is signed with (DESIGN §9), so a bot
+    /// at a public URL can tell our requests from anyone's.
+    pub post_secret: Option<Secret>,
     /// How log lines are written.
     pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The signer for `post_secret`, if one is set.
+    pub fn post_signer(&self) -> Option<Signer> {
+        self.post_secret
+            .as_ref()
+            .map(|secret| Signer::new(secret.expose()))
+    }
 }
 
 /// What the command line asks for.
@@ -392,6 +410,15 @@ impl Config {
         let post_signing = parse_signing(sources)?;
         let api = crate::api::ApiOptions::from_sources(sources)?;
         let rooms = crate::rooms::RoomOptions::from_sources(sources, &component_domain)?;
+        let post_secret = match sources.get("COMPONENT_POST_SECRET") {
+            Some(secret) if secret.len() < MIN_SECRET_BYTES => {
+                return Err(ConfigError::InvalidSecret {
+                    option: "COMPONENT_POST_SECRET",
+                    expected: "at least 16 bytes, e.g. from `openssl rand -hex 32`",
+                });
+            }
+            secret => secret.map(Secret),
+        };
         let log_format = match sources.get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -409,6 +436,7 @@ impl Config {
             post_timeout,
             ping_interval,
             post_signing,
+            post_secret,
             log_format,
         })
     }
@@ -624,6 +652,8 @@ mod tests {
         assert_eq!(config.ping_interval, Duration::from_secs(60));
         assert_eq!(config.post_signing, SigningOptions::default());
         assert_eq!(config.post_signing.mode, SigningMode::Auto);
+        assert_eq!(config.post_secret, None);
+        assert!(config.post_signer().is_none());
         assert_eq!(config.log_format, LogFormat::Text);
     }
 
@@ -886,7 +916,7 @@ mod tests {
                     ("COMPONENT_API_TOKEN", short)
                 ])
             ),
-            "COMPONENT_API_TOKEN is invalid: expected at least 32 characters"
+            "COMPONENT_API_TOKEN is invalid: expected at least 32 characters (the value is not shown)"
         );
         assert_eq!(
             error(&[], &with(&[("COMPONENT_API_TOKEN", TOKEN)])),
@@ -1011,5 +1041,42 @@ mod tests {
         assert!(!shown.contains("abc123"), "{shown}");
         assert!(shown.contains("[redacted]"), "{shown}");
         assert!(shown.contains("bot.example.com/x"), "{shown}");
+    }
+
+    #[test]
+    fn post_secret_from_env_or_file_is_never_shown() {
+        const SECRET: &str = "0123456789abcdef-post-secret";
+        let from_env = config(&[], &with(&[("COMPONENT_POST_SECRET", SECRET)]));
+        assert_eq!(
+            from_env.post_secret.as_ref().map(Secret::expose),
+            Some(SECRET)
+        );
+        let signer = from_env.post_signer().expect("a signer");
+        assert_eq!(
+            signer.sign(1_795_640_400, b"{}"),
+            xmpp_lambda_shared::signing::sign(SECRET, 1_795_640_400, b"{}")
+        );
+        let shown = format!("{from_env:?} {signer:?}");
+        assert!(!shown.contains("post-secret"), "{shown}");
+
+        let file = TempFile::new(&format!(
+            "component_jid = \"bot.example.com\"\n\
+             component_secret = \"s\"\n\
+             component_post_url = \"http://127.0.0.1:9/bot\"\n\
+             component_post_secret = \"{SECRET}\"\n"
+        ));
+        let from_file = config(&["--config", file.arg()], &[]);
+        assert_eq!(from_file.post_secret, from_env.post_secret);
+
+        // Too short: the error names the option and never the value.
+        let line = error(&[], &with(&[("COMPONENT_POST_SECRET", "hunter2")]));
+        assert_eq!(
+            line,
+            "COMPONENT_POST_SECRET is invalid: expected at least 16 bytes, \
+             e.g. from `openssl rand -hex 32` (the value is not shown)"
+        );
+        // Empty counts as unset, like every option.
+        let unset = config(&[], &with(&[("COMPONENT_POST_SECRET", "")]));
+        assert_eq!(unset.post_secret, None);
     }
 }

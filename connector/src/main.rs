@@ -171,7 +171,7 @@ async fn run(config: Config) -> ExitCode {
         (TransportConfig::Http { post_url }, _, _) => {
             let signer = sigv4::RequestSigner::for_post_url(&post_url.0, &config.post_signing);
             match HttpTransport::new(post_url.0.clone(), config.post_timeout, signer) {
-                Ok(http) => Transport::Http(http),
+                Ok(http) => Transport::Http(http.with_post_signer(config.post_signer())),
                 Err(e) => {
                     error!(error = %e, "cannot build the HTTP client");
                     return ExitCode::FAILURE;

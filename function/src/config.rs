@@ -6,6 +6,7 @@ use crate::bot::Bot;
 use crate::echo::EchoBot;
 use crate::proxy::ProxyBot;
 use std::time::Duration;
+use xmpp_lambda_shared::signing::{MIN_SECRET_BYTES, Signer};
 use xmpp_lambda_shared::{BotResponse, Request};
 
 /// How long the proxy waits for the bot unless `COMPONENT_POST_TIMEOUT` says.
@@ -31,6 +32,13 @@ pub enum ConfigError {
     /// `COMPONENT_POST_TIMEOUT` is not a positive number of seconds.
     #[error("COMPONENT_POST_TIMEOUT={0:?} is not a positive number of seconds")]
     InvalidTimeout(String),
+    /// `COMPONENT_POST_SECRET` is too short to be safe (its value is never
+    /// shown).
+    #[error(
+        "COMPONENT_POST_SECRET is too short: use at least {MIN_SECRET_BYTES} bytes, \
+         e.g. from `openssl rand -hex 32` (the value is not shown)"
+    )]
+    ShortPostSecret,
     /// The HTTP client could not be built (e.g. no TLS roots).
     #[error("cannot build the HTTP client for the proxy bot: {0}")]
     HttpClient(#[from] reqwest::Error),
@@ -42,6 +50,18 @@ pub(crate) fn option(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Op
     lookup(name)
         .map(|value| value.trim().to_owned())
         .filter(|value| !value.is_empty())
+}
+
+/// The signer for `COMPONENT_POST_SECRET`: the proxy bot signs its POSTs
+/// with it and the Function URL handler verifies requests with it.
+pub(crate) fn post_signer(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Signer>, ConfigError> {
+    // Not trimmed: the secret is exactly the bytes the other side uses.
+    match lookup("COMPONENT_POST_SECRET").filter(|secret| !secret.is_empty()) {
+        Some(secret) if secret.len() < MIN_SECRET_BYTES => Err(ConfigError::ShortPostSecret),
+        secret => Ok(secret.map(Signer::new)),
+    }
 }
 
 /// The bots that ship with the function, chosen by `BOT`.
@@ -67,7 +87,12 @@ impl BuiltinBot {
         let choice =
             choice.unwrap_or_else(|| if post_url.is_some() { "proxy" } else { "echo" }.to_owned());
         match choice.as_str() {
-            "echo" => Ok(BuiltinBot::Echo(EchoBot)),
+            "echo" => {
+                // Checked here too, so a bad secret stops the start whichever
+                // bot runs (the handler verifies requests with it).
+                post_signer(&lookup)?;
+                Ok(BuiltinBot::Echo(EchoBot))
+            }
             "proxy" => {
                 let url = post_url.ok_or(ConfigError::MissingPostUrl)?;
                 let parsed = parse_post_url(&url)?;
@@ -75,7 +100,11 @@ impl BuiltinBot {
                     Some(text) => parse_timeout(&text)?,
                     None => DEFAULT_POST_TIMEOUT,
                 };
-                Ok(BuiltinBot::Proxy(ProxyBot::new(parsed, timeout)?))
+                let mut proxy = ProxyBot::new(parsed, timeout)?;
+                if let Some(signer) = post_signer(&lookup)? {
+                    proxy = proxy.with_signer(signer);
+                }
+                Ok(BuiltinBot::Proxy(proxy))
             }
             _ => Err(ConfigError::UnknownBot(choice)),
         }
@@ -173,6 +202,38 @@ mod tests {
                 format!("COMPONENT_POST_TIMEOUT={timeout:?} is not a positive number of seconds")
             );
         }
+    }
+
+    #[test]
+    fn post_secret_signs_the_proxy_and_is_never_shown() {
+        const SECRET: &str = "0123456789abcdef-post-secret";
+        let proxy = bot(&[
+            ("COMPONENT_POST_URL", "http://127.0.0.1:8080/bot"),
+            ("COMPONENT_POST_SECRET", SECRET),
+        ])
+        .expect("proxy");
+        let shown = format!("{proxy:?}");
+        assert!(shown.contains("Signer([redacted])"), "{shown}");
+        assert!(!shown.contains("post-secret"), "{shown}");
+        let unsigned = bot(&[("COMPONENT_POST_URL", "http://127.0.0.1:8080/bot")]);
+        let shown = format!("{:?}", unsigned.expect("proxy"));
+        assert!(!shown.contains("Signer"), "{shown}");
+
+        for (bot_name, url) in [("proxy", "http://127.0.0.1/"), ("echo", "")] {
+            let err = bot(&[
+                ("BOT", bot_name),
+                ("COMPONENT_POST_URL", url),
+                ("COMPONENT_POST_SECRET", "hunter2"),
+            ])
+            .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "COMPONENT_POST_SECRET is too short: use at least 16 bytes, \
+                 e.g. from `openssl rand -hex 32` (the value is not shown)"
+            );
+        }
+        let lookup = |name: &str| (name == "COMPONENT_POST_SECRET").then(String::new);
+        assert!(post_signer(&lookup).expect("empty is unset").is_none());
     }
 
     #[test]

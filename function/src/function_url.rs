@@ -8,7 +8,10 @@ use crate::handler::{Handler, HandlerError, answer_by};
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use base64::Engine;
 use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::time::SystemTime;
 use tokio::time::Instant;
+use xmpp_lambda_shared::signing::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER, unix_seconds};
 use xmpp_lambda_shared::{BotResponse, Request};
 
 /// The keys every request JSON has (DESIGN §1): a body with all of them is
@@ -20,13 +23,19 @@ const REQUEST_KEYS: [&str; 4] = ["to", "from", "kind", "stanza"];
 /// own no-response row.
 const NO_RESPONSE_STATUS: u16 = 502;
 
-/// Answers one Function URL request.
+/// What a caller whose signature does not check out is told; the reason
+/// goes to the log only.
+const UNSIGNED_TEXT: &str = "the request is not signed with the expected secret";
+
+/// Answers one Function URL request. With a `verifier`, only a request
+/// signed with its secret reaches the bot (a webhook too); any other gets
+/// 401.
 pub(crate) async fn handle<B: Bot>(
     handler: &Handler<B>,
+    verifier: Option<&Signer>,
     event: Value,
     deadline: Option<Instant>,
 ) -> Result<Value, HandlerError> {
-    let bot = handler.bot();
     let event: LambdaFunctionUrlRequest =
         serde_json::from_value(event).map_err(HandlerError::InvalidFunctionUrlEvent)?;
     let method = event
@@ -41,16 +50,52 @@ pub(crate) async fn handle<B: Bot>(
             &format!("{method} is not supported: POST the request JSON"),
         ));
     }
-    let request = match posted(&event) {
-        Ok(Posted::Request(request)) => request,
-        // Boxed: the push path's future is deep, and rarely taken.
-        Ok(Posted::Webhook(body)) => return Ok(Box::pin(webhook(handler, &event, body)).await),
+    let body = body_of(&event);
+    if let Some(verifier) = verifier {
+        let header = |name: &str| {
+            event
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+        };
+        let now = unix_seconds(SystemTime::now());
+        // A body that cannot be decoded cannot be verified either: 401,
+        // so an unsigned caller learns nothing else.
+        let checked = match &body {
+            Ok(bytes) => verifier
+                .verify(
+                    header(TIMESTAMP_HEADER),
+                    header(SIGNATURE_HEADER),
+                    bytes,
+                    now,
+                )
+                .map_err(|error| error.to_string()),
+            Err(reason) => Err(reason.clone()),
+        };
+        if let Err(reason) = checked {
+            tracing::warn!(reason, "refused a Function URL request: bad signature");
+            return Ok(plain(401, UNSIGNED_TEXT));
+        }
+    }
+    let body = match body {
+        Ok(body) => body,
         Err(reason) => {
             tracing::warn!(reason, "refused a Function URL request");
             return Ok(plain(400, &reason));
         }
     };
-    let response = answer_by(bot, &request, deadline).await;
+    let request = match posted(&body) {
+        Ok(Posted::Request(request)) => request,
+        // Boxed: the push path's future is deep, and rarely taken.
+        Ok(Posted::Webhook(json)) => {
+            return Ok(Box::pin(webhook(handler, &event, json)).await);
+        }
+        Err(reason) => {
+            tracing::warn!(reason, "refused a Function URL request");
+            return Ok(plain(400, &reason));
+        }
+    };
+    let response = answer_by(handler.bot(), &request, deadline).await;
     Ok(response_json(&response))
 }
 
@@ -100,20 +145,23 @@ enum Posted {
     Webhook(Value),
 }
 
-/// The request JSON, or the webhook JSON, inside the HTTP body.
-fn posted(event: &LambdaFunctionUrlRequest) -> Result<Posted, String> {
+/// The HTTP body as the caller sent it: the bytes a signature covers.
+fn body_of(event: &LambdaFunctionUrlRequest) -> Result<Cow<'_, [u8]>, String> {
     let body = event.body.as_deref().unwrap_or_default();
-    let decoded;
-    let bytes = if event.is_base64_encoded {
+    if event.is_base64_encoded {
         // A body not labelled as text (Prosody labels JSON form-urlencoded)
         // arrives base64-encoded.
-        decoded = base64::engine::general_purpose::STANDARD
+        base64::engine::general_purpose::STANDARD
             .decode(body)
-            .map_err(|error| format!("the body is not valid base64: {error}"))?;
-        decoded.as_slice()
+            .map(Cow::Owned)
+            .map_err(|error| format!("the body is not valid base64: {error}"))
     } else {
-        body.as_bytes()
-    };
+        Ok(Cow::Borrowed(body.as_bytes()))
+    }
+}
+
+/// The request JSON, or the webhook JSON, inside the HTTP body.
+fn posted(bytes: &[u8]) -> Result<Posted, String> {
     if bytes.is_empty() {
         return Err("the body is empty: POST the request JSON".into());
     }

@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
+use xmpp_lambda_shared::signing::Signer;
 use xmpp_lambda_shared::{BotResponse, OutboundMessage, Request};
 
 /// Time kept back from the bot before the function's deadline, so a slow
@@ -83,6 +84,10 @@ pub struct Handler<B> {
     /// The SQS client, built on the first SQS event: a Function URL call
     /// never pays for loading the AWS configuration.
     sqs: OnceCell<aws_sdk_sqs::Client>,
+    /// Checks the signature of every Function URL request
+    /// (`COMPONENT_POST_SECRET`, DESIGN §9), for URLs anyone can call
+    /// (`AuthType: NONE`); `None` accepts unsigned requests.
+    verifier: Option<Signer>,
 }
 
 impl<B: Bot> Handler<B> {
@@ -93,18 +98,28 @@ impl<B: Bot> Handler<B> {
             bot,
             reply_queue_url: None,
             sqs: OnceCell::new(),
+            verifier: None,
         }
     }
 
     /// A handler for `bot` configured from the environment
-    /// (`REPLY_QUEUE_URL`).
-    pub fn from_env(bot: B) -> Self {
+    /// (`REPLY_QUEUE_URL`, `COMPONENT_POST_SECRET`).
+    pub fn from_env(bot: B) -> Result<Self, crate::ConfigError> {
         let lookup = |name: &str| std::env::var(name).ok();
         let reply_queue_url = crate::config::option(&lookup, "REPLY_QUEUE_URL");
-        Handler {
+        let verifier = crate::config::post_signer(&lookup)?;
+        Ok(Handler {
             reply_queue_url,
+            verifier,
             ..Handler::new(bot)
-        }
+        })
+    }
+
+    /// Answers a Function URL request only when it is signed with
+    /// `verifier`'s secret; any other gets 401 and never reaches the bot.
+    pub fn with_request_verifier(mut self, verifier: Signer) -> Self {
+        self.verifier = Some(verifier);
+        self
     }
 
     /// Sends SQS-triggered replies to `url`.
@@ -136,7 +151,8 @@ impl<B: Bot> Handler<B> {
         let shape = classify(&event).map_err(HandlerError::UnrecognisedEvent)?;
         match shape {
             EventShape::FunctionUrl => {
-                function_url::handle(self, event, reserve(deadline, URL_RESERVE)).await
+                let deadline = reserve(deadline, URL_RESERVE);
+                function_url::handle(self, self.verifier.as_ref(), event, deadline).await
             }
             EventShape::Schedule => {
                 let schedule = schedule_event(event).map_err(HandlerError::InvalidScheduleEvent)?;
@@ -242,9 +258,11 @@ fn deadline_of(context: &lambda_runtime::Context) -> Option<Instant> {
 /// Runs `bot` as a Lambda function until the runtime stops: the whole
 /// `main` of a bot. Sets up logging (`AWS_LAMBDA_LOG_FORMAT`,
 /// `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`) unless the program already did.
+/// With `COMPONENT_POST_SECRET` set, only signed Function URL requests
+/// reach the bot; a secret under 16 bytes stops it at once with an error.
 pub async fn run<B: Bot>(bot: B) -> Result<(), lambda_runtime::Error> {
     logging::init_logging();
-    let handler = Handler::from_env(bot);
+    let handler = Handler::from_env(bot)?;
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = deadline_of(&event.context);

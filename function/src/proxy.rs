@@ -2,7 +2,8 @@
 
 use crate::bot::Bot;
 use reqwest::header::CONTENT_TYPE;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+use xmpp_lambda_shared::signing::{Signer, unix_seconds};
 use xmpp_lambda_shared::{BotResponse, Request};
 
 /// POSTs the request JSON to `COMPONENT_POST_URL` and captures the answer
@@ -18,6 +19,9 @@ pub struct ProxyBot {
     /// The URL's scheme, host and port: what logs show, since a bot URL's
     /// path or query often carries a secret token.
     origin: String,
+    /// Signs every POST with `COMPONENT_POST_SECRET` (DESIGN §9) so the bot
+    /// can verify it came from us; `None` sends no signature headers.
+    signer: Option<Signer>,
 }
 
 impl ProxyBot {
@@ -29,7 +33,15 @@ impl ProxyBot {
             client,
             url,
             origin,
+            signer: None,
         })
+    }
+
+    /// The same proxy, signing every POST with `signer`: headers
+    /// `X-XMPP-Lambda-Timestamp` and `X-XMPP-Lambda-Signature`.
+    pub fn with_signer(mut self, signer: Signer) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     /// The bot's URL.
@@ -40,12 +52,24 @@ impl ProxyBot {
 
 impl Bot for ProxyBot {
     async fn answer(&self, request: &Request) -> BotResponse {
-        let sent = self
+        // The exact bytes sent are the bytes signed.
+        let body = match serde_json::to_vec(request) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::warn!(%error, "cannot encode the request");
+                return BotResponse::no_response();
+            }
+        };
+        let mut post = self
             .client
             .post(self.url.clone())
-            .json(request)
-            .send()
-            .await;
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(signer) = &self.signer {
+            for (name, value) in signer.headers(unix_seconds(SystemTime::now()), &body) {
+                post = post.header(name, value);
+            }
+        }
+        let sent = post.body(body).send().await;
         let response = match sent {
             Ok(response) => response,
             Err(error) => {

@@ -7,6 +7,8 @@
 //! * [`RequestEnvelope`] / [`ReplyEnvelope`] / [`SendEnvelope`]: the
 //!   versioned SQS messages.
 //! * [`OutboundMessage`]: a message a bot sends on its own (DESIGN §6).
+//! * [`signing`]: signed requests (`X-XMPP-Lambda-Signature`), to sign
+//!   and to verify.
 //! * With the `xml` feature: every mapping rule between stanzas and JSON as
 //!   pure functions ([`stanza_to_request`], [`response_to_stanzas`],
 //!   [`presence_auto_answer`], [`iq_auto_answer`], [`outbound_to_stanza`]).
@@ -17,6 +19,7 @@ mod envelope;
 mod outbound;
 mod request;
 mod response;
+pub mod signing;
 
 pub use envelope::{
     ENVELOPE_VERSION, EnvelopeError, MAX_SEND_MESSAGES, ReplyEnvelope, ReplyQueueMessage,
@@ -25,6 +28,7 @@ pub use envelope::{
 pub use outbound::OutboundMessage;
 pub use request::{Request, StanzaKind, UnknownKind, conversation_id, message_group_id};
 pub use response::BotResponse;
+pub use signing::{SignatureError, Signer};
 
 #[cfg(feature = "xml")]
 mod auto;

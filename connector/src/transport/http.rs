@@ -2,8 +2,9 @@
 
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
+use xmpp_lambda_shared::signing::{Signer, unix_seconds};
 use xmpp_lambda_shared::{BotResponse, Request};
 
 use crate::sigv4::RequestSigner;
@@ -28,6 +29,9 @@ pub struct HttpTransport {
     /// `None` sends them unsigned. Boxed: it is large and most
     /// deployments do not sign.
     signer: Option<Box<RequestSigner>>,
+    /// Signs each request with `COMPONENT_POST_SECRET` (DESIGN §9) so the
+    /// bot can verify it came from us; `None` sends no signature headers.
+    post_signer: Option<Signer>,
 }
 
 impl HttpTransport {
@@ -55,7 +59,18 @@ impl HttpTransport {
             client,
             url,
             signer: signer.map(Box::new),
+            post_signer: None,
         })
+    }
+
+    /// Signs every request with `post_signer` (when `Some`): the headers
+    /// `X-XMPP-Lambda-Timestamp` and `X-XMPP-Lambda-Signature`.
+    pub fn with_post_signer(mut self, post_signer: Option<Signer>) -> Self {
+        if post_signer.is_some() {
+            info!("requests to the bot are signed with COMPONENT_POST_SECRET");
+        }
+        self.post_signer = post_signer;
+        self
     }
 
     /// POSTs the request as JSON and returns the bot's status, content type
@@ -78,6 +93,11 @@ impl HttpTransport {
                 return BotResponse::no_response();
             };
             for (name, value) in headers {
+                post = post.header(name, value);
+            }
+        }
+        if let Some(post_signer) = &self.post_signer {
+            for (name, value) in post_signer.headers(unix_seconds(SystemTime::now()), &body) {
                 post = post.header(name, value);
             }
         }

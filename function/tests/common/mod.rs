@@ -192,10 +192,20 @@ impl Moto {
 pub struct SeenRequest {
     pub method: String,
     pub content_type: Option<String>,
+    /// Every header, name in lower case, in arrival order.
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl SeenRequest {
+    /// The first value of a header (name compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
     pub fn request(&self) -> Request {
         serde_json::from_str(&self.body).expect("the bot got a request JSON")
     }
@@ -266,8 +276,10 @@ async fn serve_one(
         .to_owned();
     let mut length = 0;
     let mut content_type = None;
+    let mut headers = Vec::new();
     for line in lines {
         if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
             match name.trim().to_ascii_lowercase().as_str() {
                 "content-length" => length = value.trim().parse().unwrap_or(0),
                 "content-type" => content_type = Some(value.trim().to_owned()),
@@ -290,6 +302,7 @@ async fn serve_one(
     log.lock().expect("lock").push(SeenRequest {
         method,
         content_type,
+        headers,
         body,
     });
 
