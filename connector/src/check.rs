@@ -196,16 +196,23 @@ async fn run(config: &Config, report: &mut Report) {
     }
     // The bot side does not depend on the XMPP side: it is checked even
     // when the server is unreachable, so one run shows every problem.
-    let request_queue_url = match &config.transport {
-        TransportConfig::Http { post_url } => {
-            bot::check(config, &post_url.0, report).await;
-            None
+    // The default bot and each routed one.
+    let mut request_queue_urls = Vec::new();
+    let destinations = config
+        .transport
+        .iter()
+        .chain(config.routes.iter().map(|route| &route.destination));
+    for destination in destinations {
+        match destination {
+            TransportConfig::Http { post_url } => bot::check(config, &post_url.0, report).await,
+            TransportConfig::Sqs { request_queue_url } => {
+                request_queue_urls.push(request_queue_url.as_str());
+            }
         }
-        TransportConfig::Sqs { request_queue_url } => Some(request_queue_url.as_str()),
-    };
+    }
     // With http, a reply queue carries the bot's pushed messages.
     if let Some(reply_queue_url) = &config.reply_queue_url {
-        queues::check(request_queue_url, reply_queue_url, report).await;
+        queues::check(&request_queue_urls, reply_queue_url, report).await;
     }
 }
 
@@ -213,11 +220,15 @@ async fn run(config: &Config, report: &mut Report) {
 /// would go. No secret: URLs are shown without password and query.
 fn describe(config: &Config) -> String {
     let mut transport = match &config.transport {
-        TransportConfig::Http { post_url } => format!("http to {}", shown_url(&post_url.0)),
-        TransportConfig::Sqs { request_queue_url } => {
+        Some(TransportConfig::Http { post_url }) => format!("http to {}", shown_url(&post_url.0)),
+        Some(TransportConfig::Sqs { request_queue_url }) => {
             format!("sqs: requests to {request_queue_url}")
         }
+        None => "no default bot".to_owned(),
     };
+    if !config.routes.is_empty() {
+        transport.push_str(&format!(", {} routes", config.routes.len()));
+    }
     if let Some(reply_queue_url) = &config.reply_queue_url {
         transport.push_str(&format!(", replies and pushes from {reply_queue_url}"));
     }

@@ -64,6 +64,15 @@ keys are the lower-case names below; the environment wins.
   COMPONENT_API_TOKEN     bearer token for POST /v1/send, at least 32
                           characters (never logged) [default: none, and
                           /v1/send answers 404]
+  COMPONENT_ROUTES        other bots for some localparts: localpart=URL,...
+                          (URLs: POST URLs, or with TRANSPORT=sqs request
+                          queues; localpart: a name, a prefix ending in *, or
+                          *; the longest match wins). A config file may give
+                          [[route]] tables instead, with localpart, url or
+                          request_queue_url, and optional timeout, stanzas,
+                          secret. With routes, COMPONENT_POST_URL (or
+                          REQUEST_QUEUE_URL) is the default and may be left
+                          out [default: none]
   COMPONENT_ROOMS         group chats to be in, comma-separated
                           room@service[/nick] [default: none; nick: the
                           domain's first label]
@@ -104,6 +113,7 @@ const OPTIONS: &[&str] = &[
     "REPLY_QUEUE_URL",
     "COMPONENT_API_LISTEN",
     "COMPONENT_API_TOKEN",
+    "COMPONENT_ROUTES",
     "COMPONENT_ROOMS",
     "COMPONENT_ROOM_MESSAGES",
     "COMPONENT_ROOM_INVITES",
@@ -130,6 +140,12 @@ pub enum ConfigError {
         option: &'static str,
         expected: &'static str,
     },
+    #[error("route {number} of the config file: {reason}")]
+    Route { number: usize, reason: String },
+    #[error("two routes for {0:?}")]
+    DuplicateRoute(String),
+    #[error("{0} and a route \"*\" both name the default bot: keep one")]
+    TwoDefaultRoutes(&'static str),
     #[error("unknown argument {0:?} (see --help)")]
     UnknownArgument(String),
     #[error("--config needs a file name")]
@@ -210,8 +226,11 @@ pub struct Config {
     /// The server's component port as `host:port`; the host is resolved
     /// at every connection attempt so a moved server is found again.
     pub component_server: String,
-    /// Where requests go.
-    pub transport: TransportConfig,
+    /// Where requests go by default (`COMPONENT_POST_URL` or
+    /// `REQUEST_QUEUE_URL`); `None` when only routes have bots.
+    pub transport: Option<TransportConfig>,
+    /// Requests to some localparts go elsewhere (DESIGN §9).
+    pub routes: Vec<crate::routes::RouteConfig>,
     /// The queue polled for replies (sqs) and pushed messages (either
     /// transport); `None` with http means bots push only through the API.
     pub reply_queue_url: Option<String>,
@@ -277,11 +296,15 @@ pub fn load(
             },
         }
     }
-    let file = match &config_file {
+    let (file, file_routes) = match &config_file {
         Some(path) => read_file(path)?,
-        None => HashMap::new(),
+        None => (HashMap::new(), Vec::new()),
     };
-    let sources = Sources { env, file };
+    let sources = Sources {
+        env,
+        file,
+        file_routes,
+    };
     Config::from_sources(&sources).map(|config| Command::Run(Box::new(config)))
 }
 
@@ -291,9 +314,16 @@ pub(crate) struct Sources<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     /// The config file's values, keyed by the upper-case option name.
     file: HashMap<String, String>,
+    /// The config file's `[[route]]` tables.
+    file_routes: Vec<toml::Table>,
 }
 
 impl Sources<'_> {
+    /// The config file's `[[route]]` tables.
+    pub(crate) fn file_routes(&self) -> &[toml::Table] {
+        &self.file_routes
+    }
+
     /// The option's value; an empty environment variable counts as unset.
     pub(crate) fn get(&self, option: &str) -> Option<String> {
         (self.env)(option)
@@ -302,8 +332,9 @@ impl Sources<'_> {
     }
 }
 
-/// Reads a TOML config file into option name → value text.
-fn read_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+/// Reads a TOML config file into option name → value text, and its
+/// `[[route]]` tables.
+fn read_file(path: &Path) -> Result<(HashMap<String, String>, Vec<toml::Table>), ConfigError> {
     let file_error = |reason: String| ConfigError::File {
         path: path.to_owned(),
         reason,
@@ -320,7 +351,20 @@ fn read_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
         }
     })?;
     let mut values = HashMap::new();
+    let mut routes = Vec::new();
     for (key, value) in table {
+        if key == "route" {
+            let toml::Value::Array(tables) = value else {
+                return Err(file_error("\"route\" must be [[route]] tables".into()));
+            };
+            for table in tables {
+                match table {
+                    toml::Value::Table(table) => routes.push(table),
+                    _ => return Err(file_error("\"route\" must be [[route]] tables".into())),
+                }
+            }
+            continue;
+        }
         let option = key.to_ascii_uppercase();
         if key != key.to_ascii_lowercase() || !OPTIONS.contains(&option.as_str()) {
             return Err(file_error(format!("unknown option {key:?}")));
@@ -351,7 +395,7 @@ fn read_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
         };
         values.insert(option, text);
     }
-    Ok(values)
+    Ok((values, routes))
 }
 
 impl Config {
@@ -371,32 +415,53 @@ impl Config {
                 .get("COMPONENT_SERVER")
                 .unwrap_or_else(|| "localhost:5347".into()),
         )?;
-        let transport = match sources.get("TRANSPORT").as_deref() {
-            None | Some("http") => TransportConfig::Http {
-                post_url: parse_post_url(required(
-                    sources,
-                    "COMPONENT_POST_URL",
-                    "where requests are POSTed (TRANSPORT=http)",
-                )?)?,
-            },
-            Some("sqs") => TransportConfig::Sqs {
-                request_queue_url: required(
-                    sources,
-                    "REQUEST_QUEUE_URL",
-                    "the SQS queue for requests (TRANSPORT=sqs)",
-                )?,
-            },
+        let sqs = match sources.get("TRANSPORT").as_deref() {
+            None | Some("http") => false,
+            Some("sqs") => true,
             Some(other) => {
                 return Err(invalid("TRANSPORT", other, "http or sqs"));
             }
         };
-        let reply_queue_url = match transport {
-            TransportConfig::Sqs { .. } => Some(required(
+        let routes = crate::routes::from_sources(sources, sqs)?;
+        let has_default_route = routes
+            .iter()
+            .any(|route| route.pattern == crate::routes::Pattern::Any);
+        // The default destination; with routes it may be left out (then
+        // only the routed localparts have a bot).
+        let (option, what) = if sqs {
+            (
+                "REQUEST_QUEUE_URL",
+                "the SQS queue for requests (TRANSPORT=sqs)",
+            )
+        } else {
+            (
+                "COMPONENT_POST_URL",
+                "where requests are POSTed (TRANSPORT=http)",
+            )
+        };
+        let transport = match sources.get(option) {
+            Some(_) if has_default_route => return Err(ConfigError::TwoDefaultRoutes(option)),
+            Some(value) if sqs => Some(TransportConfig::Sqs {
+                request_queue_url: value,
+            }),
+            Some(value) => Some(TransportConfig::Http {
+                post_url: parse_post_url(value)?,
+            }),
+            None if !routes.is_empty() => None,
+            None => return Err(ConfigError::Missing { option, what }),
+        };
+        let uses_request_queues = transport
+            .iter()
+            .chain(routes.iter().map(|route| &route.destination))
+            .any(|destination| matches!(destination, TransportConfig::Sqs { .. }));
+        let reply_queue_url = if uses_request_queues {
+            Some(required(
                 sources,
                 "REPLY_QUEUE_URL",
-                "the SQS queue for replies (TRANSPORT=sqs)",
-            )?),
-            TransportConfig::Http { .. } => sources.get("REPLY_QUEUE_URL"),
+                "the SQS queue for replies (TRANSPORT=sqs, or a route to a request queue)",
+            )?)
+        } else {
+            sources.get("REPLY_QUEUE_URL")
         };
         let forwarded_kinds = match sources.get("COMPONENT_POST_STANZAS") {
             Some(list) => parse_kinds("COMPONENT_POST_STANZAS", &list)?,
@@ -429,6 +494,7 @@ impl Config {
             component_secret,
             component_server,
             transport,
+            routes,
             reply_queue_url,
             api,
             rooms,
@@ -490,19 +556,26 @@ fn parse_server(value: String) -> Result<String, ConfigError> {
 }
 
 fn parse_post_url(value: String) -> Result<RedactedUrl, ConfigError> {
-    match Url::parse(&value) {
+    parse_post_url_for("COMPONENT_POST_URL", &value)
+}
+
+/// An http(s) URL given as `option`.
+pub(crate) fn parse_post_url_for(
+    option: &'static str,
+    value: &str,
+) -> Result<RedactedUrl, ConfigError> {
+    match Url::parse(value) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
             Ok(RedactedUrl(url))
         }
-        _ => Err(invalid(
-            "COMPONENT_POST_URL",
-            &value,
-            "an http:// or https:// URL",
-        )),
+        _ => Err(invalid(option, value, "an http:// or https:// URL")),
     }
 }
 
-fn parse_kinds(option: &'static str, list: &str) -> Result<HashSet<StanzaKind>, ConfigError> {
+pub(crate) fn parse_kinds(
+    option: &'static str,
+    list: &str,
+) -> Result<HashSet<StanzaKind>, ConfigError> {
     let expected = "a comma-separated list of message, presence, iq";
     let mut kinds = HashSet::new();
     for name in list
@@ -550,6 +623,14 @@ fn parse_seconds(
     let Some(value) = sources.get(option) else {
         return Ok(Duration::from_secs(default));
     };
+    parse_seconds_text(option, &value)
+}
+
+/// `value` as a positive number of seconds given as `option`.
+pub(crate) fn parse_seconds_text(
+    option: &'static str,
+    value: &str,
+) -> Result<Duration, ConfigError> {
     value
         .trim()
         .parse::<f64>()
@@ -559,7 +640,7 @@ fn parse_seconds(
         .ok_or_else(|| {
             invalid(
                 option,
-                &value,
+                value,
                 "a number of seconds greater than 0 (at most 86400)",
             )
         })
@@ -643,10 +724,11 @@ mod tests {
         assert_eq!(config.component_server, "localhost:5347");
         assert_eq!(
             config.transport,
-            TransportConfig::Http {
+            Some(TransportConfig::Http {
                 post_url: RedactedUrl(Url::parse("http://127.0.0.1:8080/bot").expect("url"))
-            }
+            })
         );
+        assert!(config.routes.is_empty());
         assert_eq!(config.forwarded_kinds, HashSet::from([StanzaKind::Message]));
         assert_eq!(config.post_timeout, Duration::from_secs(30));
         assert_eq!(config.ping_interval, Duration::from_secs(60));
@@ -695,7 +777,7 @@ mod tests {
                 &[],
                 &with(&[("TRANSPORT", "sqs"), ("REQUEST_QUEUE_URL", "http://q/req")])
             ),
-            "REPLY_QUEUE_URL is required: the SQS queue for replies (TRANSPORT=sqs)"
+            "REPLY_QUEUE_URL is required: the SQS queue for replies (TRANSPORT=sqs, or a route to a request queue)"
         );
     }
 
@@ -816,9 +898,9 @@ mod tests {
         );
         assert_eq!(
             sqs.transport,
-            TransportConfig::Sqs {
+            Some(TransportConfig::Sqs {
                 request_queue_url: "http://q/req.fifo".into(),
-            }
+            })
         );
         assert_eq!(sqs.reply_queue_url.as_deref(), Some("http://q/reply.fifo"));
     }
@@ -851,6 +933,125 @@ mod tests {
         let plain = self::config(&[], MINIMAL);
         assert_eq!(plain.api, crate::api::ApiOptions::default());
         assert_eq!(plain.reply_queue_url, None);
+    }
+
+    #[test]
+    fn routes_from_the_environment_shorthand() {
+        use crate::routes::Pattern;
+        let config = config(
+            &[],
+            &with(&[(
+                "COMPONENT_ROUTES",
+                "echo=http://127.0.0.1:1/echo, weather*=https://weather.example.com/hook",
+            )]),
+        );
+        assert_eq!(config.routes.len(), 2);
+        assert_eq!(config.routes[0].pattern, Pattern::Exact("echo".into()));
+        assert_eq!(config.routes[1].pattern, Pattern::Prefix("weather".into()));
+        assert!(
+            config.transport.is_some(),
+            "COMPONENT_POST_URL is the default"
+        );
+        // Without a default: only the routed localparts have a bot.
+        let only_routes = self::config(
+            &[],
+            &[
+                ("COMPONENT_JID", "bot.example.com"),
+                ("COMPONENT_SECRET", "s"),
+                ("COMPONENT_ROUTES", "echo=http://127.0.0.1:1/echo"),
+            ],
+        );
+        assert_eq!(only_routes.transport, None);
+        // With sqs the URLs are request queues, and a reply queue is needed.
+        assert_eq!(
+            error(
+                &[],
+                &[
+                    ("COMPONENT_JID", "bot.example.com"),
+                    ("COMPONENT_SECRET", "s"),
+                    ("TRANSPORT", "sqs"),
+                    ("COMPONENT_ROUTES", "echo=http://q/echo-requests"),
+                ]
+            ),
+            "REPLY_QUEUE_URL is required: the SQS queue for replies (TRANSPORT=sqs, or a route to a request queue)"
+        );
+        for (routes, line) in [
+            (
+                "echo",
+                r#"COMPONENT_ROUTES "echo" is invalid: expected localpart=URL, comma-separated (localpart: a name, a prefix ending in *, or *)"#,
+            ),
+            (
+                "echo@bot=http://x/",
+                r#"COMPONENT_ROUTES "echo@bot=http://x/" is invalid: expected localpart=URL, comma-separated (localpart: a name, a prefix ending in *, or *)"#,
+            ),
+            (
+                "echo=ftp://x/",
+                r#"COMPONENT_ROUTES "ftp://x/" is invalid: expected an http:// or https:// URL"#,
+            ),
+            ("a=http://x/,a=http://y/", r#"two routes for "a""#),
+            (
+                "*=http://x/",
+                r#"COMPONENT_POST_URL and a route "*" both name the default bot: keep one"#,
+            ),
+        ] {
+            assert_eq!(error(&[], &with(&[("COMPONENT_ROUTES", routes)])), line);
+        }
+    }
+
+    #[test]
+    fn route_tables_in_the_file_with_their_own_settings() {
+        use crate::routes::Pattern;
+        let file = TempFile::new(
+            "component_jid = \"bot.example.com\"\n\
+             component_secret = \"s\"\n\
+             reply_queue_url = \"http://q/replies\"\n\
+             [[route]]\n\
+             localpart = \"echo\"\n\
+             url = \"http://127.0.0.1:1/echo\"\n\
+             timeout = 5\n\
+             stanzas = [\"message\", \"iq\"]\n\
+             secret = \"0123456789abcdef\"\n\
+             [[route]]\n\
+             localpart = \"*\"\n\
+             request_queue_url = \"http://q/requests\"\n",
+        );
+        let config = config(&["--config", file.arg()], &[]);
+        assert_eq!(config.transport, None);
+        let echo = &config.routes[0];
+        assert_eq!(echo.pattern, Pattern::Exact("echo".into()));
+        assert_eq!(echo.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            echo.stanzas,
+            Some(HashSet::from([StanzaKind::Message, StanzaKind::Iq]))
+        );
+        assert_eq!(
+            echo.secret.as_ref().map(Secret::expose),
+            Some("0123456789abcdef")
+        );
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+        assert_eq!(
+            config.routes[1].destination,
+            TransportConfig::Sqs {
+                request_queue_url: "http://q/requests".into()
+            }
+        );
+
+        let bad = TempFile::new(
+            "component_jid = \"bot.example.com\"\ncomponent_secret = \"s\"\n\
+             [[route]]\nlocalpart = \"echo\"\n",
+        );
+        assert_eq!(
+            error(&["--config", bad.arg()], &[]),
+            r#"route 1 of the config file: needs exactly one of "url" and "request_queue_url""#
+        );
+        let unknown = TempFile::new(
+            "component_jid = \"bot.example.com\"\ncomponent_secret = \"s\"\n\
+             [[route]]\nlocalpart = \"echo\"\nurl = \"http://x/\"\nsecrit = \"x\"\n",
+        );
+        assert_eq!(
+            error(&["--config", unknown.arg()], &[]),
+            r#"route 1 of the config file: unknown key "secrit""#
+        );
     }
 
     #[test]

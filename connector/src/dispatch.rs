@@ -19,10 +19,11 @@
 use crate::link::Outbound;
 use crate::metrics::Metrics;
 use crate::rooms::{RoomRoute, Rooms};
+use crate::routes::{Destination, Router};
 use crate::shutdown::Shutdown;
-use crate::transport::{Forwarded, Transport};
+use crate::transport::Forwarded;
 use minidom::Element;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
@@ -39,8 +40,9 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub struct Dispatcher {
     /// What the conversation tasks share with the dispatcher.
     shared: Arc<Shared>,
-    /// The stanza kinds handed to the bot; the rest are answered here.
-    forwarded_kinds: HashSet<StanzaKind>,
+    /// Which bot, if any, takes a stanza to a given address, and which
+    /// kinds it takes; the rest are answered here.
+    router: Router,
     /// One permit per request accepted and not yet answered. All permits
     /// back means nothing is in flight, which is what shutdown waits for.
     in_flight: Arc<Semaphore>,
@@ -53,8 +55,6 @@ pub struct Dispatcher {
 struct Shared {
     /// The component's domain: replies must come from it.
     domain: String,
-    /// The way to the bot.
-    transport: Transport,
     /// The link's writer; it outlives reconnects.
     writer: mpsc::UnboundedSender<Outbound>,
     /// What is counted for `/metrics`.
@@ -69,6 +69,8 @@ struct Shared {
 struct Job {
     /// What the bot gets.
     request: Request,
+    /// Where it goes.
+    destination: Arc<Destination>,
     /// Held until the reply is queued for writing (http), or the request
     /// is on the request queue (sqs).
     _permit: OwnedSemaphorePermit,
@@ -98,8 +100,7 @@ impl Drop for InFlight {
 impl Dispatcher {
     pub fn new(
         domain: String,
-        forwarded_kinds: HashSet<StanzaKind>,
-        transport: Transport,
+        router: Router,
         writer: mpsc::UnboundedSender<Outbound>,
         rooms: Rooms,
         metrics: Metrics,
@@ -107,12 +108,11 @@ impl Dispatcher {
         Dispatcher {
             shared: Arc::new(Shared {
                 domain,
-                transport,
                 writer,
                 metrics,
                 conversations: Mutex::new(HashMap::new()),
             }),
-            forwarded_kinds,
+            router,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             rooms,
         }
@@ -169,20 +169,29 @@ impl Dispatcher {
             // Nothing is ever answered into a room unasked: when messages
             // are not forwarded, room messages are dropped, not refused.
             RoomRoute::Forward(request) => {
-                if self.forwarded_kinds.contains(&StanzaKind::Message) {
-                    self.forward(request).await;
+                if let Some(destination) = self.destination(&request.to, StanzaKind::Message) {
+                    self.forward(destination, request).await;
                 }
                 return;
             }
         }
-        if !self.forwarded_kinds.contains(&kind) {
+        let Some(destination) = self.destination(stanza.attr("to").unwrap_or_default(), kind)
+        else {
             self.auto_answer(kind, &stanza);
             return;
-        }
+        };
         match stanza_to_request(&stanza) {
-            Ok(request) => self.forward(request).await,
+            Ok(request) => self.forward(destination, request).await,
             Err(reason) => debug!(%reason, "ignoring a stanza that cannot be forwarded"),
         }
+    }
+
+    /// The bot that takes a stanza of `kind` to `to`, if one does.
+    fn destination(&self, to: &str, kind: StanzaKind) -> Option<Arc<Destination>> {
+        self.router
+            .for_address(to)
+            .filter(|destination| destination.forwards(kind))
+            .cloned()
     }
 
     /// One stanza, while shutting down: no new requests to the bot.
@@ -194,7 +203,10 @@ impl Dispatcher {
         if !matches!(self.rooms.route(&stanza), RoomRoute::NotRooms) {
             return;
         }
-        if !self.forwarded_kinds.contains(&kind) {
+        if self
+            .destination(stanza.attr("to").unwrap_or_default(), kind)
+            .is_none()
+        {
             self.auto_answer(kind, &stanza);
             return;
         }
@@ -235,7 +247,7 @@ impl Dispatcher {
     /// Queues a request on its conversation, starting the conversation's
     /// task if it has none (or sends it at once where order is not kept).
     /// Waits while the in-flight limit is reached.
-    async fn forward(&self, request: Request) {
+    async fn forward(&self, destination: Arc<Destination>, request: Request) {
         let received_at = Instant::now();
         let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
             // Only a closed semaphore fails, and this one is never closed.
@@ -244,6 +256,7 @@ impl Dispatcher {
         };
         let job = Job {
             request,
+            destination,
             _permit: permit,
             received_at,
             _in_flight: InFlight::new(&self.shared.metrics.requests_in_flight),
@@ -251,7 +264,7 @@ impl Dispatcher {
         // A standard queue may reorder a conversation anyway: holding its
         // requests back for each other would only keep them out of one
         // batch.
-        if !self.shared.transport.keeps_order() {
+        if !job.destination.transport.keeps_order() {
             let shared = Arc::clone(&self.shared);
             tokio::spawn(async move { shared.answer(job).await });
             return;
@@ -312,7 +325,7 @@ impl Shared {
         let request = &job.request;
         let asked_at = Instant::now();
         let outcomes = &self.metrics.requests;
-        let response = match self.transport.forward(request).await {
+        let response = match job.destination.transport.forward(request).await {
             Forwarded::Answered(response) => {
                 self.metrics
                     .bot_answer_seconds
@@ -347,6 +360,7 @@ impl Shared {
         debug!(
             from = %request.from,
             to = %request.to,
+            route = %job.destination.name,
             kind = %request.kind,
             status = response.status,
             replies = stanzas.len(),

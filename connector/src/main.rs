@@ -25,12 +25,13 @@ mod link;
 mod metrics;
 mod push;
 mod rooms;
+mod routes;
 mod shutdown;
 mod sigv4;
 mod sqs;
 mod transport;
 
-use config::{Command, Config, LogFormat, TransportConfig};
+use config::{Command, Config, LogFormat};
 use dispatch::Dispatcher;
 use health::{Health, QueueHealth};
 use link::{LinkSettings, LinkState};
@@ -45,7 +46,6 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
-use transport::{HttpTransport, Transport};
 
 /// Stanzas read but not yet taken by the dispatcher. Small: when the
 /// dispatcher is at its limit the link should stop reading soon.
@@ -155,9 +155,8 @@ async fn run(config: Config) -> ExitCode {
         link_state.clone(),
         directory,
     );
-    // SQS is used by the sqs transport and by a reply queue for pushes.
-    let uses_sqs =
-        matches!(config.transport, TransportConfig::Sqs { .. }) || config.reply_queue_url.is_some();
+    // SQS is used by request queues and by a reply queue for pushes.
+    let uses_sqs = config.reply_queue_url.is_some();
     let sqs_client = if uses_sqs {
         Some(sqs::client().await)
     } else {
@@ -166,31 +165,24 @@ async fn run(config: Config) -> ExitCode {
     let stats = Arc::new(sqs::SqsStats::counting(&metrics.sqs));
     let queue_health =
         uses_sqs.then(|| Arc::new(QueueHealth::counting(metrics.sqs.errors.clone())));
-    let mut batcher = None;
-    let transport = match (&config.transport, &sqs_client, &queue_health) {
-        (TransportConfig::Http { post_url }, _, _) => {
-            let signer = sigv4::RequestSigner::for_post_url(&post_url.0, &config.post_signing);
-            match HttpTransport::new(post_url.0.clone(), config.post_timeout, signer) {
-                Ok(http) => Transport::Http(http.with_post_signer(config.post_signer())),
-                Err(e) => {
-                    error!(error = %e, "cannot build the HTTP client");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-        (TransportConfig::Sqs { request_queue_url }, Some(client), Some(health)) => {
-            let (requests, task) = sqs::RequestSender::start(
-                client.clone(),
-                request_queue_url.clone(),
-                config.post_timeout,
-                Arc::clone(&stats),
-                Arc::clone(health),
-            );
-            batcher = Some(task);
-            Transport::Sqs(requests)
-        }
-        (TransportConfig::Sqs { .. }, _, _) => unreachable!("sqs transport has an SQS client"),
+    let queue_parts = match (&sqs_client, &queue_health) {
+        (Some(client), Some(health)) => Some(routes::QueueParts {
+            client,
+            stats: &stats,
+            health,
+        }),
+        _ => None,
     };
+    let (router, batchers) = match routes::build(&config, queue_parts) {
+        Ok(built) => built,
+        Err(e) => {
+            error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !config.routes.is_empty() {
+        info!(routes = ?router.names(), "requests are routed by localpart");
+    }
     let poller = match (&config.reply_queue_url, sqs_client, &queue_health) {
         (Some(url), Some(client), Some(health)) => Some(sqs::ReplyPoller::new(
             client,
@@ -208,8 +200,7 @@ async fn run(config: Config) -> ExitCode {
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let dispatcher = Dispatcher::new(
         config.component_domain.clone(),
-        config.forwarded_kinds.clone(),
-        transport,
+        router,
         outbound_tx,
         rooms,
         metrics.clone(),
@@ -250,7 +241,7 @@ async fn run(config: Config) -> ExitCode {
         // and deleted; the API once its connections are done; the link then
         // writes what is left and closes.
         let _ = dispatch.await;
-        if let Some(batcher) = batcher {
+        for batcher in batchers {
             let _ = batcher.await;
         }
         if let Some(poller) = poller {

@@ -52,18 +52,18 @@ const REFUSED_BODY: &str = "xmpp-lambda-connector check: SQS must refuse this me
 const UNKNOWN_RECEIPT_HANDLE: &str = "xmpp-lambda-check-not-a-receipt-handle";
 
 /// Checks the AWS settings and both queues.
-pub async fn check(request_queue_url: Option<&str>, reply_queue_url: &str, report: &mut Report) {
+pub async fn check(request_queue_urls: &[&str], reply_queue_url: &str, report: &mut Report) {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     if !report.record("aws", &aws_settings(&sdk).await) {
         let reason = "needs AWS credentials and a region";
-        if request_queue_url.is_some() {
+        for _ in request_queue_urls {
             report.skip("request queue", reason);
         }
         report.skip("reply queue", reason);
         return;
     }
     let client = aws_sdk_sqs::Client::new(&sdk);
-    if let Some(request_queue_url) = request_queue_url {
+    for request_queue_url in request_queue_urls {
         report.record(
             "request queue",
             &request_queue(&client, request_queue_url).await,
