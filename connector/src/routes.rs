@@ -272,49 +272,6 @@ impl Router {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_parse_and_match() {
-        assert_eq!(Pattern::parse("echo"), Some(Pattern::Exact("echo".into())));
-        assert_eq!(
-            Pattern::parse("alert*"),
-            Some(Pattern::Prefix("alert".into()))
-        );
-        assert_eq!(Pattern::parse("*"), Some(Pattern::Any));
-        assert_eq!(Pattern::parse("a@b"), None);
-        assert_eq!(Pattern::parse(""), None);
-        assert_eq!(Pattern::parse("a b"), None);
-        assert!(Pattern::Prefix("alert".into()).matches(Some("alert-eu")));
-        assert!(!Pattern::Prefix("alert".into()).matches(Some("alarm")));
-        assert!(Pattern::Any.matches(None));
-        assert!(!Pattern::Exact("echo".into()).matches(None));
-    }
-
-    #[test]
-    fn the_longest_match_wins() {
-        let mut patterns = [
-            Pattern::Any,
-            Pattern::Prefix("w".into()),
-            Pattern::Exact("weather".into()),
-            Pattern::Prefix("weath".into()),
-        ];
-        patterns.sort_by_key(|p| std::cmp::Reverse(p.specificity()));
-        let pick = |localpart: &str| {
-            patterns
-                .iter()
-                .find(|p| p.matches(Some(localpart)))
-                .map(pattern_text)
-        };
-        assert_eq!(pick("weather").as_deref(), Some("weather"));
-        assert_eq!(pick("weathers").as_deref(), Some("weath*"));
-        assert_eq!(pick("wind").as_deref(), Some("w*"));
-        assert_eq!(pick("echo").as_deref(), Some("*"));
-    }
-}
-
 /// What building a route to a request queue needs.
 pub struct QueueParts<'a> {
     pub client: &'a aws_sdk_sqs::Client,
@@ -379,4 +336,47 @@ pub fn build(
         routes.push((route.pattern.clone(), Arc::new(destination)));
     }
     Ok((Router::new(routes), batchers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_parse_and_match() {
+        assert_eq!(Pattern::parse("echo"), Some(Pattern::Exact("echo".into())));
+        assert_eq!(
+            Pattern::parse("alert*"),
+            Some(Pattern::Prefix("alert".into()))
+        );
+        assert_eq!(Pattern::parse("*"), Some(Pattern::Any));
+        assert_eq!(Pattern::parse("a@b"), None);
+        assert_eq!(Pattern::parse(""), None);
+        assert_eq!(Pattern::parse("a b"), None);
+        assert!(Pattern::Prefix("alert".into()).matches(Some("alert-eu")));
+        assert!(!Pattern::Prefix("alert".into()).matches(Some("alarm")));
+        assert!(Pattern::Any.matches(None));
+        assert!(!Pattern::Exact("echo".into()).matches(None));
+    }
+
+    #[test]
+    fn the_longest_match_wins() {
+        let mut patterns = [
+            Pattern::Any,
+            Pattern::Prefix("w".into()),
+            Pattern::Exact("weather".into()),
+            Pattern::Prefix("weath".into()),
+        ];
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.specificity()));
+        let pick = |localpart: &str| {
+            patterns
+                .iter()
+                .find(|p| p.matches(Some(localpart)))
+                .map(pattern_text)
+        };
+        assert_eq!(pick("weather").as_deref(), Some("weather"));
+        assert_eq!(pick("weathers").as_deref(), Some("weath*"));
+        assert_eq!(pick("wind").as_deref(), Some("w*"));
+        assert_eq!(pick("echo").as_deref(), Some("*"));
+    }
 }
