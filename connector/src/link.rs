@@ -17,9 +17,11 @@
 //! flushed to the server.
 //!
 //! Every byte read passes a [`read_limit`] first: a stanza over
-//! [`read_limit::MAX_STANZA_BYTES`] or nested deeper than
-//! [`read_limit::MAX_STANZA_DEPTH`] ends the connection (logged with the
-//! limit passed) before it can take the connector's memory or stack.
+//! [`read_limit::MAX_STANZA_BYTES`], with more than
+//! [`read_limit::MAX_STANZA_MARKUP`] elements and attributes, or nested
+//! deeper than [`read_limit::MAX_STANZA_DEPTH`] ends the connection (logged
+//! with the limit passed) before it can take the connector's memory or
+//! stack.
 
 mod read_limit;
 

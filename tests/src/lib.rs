@@ -14,12 +14,17 @@
 //!   lambda's emulator, fed by the local SQS trigger.
 //! - [`sigv4`]: an independent AWS SigV4 signature checker for a bot that
 //!   stands in for a Function URL with IAM auth.
+//! - [`FakeComponentServer`]: a component port that completes the handshake
+//!   and then writes whatever a test likes (hostile streams).
+//! - [`process_memory`]: a process's resident memory, now and at its peak.
 
 mod assertions;
 mod bot_server;
 mod component_probe;
 mod connector;
 mod ejabberd;
+mod fake_component_server;
+mod memory;
 mod moto;
 mod net;
 mod process;
@@ -37,6 +42,8 @@ pub use bot_server::{BotReply, BotRequest, BotServer, echo_reply};
 pub use component_probe::component_handshake;
 pub use connector::{CONNECTOR_BIN, Connector};
 pub use ejabberd::Ejabberd;
+pub use fake_component_server::{FakeComponentServer, FakeLink, Flood};
+pub use memory::{ProcessMemory, process_memory};
 pub use moto::Moto;
 pub use net::{free_port, wait_for_tcp};
 pub use prosody::Prosody;

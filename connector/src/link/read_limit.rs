@@ -11,8 +11,10 @@
 //!
 //! [`LimitedReader`] sits under the parser and scans the raw bytes for tag
 //! boundaries only. It counts the bytes of each top-level element (a stanza,
-//! or the stream header) and the depth of nesting, and once either passes
-//! its limit it hands over what came before the offending byte and fails
+//! or the stream header), its elements and attributes (each costs a few
+//! hundred bytes once parsed, so a megabyte of `<a/>` would take over a
+//! hundred) and the depth of nesting, and once one passes its limit it
+//! hands over what came before the offending byte and fails
 //! every later read. The parser then ends the stream with that error, the
 //! link logs it and reconnects: whatever comes after an unbounded element
 //! cannot be read anyway.
@@ -29,6 +31,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// spare; one stanza costs the connector at most a few times this in memory.
 pub const MAX_STANZA_BYTES: usize = 1024 * 1024;
 
+/// The most elements and attributes one stanza may have. A message with a
+/// body and a few extensions has a few dozen.
+pub const MAX_STANZA_MARKUP: usize = 16 * 1024;
+
 /// The deepest nesting of elements in a stanza, its own element included.
 /// Real stanzas stay under a dozen levels (a forwarded message in a MAM
 /// result is five).
@@ -38,9 +44,11 @@ pub const MAX_STANZA_DEPTH: usize = 128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LimitExceeded {
     #[error("the server sent an element larger than the read limit of {limit} bytes")]
-    TooLarge { limit: usize },
+    Bytes { limit: usize },
+    #[error("the server sent an element with more than {limit} elements and attributes")]
+    Markup { limit: usize },
     #[error("the server sent elements nested deeper than the limit of {limit}")]
-    TooDeep { limit: usize },
+    Depth { limit: usize },
 }
 
 impl From<LimitExceeded> for io::Error {
@@ -76,6 +84,8 @@ enum Markup {
 pub struct ReadLimit {
     /// The most bytes one top-level element may take.
     max_bytes: usize,
+    /// The most elements and attributes one top-level element may have.
+    max_markup: usize,
     /// The deepest a stanza may nest, its own element counting as one.
     max_depth: usize,
     /// The markup state after the last byte scanned.
@@ -85,25 +95,29 @@ pub struct ReadLimit {
     /// Bytes of the current top-level element so far (whitespace between
     /// stanzas does not count).
     element_bytes: usize,
+    /// Elements and attributes of the current top-level element so far.
+    element_markup: usize,
     /// Once a limit is passed, every later read fails with it.
     exceeded: Option<LimitExceeded>,
 }
 
 impl Default for ReadLimit {
     fn default() -> Self {
-        ReadLimit::new(MAX_STANZA_BYTES, MAX_STANZA_DEPTH)
+        ReadLimit::new(MAX_STANZA_BYTES, MAX_STANZA_MARKUP, MAX_STANZA_DEPTH)
     }
 }
 
 impl ReadLimit {
     /// A scanner with these limits, at the start of a stream.
-    pub fn new(max_bytes: usize, max_depth: usize) -> ReadLimit {
+    pub fn new(max_bytes: usize, max_markup: usize, max_depth: usize) -> ReadLimit {
         ReadLimit {
             max_bytes,
+            max_markup,
             max_depth,
             markup: Markup::Text,
             depth: 0,
             element_bytes: 0,
+            element_markup: 0,
             exceeded: None,
         }
     }
@@ -131,7 +145,7 @@ impl ReadLimit {
         if !between_stanzas {
             self.element_bytes += 1;
             if self.element_bytes > self.max_bytes {
-                return Err(LimitExceeded::TooLarge {
+                return Err(LimitExceeded::Bytes {
                     limit: self.max_bytes,
                 });
             }
@@ -144,7 +158,10 @@ impl ReadLimit {
                 b'?' => Markup::Declaration { question: false },
                 b'!' => Markup::Bang { brackets: 0 },
                 // The first byte of the element's name.
-                _ => return self.in_start_tag(None, byte),
+                _ => {
+                    self.count_markup()?;
+                    return self.in_start_tag(None, byte);
+                }
             },
             Markup::StartTag { quote, .. } => return self.in_start_tag(quote, byte),
             Markup::EndTag if byte == b'>' => {
@@ -182,17 +199,21 @@ impl ReadLimit {
                 quote,
                 slash: false,
             },
-            (None, b'\'' | b'"') => Markup::StartTag {
-                quote: Some(byte),
-                slash: false,
-            },
+            // An attribute's value begins.
+            (None, b'\'' | b'"') => {
+                self.count_markup()?;
+                Markup::StartTag {
+                    quote: Some(byte),
+                    slash: false,
+                }
+            }
             (None, b'>') => {
                 let empty = matches!(self.markup, Markup::StartTag { slash: true, .. });
                 if !empty {
                     self.depth += 1;
                     // The stream element itself is depth 1.
                     if self.depth > self.max_depth + 1 {
-                        return Err(LimitExceeded::TooDeep {
+                        return Err(LimitExceeded::Depth {
                             limit: self.max_depth,
                         });
                     }
@@ -208,11 +229,23 @@ impl ReadLimit {
         Ok(())
     }
 
+    /// One more element or attribute in the current top-level element.
+    fn count_markup(&mut self) -> Result<(), LimitExceeded> {
+        self.element_markup += 1;
+        if self.element_markup > self.max_markup {
+            return Err(LimitExceeded::Markup {
+                limit: self.max_markup,
+            });
+        }
+        Ok(())
+    }
+
     /// A tag just ended: if that completed a top-level element (or opened
-    /// the stream), the next element starts its count from zero.
+    /// the stream), the next element starts its counts from zero.
     fn tag_closed(&mut self) {
         if self.depth <= 1 {
             self.element_bytes = 0;
+            self.element_markup = 0;
         }
     }
 }
@@ -303,9 +336,9 @@ mod tests {
     /// A stream header short enough for tiny limits.
     const OPEN: &str = "<stream:stream>";
 
-    /// Scans `xml` in one go with the given limits.
+    /// Scans `xml` in one go with the given byte and depth limits.
     fn scan(xml: &str, max_bytes: usize, max_depth: usize) -> Result<(), (usize, LimitExceeded)> {
-        ReadLimit::new(max_bytes, max_depth).scan(xml.as_bytes())
+        ReadLimit::new(max_bytes, usize::MAX, max_depth).scan(xml.as_bytes())
     }
 
     fn nested(depth: usize) -> String {
@@ -324,7 +357,7 @@ mod tests {
         // One byte less is refused.
         let limit = stanza.len() - 1;
         let (usable, exceeded) = scan(&format!("{HEADER}{stanza}"), limit, 4).unwrap_err();
-        assert_eq!(exceeded, LimitExceeded::TooLarge { limit });
+        assert_eq!(exceeded, LimitExceeded::Bytes { limit });
         assert_eq!(usable, HEADER.len() + limit);
     }
 
@@ -334,10 +367,10 @@ mod tests {
             "{HEADER}<iq type='get' id='x'><query xmlns='q' a='>'/></iq>{}<message><body>x</body></message>",
             nested(4)
         );
-        let whole = ReadLimit::new(256, 4).scan(stream.as_bytes());
+        let whole = ReadLimit::new(256, 16, 4).scan(stream.as_bytes());
         assert_eq!(whole, Ok(()));
         for split in 0..stream.len() {
-            let mut limit = ReadLimit::new(256, 4);
+            let mut limit = ReadLimit::new(256, 16, 4);
             assert_eq!(limit.scan(&stream.as_bytes()[..split]), Ok(()), "{split}");
             assert_eq!(limit.scan(&stream.as_bytes()[split..]), Ok(()), "{split}");
             assert_eq!(limit.depth, 1, "back at the stream level after {split}");
@@ -348,7 +381,7 @@ mod tests {
     fn depth_is_limited_below_the_stream_element() {
         assert_eq!(scan(&format!("{HEADER}{}", nested(8)), 1024, 8), Ok(()));
         let (usable, exceeded) = scan(&format!("{HEADER}{}", nested(9)), 1024, 8).unwrap_err();
-        assert_eq!(exceeded, LimitExceeded::TooDeep { limit: 8 });
+        assert_eq!(exceeded, LimitExceeded::Depth { limit: 8 });
         // Up to and including the ninth `<a>`'s closing bracket is refused.
         assert_eq!(usable, HEADER.len() + 9 * 3 - 1);
         // Empty elements do not nest.
@@ -362,22 +395,37 @@ mod tests {
         assert_eq!(scan(&keepalives, OPEN.len(), 2), Ok(()));
         let endless_text = format!("{OPEN}<message><body>{}", "a".repeat(100));
         let (_, exceeded) = scan(&endless_text, 64, 4).unwrap_err();
-        assert_eq!(exceeded, LimitExceeded::TooLarge { limit: 64 });
+        assert_eq!(exceeded, LimitExceeded::Bytes { limit: 64 });
         let endless_tag = format!("{OPEN}<message {}", "a='b' ".repeat(100));
         let (_, exceeded) = scan(&endless_tag, 64, 4).unwrap_err();
-        assert_eq!(exceeded, LimitExceeded::TooLarge { limit: 64 });
+        assert_eq!(exceeded, LimitExceeded::Bytes { limit: 64 });
         // An oversized stream header counts too.
         let (_, exceeded) = scan(HEADER, 32, 4).unwrap_err();
-        assert_eq!(exceeded, LimitExceeded::TooLarge { limit: 32 });
+        assert_eq!(exceeded, LimitExceeded::Bytes { limit: 32 });
+    }
+
+    #[test]
+    fn elements_and_attributes_are_counted_per_stanza() {
+        // Two elements and three attributes (the quote inside a value is
+        // not one).
+        let stanza = "<message a='1' b=\"it's\"><x c='2'/></message>";
+        let stream = format!("{OPEN}{}", stanza.repeat(100));
+        assert_eq!(ReadLimit::new(1024, 5, 4).scan(stream.as_bytes()), Ok(()));
+        let (usable, exceeded) = ReadLimit::new(1024, 4, 4)
+            .scan(stream.as_bytes())
+            .unwrap_err();
+        assert_eq!(exceeded, LimitExceeded::Markup { limit: 4 });
+        // The fifth is the attribute value of `c`.
+        assert_eq!(usable, OPEN.len() + stanza.find("'2'").unwrap_or(0));
     }
 
     #[test]
     fn once_exceeded_every_scan_fails() {
-        let mut limit = ReadLimit::new(4, 4);
+        let mut limit = ReadLimit::new(4, 4, 4);
         assert!(limit.scan(b"<stream><message>").is_err());
         assert_eq!(
             limit.scan(b"<a/>"),
-            Err((0, LimitExceeded::TooLarge { limit: 4 }))
+            Err((0, LimitExceeded::Bytes { limit: 4 }))
         );
     }
 
@@ -386,7 +434,7 @@ mod tests {
         let stream = format!("{OPEN}<a/><b>{}</b>", "x".repeat(100));
         let mut reader = LimitedReader {
             inner: stream.as_bytes(),
-            limit: ReadLimit::new(64, 4),
+            limit: ReadLimit::new(64, 64, 4),
         };
         let mut read = Vec::new();
         let error = reader.read_to_end(&mut read).await.unwrap_err();
