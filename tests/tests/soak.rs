@@ -34,6 +34,10 @@ const RECOVERY: Duration = Duration::from_secs(60);
 const LINK_UP: &str = "component link established";
 /// Every 20th request to the bot fails: 5 %.
 const FAIL_EVERY: u64 = 20;
+/// A lost message is put down to a fault only if it was sent this long
+/// before the fault, or this long after the link was back (a loaded
+/// machine stretches both).
+const AROUND_FAULT: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(2));
 
 /// A fault injected while the users send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,13 +412,13 @@ impl RunReport {
 /// Why a message got no answer, as far as the evidence goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Loss {
-    /// Prosody acknowledged it, it was sent at most 2 s before (or 1 s
+    /// Prosody acknowledged it, it was sent at most 5 s before (or 2 s
     /// after) the connector was SIGKILLed, and it never reached the bot:
     /// the killed connector had read it but not yet put it on the queue.
     /// XEP-0114 has no acknowledgements, so nothing can bring it back.
     KilledConnector,
-    /// It was sent from 2 s before a Prosody restart until the connector
-    /// had linked again, and the bot answered it: the answer reached
+    /// It was sent from 5 s before a Prosody restart until 2 s after the
+    /// connector had linked again, and the bot answered it: the answer reached
     /// Prosody as it stopped, or was an error to a user who was away
     /// (servers drop errors to unavailable users, RFC 6121 §8.5.2).
     ProsodyRestart,
@@ -448,23 +452,16 @@ fn explain_lost(
                 continue;
             }
             let bot_answers = bot.answers_for(&ledger.user, seq);
-            let near = |fault: Fault, before: Duration, after_recovery: Duration| {
+            let (before, after) = AROUND_FAULT;
+            let near = |fault: Fault| {
                 faults.iter().any(|w| {
                     w.fault == fault
                         && last.sent_at + before >= w.at
-                        && last.sent_at <= w.recovered + after_recovery
+                        && last.sent_at <= w.recovered + after
                 })
             };
-            let killed = near(
-                Fault::KillConnector,
-                Duration::from_secs(2),
-                Duration::from_secs(1),
-            );
-            let restarted = near(
-                Fault::RestartProsody,
-                Duration::from_secs(2),
-                Duration::from_secs(1),
-            );
+            let killed = near(Fault::KillConnector);
+            let restarted = near(Fault::RestartProsody);
             let loss = if last.acked && bot_answers.is_empty() && killed {
                 Loss::KilledConnector
             } else if !bot_answers.is_empty() && restarted {
