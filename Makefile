@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(HOME)/.cargo/bin:$(PATH)
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup test lint unit demo demo-sqs bench
+.PHONY: setup test lint unit demo demo-sqs bench soak
 
 setup:
 	@scripts/setup.sh
@@ -37,3 +37,9 @@ demo-sqs: setup
 
 bench: setup
 	@scripts/bench.sh
+
+# Thousands of messages through real servers while Prosody restarts and the
+# connector is killed; prints a table (scripts/soak.sh). `make test` runs a
+# short version.
+soak: setup
+	@scripts/soak.sh

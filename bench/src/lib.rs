@@ -8,6 +8,7 @@ pub mod lambda_init;
 pub mod loadgen;
 pub mod scanner;
 pub mod server;
+pub mod soak;
 pub mod sqs_counter;
 pub mod stats;
 pub mod xmpp;

@@ -15,12 +15,22 @@
 //! link is up (the sqs reply poller only polls while it is), and confirms a
 //! write to whoever asked ([`Outbound::acknowledged`]) once the stanza is
 //! flushed to the server.
+//!
+//! Every byte read passes a [`read_limit`] first: a stanza over
+//! [`read_limit::MAX_STANZA_BYTES`], with more than
+//! [`read_limit::MAX_STANZA_MARKUP`] elements and attributes, or nested
+//! deeper than [`read_limit::MAX_STANZA_DEPTH`] ends the connection (logged
+//! with the limit passed) before it can take the connector's memory or
+//! stack.
+
+mod read_limit;
 
 use crate::backoff::Backoff;
 use crate::config::Secret;
 use crate::shutdown::Shutdown;
 use futures::{SinkExt, StreamExt};
 use minidom::Element;
+use read_limit::LimitedReader;
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
@@ -63,7 +73,7 @@ const STANDBY_RETRY: Duration = Duration::from_secs(1);
 const CONFLICT: &str = "conflict";
 
 /// An established component stream carrying plain elements.
-pub(crate) type ComponentStream = XmlStream<BufStream<TcpStream>, Element>;
+pub(crate) type ComponentStream = XmlStream<BufStream<LimitedReader<TcpStream>>, Element>;
 
 /// One stanza for the link to write.
 #[derive(Debug)]
@@ -425,8 +435,8 @@ pub(crate) async fn handshake(
         from: None,
         id: None,
     };
-    let mut pending =
-        xmlstream::initiate_stream(BufStream::new(tcp), COMPONENT_NS, header, timeouts).await?;
+    let limited = BufStream::new(LimitedReader::new(tcp));
+    let mut pending = xmlstream::initiate_stream(limited, COMPONENT_NS, header, timeouts).await?;
     let stream_id = pending.take_header().id;
     // XEP-0114 streams have no features: the handshake comes right away.
     let mut stream: ComponentStream = pending.skip_features();

@@ -9,6 +9,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::memory::{ProcessMemory, process_memory};
 use crate::process::send_signal;
 use crate::xmpp_server::XmppServer;
 use crate::{Result, workspace_bin};
@@ -182,6 +183,11 @@ impl Connector {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Its resident memory now and at its peak; `None` once it has exited.
+    pub fn memory(&self) -> Option<ProcessMemory> {
+        process_memory(self.pid)
     }
 
     /// Sends SIGTERM (graceful shutdown); see [`Connector::wait_exit`].

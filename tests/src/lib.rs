@@ -18,6 +18,9 @@
 //!   stands in for a Function URL with IAM auth.
 //! - [`SqsGate`]: a proxy in front of moto that can refuse deletes, to hold
 //!   the connector between writing a reply and deleting it.
+//! - [`FakeComponentServer`]: a component port that completes the handshake
+//!   and then writes whatever a test likes (hostile streams).
+//! - [`process_memory`]: a process's resident memory, now and at its peak.
 
 mod assertions;
 mod bot_server;
@@ -25,6 +28,8 @@ mod check_run;
 mod component_probe;
 mod connector;
 mod ejabberd;
+mod fake_component_server;
+mod memory;
 mod moto;
 pub mod muc;
 mod net;
@@ -45,6 +50,8 @@ pub use check_run::{CheckCommand, CheckRun};
 pub use component_probe::component_handshake;
 pub use connector::{CONNECTOR_BIN, Connector};
 pub use ejabberd::Ejabberd;
+pub use fake_component_server::{FakeComponentServer, FakeLink, Flood};
+pub use memory::{ProcessMemory, process_memory};
 pub use moto::Moto;
 pub use net::{free_port, wait_for_tcp};
 pub use prosody::Prosody;

@@ -59,6 +59,13 @@ impl Prosody {
     /// Starts Prosody with extra global config lines (Lua), e.g.
     /// `network_settings = { read_timeout = 5 }`.
     pub async fn start_with_config(extra_global_config: &str) -> Result<Self> {
+        Self::start_with(&[], extra_global_config).await
+    }
+
+    /// Starts Prosody with more modules than the test default (e.g.
+    /// `smacks` for XEP-0198 acks, `offline` to keep messages for users who
+    /// are away) and extra global config lines.
+    pub async fn start_with(extra_modules: &[&str], extra_global_config: &str) -> Result<Self> {
         let mut last_error: BoxError = "Prosody was not started".into();
         for _ in 0..PORT_ATTEMPTS {
             let dir = TempDir::new("prosody")?;
@@ -76,7 +83,10 @@ impl Prosody {
             };
             std::fs::create_dir_all(prosody.dir.path().join("data"))?;
             std::fs::create_dir_all(prosody.dir.path().join("certs"))?;
-            std::fs::write(&prosody.config_path, prosody.config(extra_global_config))?;
+            std::fs::write(
+                &prosody.config_path,
+                prosody.config(extra_modules, extra_global_config),
+            )?;
             match prosody.launch().await {
                 Ok(()) => return Ok(prosody),
                 Err(StartError::PortTaken(message)) => last_error = message.into(),
@@ -87,8 +97,16 @@ impl Prosody {
     }
 
     /// The Lua config: everything on 127.0.0.1, no TLS, no s2s.
-    fn config(&self, extra_global_config: &str) -> String {
+    fn config(&self, extra_modules: &[&str], extra_global_config: &str) -> String {
         let dir = self.dir.path().display();
+        let modules: String = [
+            "roster", "saslauth", "disco", "ping", "private", "time", "version",
+        ]
+        .iter()
+        .chain(extra_modules)
+        .map(|module| format!("\"{module}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
         format!(
             r#"-- Generated for one test run.
 run_as_root = true
@@ -101,7 +119,7 @@ c2s_ports = {{ {c2s} }}
 c2s_direct_tls_ports = {{}}
 component_ports = {{ {component} }}
 component_interface = "127.0.0.1"
-modules_enabled = {{ "roster", "saslauth", "disco", "ping", "private", "time", "version" }}
+modules_enabled = {{ {modules} }}
 modules_disabled = {{ "s2s" }}
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
