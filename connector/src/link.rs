@@ -32,6 +32,7 @@ use futures::{SinkExt, StreamExt};
 use minidom::Element;
 use read_limit::LimitedReader;
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -80,10 +81,12 @@ pub(crate) type ComponentStream = XmlStream<BufStream<LimitedReader<TcpStream>>,
 pub struct Outbound {
     /// What is written.
     stanza: Element,
-    /// Fired once the stanza (and everything queued before it) is written
-    /// and flushed to the server: the sqs transport deletes a reply from
-    /// its queue only then. Dropped unfired when the stanza is never
-    /// written (the connector stopped while the link was down).
+    /// Fired once the server has taken the stanza (and everything written
+    /// before it): a ping written after it came back through the server,
+    /// which handles a component's stanzas in order. The sqs transport
+    /// deletes a reply from its queue only then, and `/v1/send` answers
+    /// 202. Dropped unfired when that never happens (the link broke, or the
+    /// connector stopped while it was down): the reply stays on its queue.
     written: Option<oneshot::Sender<()>>,
 }
 
@@ -121,12 +124,51 @@ impl Outbound {
     }
 }
 
-/// Confirms every write of `items` (all of them are flushed) and empties it.
-fn acknowledge(items: &mut Vec<Outbound>) {
-    for item in items.drain(..) {
-        if let Some(written) = item.written {
-            // Whoever asked may have given up waiting; nothing to do then.
-            let _ = written.send(());
+/// Writes that wait for the server to confirm them: each group is
+/// confirmed by the ping written after it, whose echo comes back in order.
+/// Dropped with the session, which tells every waiter it did not happen.
+#[derive(Default)]
+struct Unconfirmed {
+    /// (the ping's id, the writes it confirms), oldest first.
+    waiting: VecDeque<(String, Vec<oneshot::Sender<()>>)>,
+}
+
+/// Writes `items` and flushes once; when someone waits on any of them, a
+/// ping goes in the same flush, and they are confirmed when it comes back.
+/// `items` is emptied only once written: after a failed write they are
+/// written again on the next link.
+async fn write_items(
+    stream: &mut ComponentStream,
+    items: &mut Vec<Outbound>,
+    unconfirmed: &mut Unconfirmed,
+    domain: &str,
+) -> Result<(), LinkError> {
+    let waited_on = items.iter().any(|item| item.written.is_some());
+    let ping = waited_on.then(|| ping_stanza(domain));
+    let mut elements = stanzas_of(items);
+    if let Some((_, ping)) = &ping {
+        elements.push(ping);
+    }
+    write(stream, &elements).await?;
+    let confirmations: Vec<oneshot::Sender<()>> =
+        items.drain(..).filter_map(|item| item.written).collect();
+    if let Some((id, _)) = ping {
+        unconfirmed.waiting.push_back((id, confirmations));
+    }
+    Ok(())
+}
+
+impl Unconfirmed {
+    /// A ping of ours came back: everything written before it is taken.
+    fn echoed(&mut self, id: &str) {
+        let Some(position) = self.waiting.iter().position(|(waiting, _)| waiting == id) else {
+            return;
+        };
+        for (_, confirmations) in self.waiting.drain(..=position) {
+            for written in confirmations {
+                // Whoever asked may have given up waiting; nothing to do then.
+                let _ = written.send(());
+            }
         }
     }
 }
@@ -486,14 +528,14 @@ async fn session(
     unsent: &mut Vec<Outbound>,
     held: &mut Option<Element>,
 ) -> SessionEnd {
+    let mut unconfirmed = Unconfirmed::default();
     // Written first after relinking, unless their pusher gave up.
     unsent.retain(|item| !item.abandoned());
     if !unsent.is_empty()
-        && let Err(cause) = write(stream, &stanzas_of(unsent)).await
+        && let Err(cause) = write_items(stream, unsent, &mut unconfirmed, &settings.domain).await
     {
         return SessionEnd::Lost(cause);
     }
-    acknowledge(unsent);
     let mut ping_timer = tokio::time::interval_at(
         Instant::now() + settings.ping_interval,
         settings.ping_interval,
@@ -516,6 +558,9 @@ async fn session(
                     }
                     if is_keepalive_echo(&element, &settings.domain) {
                         trace!("keepalive answered");
+                        if let Some(id) = element.attr("id") {
+                            unconfirmed.echoed(id);
+                        }
                         continue;
                     }
                     if element.ns() != COMPONENT_NS {
@@ -555,10 +600,11 @@ async fn session(
                         }
                     }
                     unsent.retain(|item| !item.abandoned());
-                    if let Err(cause) = write(stream, &stanzas_of(unsent)).await {
+                    if let Err(cause) =
+                        write_items(stream, unsent, &mut unconfirmed, &settings.domain).await
+                    {
                         return SessionEnd::Lost(cause);
                     }
-                    acknowledge(unsent);
                 }
                 None => {
                     // Every reply is written: close our side and let the
@@ -600,17 +646,21 @@ async fn write(stream: &mut ComponentStream, elements: &[&Element]) -> Result<()
 /// Every server routes it back to us, so it proves the whole path works,
 /// and it needs no knowledge of the server's own domain.
 async fn ping(stream: &mut ComponentStream, domain: &str) -> Result<(), LinkError> {
+    let (_, ping) = ping_stanza(domain);
+    write(stream, &[&ping]).await
+}
+
+/// A XEP-0199 ping from and to the component's domain, and its fresh id.
+fn ping_stanza(domain: &str) -> (String, Element) {
+    let id = format!("{KEEPALIVE_ID_PREFIX}{}", uuid::Uuid::new_v4());
     let ping = Element::builder("iq", COMPONENT_NS)
         .attr(name("type"), "get")
         .attr(name("from"), domain)
         .attr(name("to"), domain)
-        .attr(
-            name("id"),
-            format!("{KEEPALIVE_ID_PREFIX}{}", uuid::Uuid::new_v4()),
-        )
+        .attr(name("id"), &id)
         .append(Element::bare("ping", PING_NS))
         .build();
-    write(stream, &[&ping]).await
+    (id, ping)
 }
 
 /// Whether `element` is one of our own pings (or an answer to one) coming

@@ -138,7 +138,9 @@ impl Pusher {
         };
         match tokio::time::timeout(wait, all_written).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(PushError::LinkDown("the connector is stopping".into())),
+            Ok(false) => Err(PushError::LinkDown(
+                "the link was lost before the server took the messages".into(),
+            )),
             Err(_) => Err(PushError::NotWritten(wait)),
         }
     }

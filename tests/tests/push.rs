@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use xmpp_lambda_tests::{
-    BotServer, Connector, Moto, Prosody, Result, SqsGate, XmppClient, XmppServer, body_of,
-    free_port, login,
+    BotServer, Connector, FakeComponentServer, Moto, Prosody, Result, SqsGate, XmppClient,
+    XmppServer, body_of, free_port, login,
 };
 
 /// How long anything that should happen may take.
@@ -601,5 +601,63 @@ async fn a_scheduled_event_through_the_function_reaches_the_user() -> Result<()>
     assert_eq!(message.attr("from"), Some(prosody.component_domain()));
     queue.wait_depth(&queue.url, 0).await?;
     assert_quiet(&mut alice).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_push_is_accepted_only_once_the_server_has_taken_it() -> Result<()> {
+    // A server that handles stanzas only when the test says so.
+    let mut server = FakeComponentServer::start("bot.localhost").await?;
+    let bot = BotServer::echo().await?;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let url = bot.url();
+    let mut env: Vec<(&str, String)> = server.component_env()?;
+    env.extend([
+        ("COMPONENT_POST_URL", url),
+        ("COMPONENT_API_LISTEN", listen.clone()),
+        ("COMPONENT_API_TOKEN", TOKEN.to_owned()),
+    ]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let connector = Connector::start(&env).await?;
+    let mut link = server.accept_link(WAIT).await?;
+    connector.wait_for_log("API listening", WAIT).await?;
+
+    let push = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("http://{listen}/v1/send"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"to": "alice@localhost", "body": "deploy finished"}))
+            .send()
+            .await
+            .map(|response| response.status().as_u16())
+    });
+    // The message is written, then a ping after it in the same flush.
+    link.wait_for("deploy finished", WAIT).await?;
+    let written = link.wait_for("</iq>", WAIT).await?;
+    let id = written
+        .split("id='")
+        .chain(written.split("id=\""))
+        .filter_map(|rest| rest.split(['\'', '"']).next())
+        .find(|id| id.starts_with("keepalive-"))
+        .ok_or_else(|| format!("no ping after the message: {written}"))?
+        .to_owned();
+    tokio::time::sleep(QUIET).await;
+    assert!(
+        !push.is_finished(),
+        "202 before the server took the message"
+    );
+
+    // The server routes the ping back to the component: it has taken
+    // everything before it.
+    link.send(
+        format!(
+            "<iq xmlns='jabber:component:accept' type='get' from='bot.localhost' \
+             to='bot.localhost' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let status = tokio::time::timeout(WAIT, push).await???;
+    assert_eq!(status, 202);
     Ok(())
 }

@@ -678,8 +678,10 @@ async fn a_burst_of_a_thousand_messages_gets_exactly_a_thousand_replies() -> Res
             user.send_message(&echo, &format!("u{n} m{m}")).await?;
         }
     }
+    // Generous: the local stand-ins (moto, one trigger per function) are
+    // slow on a busy machine; this test is about every reply, exactly once.
     for (n, user) in users.iter_mut().enumerate() {
-        let got = bodies(user, PER_USER, Duration::from_secs(60)).await?;
+        let got = bodies(user, PER_USER, Duration::from_secs(120)).await?;
         let sent: Vec<String> = (0..PER_USER).map(|m| format!("u{n} m{m}")).collect();
         assert_each_echoed_once(&format!("user{n}"), got, &sent);
     }
