@@ -25,15 +25,19 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::BufStream;
+use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout};
 use tokio_xmpp::parsers::component::Handshake;
 use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
 use tracing::{debug, info, trace, warn};
-use xmpp_lambda_shared::COMPONENT_NS;
+use xmpp_lambda_shared::{
+    COMPONENT_NS, ErrorType, StanzaErrorSpec, error_reply, stanza_to_request,
+};
 
 /// The namespace of the stream element itself, and of `<stream:error>`.
 const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
@@ -63,7 +67,57 @@ const STANDBY_RETRY: Duration = Duration::from_secs(1);
 const CONFLICT: &str = "conflict";
 
 /// An established component stream carrying plain elements.
-pub(crate) type ComponentStream = XmlStream<BufStream<TcpStream>, Element>;
+pub(crate) type ComponentStream = XmlStream<BufStream<LinkSocket>, Element>;
+
+/// The TCP connection under a component stream. Ending the stream sends
+/// our footer but does not half-close the socket: the server still writes
+/// what it routed to us before it read the footer, then its own footer, and
+/// only then closes. A server that sees the connection end right after our
+/// footer may drop what it had queued for us unread (Prosody 0.12 discards
+/// its write buffer on a read EOF). The socket closes when dropped.
+#[derive(Debug)]
+pub(crate) struct LinkSocket(TcpStream);
+
+impl AsyncRead for LinkSocket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LinkSocket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    /// Flushes only: see the type.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+}
 
 /// One stanza for the link to write.
 #[derive(Debug)]
@@ -425,8 +479,13 @@ pub(crate) async fn handshake(
         from: None,
         id: None,
     };
-    let mut pending =
-        xmlstream::initiate_stream(BufStream::new(tcp), COMPONENT_NS, header, timeouts).await?;
+    let mut pending = xmlstream::initiate_stream(
+        BufStream::new(LinkSocket(tcp)),
+        COMPONENT_NS,
+        header,
+        timeouts,
+    )
+    .await?;
     let stream_id = pending.take_header().id;
     // XEP-0114 streams have no features: the handshake comes right away.
     let mut stream: ComponentStream = pending.skip_features();
@@ -494,7 +553,12 @@ async fn session(
             // The dispatcher has room again for the stanza held back.
             permit = inbound.reserve(), if held.is_some() => match (permit, held.take()) {
                 (Ok(permit), Some(stanza)) => permit.send(stanza),
-                _ => debug!("dispatcher has stopped; stanza not handled"),
+                (Err(_), Some(stanza)) => {
+                    if let Err(cause) = refuse_at_shutdown(stream, &stanza).await {
+                        return SessionEnd::Lost(cause);
+                    }
+                }
+                (_, None) => {}
             },
             // While a stanza is held back nothing more is read, so the
             // server holds the rest: none is dropped, and replies and pings
@@ -515,8 +579,10 @@ async fn session(
                     match inbound.try_send(element) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(stanza)) => *held = Some(stanza),
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            debug!("dispatcher has stopped; stanza not handled");
+                        Err(mpsc::error::TrySendError::Closed(stanza)) => {
+                            if let Err(cause) = refuse_at_shutdown(stream, &stanza).await {
+                                return SessionEnd::Lost(cause);
+                            }
                         }
                     }
                 }
@@ -559,6 +625,14 @@ async fn session(
                     {
                         debug!(error = %e, "closing the stream");
                     }
+                    // Until the server reads our footer it may still route
+                    // stanzas here; nothing can answer them any more.
+                    if timeout(CLOSE_TIMEOUT, read_until_closed(stream, &settings.domain))
+                        .await
+                        .is_err()
+                    {
+                        debug!("the server did not close its side of the stream");
+                    }
                     return SessionEnd::Finished;
                 }
             },
@@ -568,6 +642,74 @@ async fn session(
                 }
             }
         }
+    }
+}
+
+/// After our stream footer: reads until the server closes its side, and
+/// logs each stanza that wanted an answer and arrived meanwhile (the
+/// server routed it here before it read the footer). XEP-0114 has no way to
+/// hand a stanza back, and after the footer nothing may be written, so
+/// these stay unanswered; the log is the only trace of them.
+async fn read_until_closed(stream: &mut ComponentStream, domain: &str) {
+    loop {
+        match stream.next().await {
+            Some(Ok(element)) => {
+                if wants_answer(&element) && !is_keepalive_echo(&element, domain) {
+                    warn!(
+                        kind = element.name(),
+                        from = element.attr("from").unwrap_or_default(),
+                        id = element.attr("id").unwrap_or_default(),
+                        "stanza not answered: it arrived while the link was closing"
+                    );
+                }
+            }
+            Some(Err(ReadError::SoftTimeout | ReadError::ParseError(_))) => {}
+            Some(Err(ReadError::HardError(_) | ReadError::StreamFooterReceived)) | None => return,
+        }
+    }
+}
+
+/// A stanza read after the dispatcher stopped (the connector shuts down
+/// and waits for its last writers, such as a reply poller finishing a
+/// delete). One that wants an answer gets the dispatcher's own shutdown
+/// answer, `wait/remote-server-timeout` "The bot is restarting", so the
+/// sender knows to retry; presence and the like need none.
+async fn refuse_at_shutdown(
+    stream: &mut ComponentStream,
+    stanza: &Element,
+) -> Result<(), LinkError> {
+    let spec = StanzaErrorSpec::new(
+        ErrorType::Wait,
+        "remote-server-timeout",
+        Some("The bot is restarting"),
+    );
+    let refusal = wants_answer(stanza)
+        .then(|| stanza_to_request(stanza).ok())
+        .flatten()
+        .and_then(|request| error_reply(&request, &spec));
+    match refusal {
+        Some(error) => write(stream, &[&error]).await,
+        None => {
+            debug!(
+                kind = stanza.name(),
+                "ignoring a stanza while shutting down"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Whether a stanza's sender waits for an answer: a message to the bot
+/// (never a room's message, never an error) or an IQ request.
+fn wants_answer(stanza: &Element) -> bool {
+    if stanza.ns() != COMPONENT_NS {
+        return false;
+    }
+    match (stanza.name(), stanza.attr("type")) {
+        ("message", Some("groupchat" | "error")) => false,
+        ("message", _) => true,
+        ("iq", Some("get" | "set")) => true,
+        _ => false,
     }
 }
 
@@ -651,6 +793,21 @@ mod tests {
             StreamError::from_element(&element("<error xmlns='jabber:component:accept'/>"))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn only_messages_to_the_bot_and_iq_requests_want_an_answer() {
+        let wants = |xml: &str| wants_answer(&element(xml));
+        let ns = "xmlns='jabber:component:accept'";
+        assert!(wants(&format!("<message {ns} type='chat'/>")));
+        assert!(wants(&format!("<message {ns}/>")));
+        assert!(wants(&format!("<iq {ns} type='get'/>")));
+        assert!(wants(&format!("<iq {ns} type='set'/>")));
+        assert!(!wants(&format!("<message {ns} type='groupchat'/>")));
+        assert!(!wants(&format!("<message {ns} type='error'/>")));
+        assert!(!wants(&format!("<iq {ns} type='result'/>")));
+        assert!(!wants(&format!("<presence {ns} type='subscribe'/>")));
+        assert!(!wants("<message xmlns='urn:example' type='chat'/>"));
     }
 
     #[test]
