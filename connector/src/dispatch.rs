@@ -150,6 +150,12 @@ impl Dispatcher {
                 },
             }
         }
+        // Stanzas the link handed over meanwhile are refused too, not
+        // dropped with the channel; the link refuses any later ones itself.
+        inbound.close();
+        while let Some(stanza) = inbound.recv().await {
+            self.refuse(stanza);
+        }
         info!("all requests answered");
     }
 

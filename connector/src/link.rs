@@ -36,15 +36,19 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::BufStream;
+use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout};
 use tokio_xmpp::parsers::component::Handshake;
 use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
 use tracing::{debug, info, trace, warn};
-use xmpp_lambda_shared::COMPONENT_NS;
+use xmpp_lambda_shared::{
+    COMPONENT_NS, ErrorType, StanzaErrorSpec, error_reply, stanza_to_request,
+};
 
 /// The namespace of the stream element itself, and of `<stream:error>`.
 const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
@@ -64,6 +68,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most replies written with one flush.
 const WRITE_BATCH: usize = 64;
+/// How long a write someone waits on waits for the server's confirming
+/// echo before a link that is still up counts it as taken anyway.
+const CONFIRM_WAIT: Duration = Duration::from_secs(5);
 /// A link that held this long counts as good: the next failure starts the
 /// backoff over instead of continuing it.
 const STABLE_LINK: Duration = Duration::from_secs(10);
@@ -74,7 +81,57 @@ const STANDBY_RETRY: Duration = Duration::from_secs(1);
 const CONFLICT: &str = "conflict";
 
 /// An established component stream carrying plain elements.
-pub(crate) type ComponentStream = XmlStream<BufStream<LimitedReader<TcpStream>>, Element>;
+pub(crate) type ComponentStream = XmlStream<BufStream<LimitedReader<LinkSocket>>, Element>;
+
+/// The TCP connection under a component stream. Ending the stream sends
+/// our footer but does not half-close the socket: the server still writes
+/// what it routed to us before it read the footer, then its own footer, and
+/// only then closes. A server that sees the connection end right after our
+/// footer may drop what it had queued for us unread (Prosody 0.12 discards
+/// its write buffer on a read EOF). The socket closes when dropped.
+#[derive(Debug)]
+pub(crate) struct LinkSocket(TcpStream);
+
+impl AsyncRead for LinkSocket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LinkSocket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    /// Flushes only: see the type.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+}
 
 /// One stanza for the link to write.
 #[derive(Debug)]
@@ -127,10 +184,21 @@ impl Outbound {
 /// Writes that wait for the server to confirm them: each group is
 /// confirmed by the ping written after it, whose echo comes back in order.
 /// Dropped with the session, which tells every waiter it did not happen.
+///
+/// Two fallbacks keep a server that does not route the echo back to this
+/// link from stalling the waiters: a group unconfirmed after
+/// [`CONFIRM_WAIT`] on a link that is still up counts as taken, and once
+/// another connector's ping arrives here (the server balances the
+/// component's stanzas between several links, as ejabberd does) writes
+/// count as taken when flushed.
 #[derive(Default)]
 struct Unconfirmed {
-    /// (the ping's id, the writes it confirms), oldest first.
-    waiting: VecDeque<(String, Vec<oneshot::Sender<()>>)>,
+    /// (the ping's id, when it was written, the writes it confirms),
+    /// oldest first.
+    waiting: VecDeque<(String, Instant, Vec<oneshot::Sender<()>>)>,
+    /// Another connector shares this component's link: echoes cannot be
+    /// relied on.
+    shared: bool,
 }
 
 /// Writes `items` and flushes once; when someone waits on any of them, a
@@ -144,7 +212,7 @@ async fn write_items(
     domain: &str,
 ) -> Result<(), LinkError> {
     let waited_on = items.iter().any(|item| item.written.is_some());
-    let ping = waited_on.then(|| ping_stanza(domain));
+    let ping = (waited_on && !unconfirmed.shared).then(|| ping_stanza(domain));
     let mut elements = stanzas_of(items);
     if let Some((_, ping)) = &ping {
         elements.push(ping);
@@ -152,24 +220,89 @@ async fn write_items(
     write(stream, &elements).await?;
     let confirmations: Vec<oneshot::Sender<()>> =
         items.drain(..).filter_map(|item| item.written).collect();
-    if let Some((id, _)) = ping {
-        unconfirmed.waiting.push_back((id, confirmations));
+    match ping {
+        Some((id, _)) => unconfirmed
+            .waiting
+            .push_back((id, Instant::now(), confirmations)),
+        None => confirm(confirmations),
     }
     Ok(())
 }
 
+/// Tells every waiter its write is taken.
+fn confirm(confirmations: Vec<oneshot::Sender<()>>) {
+    for written in confirmations {
+        // Whoever asked may have given up waiting; nothing to do then.
+        let _ = written.send(());
+    }
+}
+
 impl Unconfirmed {
-    /// A ping of ours came back: everything written before it is taken.
+    /// A ping came back: everything written before it is taken. A ping of
+    /// another connector's means the server shares this link.
     fn echoed(&mut self, id: &str) {
-        let Some(position) = self.waiting.iter().position(|(waiting, _)| waiting == id) else {
+        if !id.starts_with(&own_ping_prefix()) {
+            if !self.shared {
+                info!(
+                    "another connector shares this component's link (the server balances \
+                     between them): writes count as taken once flushed"
+                );
+                self.shared = true;
+            }
+            self.confirm_all();
+            return;
+        }
+        let Some(position) = self
+            .waiting
+            .iter()
+            .position(|(waiting, _, _)| waiting == id)
+        else {
             return;
         };
-        for (_, confirmations) in self.waiting.drain(..=position) {
-            for written in confirmations {
-                // Whoever asked may have given up waiting; nothing to do then.
-                let _ = written.send(());
+        for (_, _, confirmations) in self.waiting.drain(..=position) {
+            confirm(confirmations);
+        }
+    }
+
+    fn confirm_all(&mut self) {
+        for (_, _, confirmations) in self.waiting.drain(..) {
+            confirm(confirmations);
+        }
+    }
+
+    /// When the oldest group stops waiting for its echo.
+    fn deadline(&self) -> Option<Instant> {
+        self.waiting.front().map(|(_, at, _)| *at + CONFIRM_WAIT)
+    }
+
+    /// Confirms the groups that waited [`CONFIRM_WAIT`] for their echo on a
+    /// link that stayed up.
+    fn expire(&mut self, now: Instant) {
+        while let Some((_, at, _)) = self.waiting.front() {
+            if *at + CONFIRM_WAIT > now {
+                return;
+            }
+            if let Some((id, _, confirmations)) = self.waiting.pop_front() {
+                debug!(ping = %id, "no echo of a confirming ping; the link is up, so the writes count as taken");
+                confirm(confirmations);
             }
         }
+    }
+}
+
+/// The start of this process's ping ids: a ping with another start came
+/// from another connector.
+fn own_ping_prefix() -> String {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let token = TOKEN.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
+    format!("{KEEPALIVE_ID_PREFIX}{token}-")
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -477,8 +610,8 @@ pub(crate) async fn handshake(
         from: None,
         id: None,
     };
-    let limited = BufStream::new(LimitedReader::new(tcp));
-    let mut pending = xmlstream::initiate_stream(limited, COMPONENT_NS, header, timeouts).await?;
+    let socket = BufStream::new(LimitedReader::new(LinkSocket(tcp)));
+    let mut pending = xmlstream::initiate_stream(socket, COMPONENT_NS, header, timeouts).await?;
     let stream_id = pending.take_header().id;
     // XEP-0114 streams have no features: the handshake comes right away.
     let mut stream: ComponentStream = pending.skip_features();
@@ -546,7 +679,12 @@ async fn session(
             // The dispatcher has room again for the stanza held back.
             permit = inbound.reserve(), if held.is_some() => match (permit, held.take()) {
                 (Ok(permit), Some(stanza)) => permit.send(stanza),
-                _ => debug!("dispatcher has stopped; stanza not handled"),
+                (Err(_), Some(stanza)) => {
+                    if let Err(cause) = refuse_at_shutdown(stream, &stanza).await {
+                        return SessionEnd::Lost(cause);
+                    }
+                }
+                (_, None) => {}
             },
             // While a stanza is held back nothing more is read, so the
             // server holds the rest: none is dropped, and replies and pings
@@ -570,8 +708,10 @@ async fn session(
                     match inbound.try_send(element) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(stanza)) => *held = Some(stanza),
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            debug!("dispatcher has stopped; stanza not handled");
+                        Err(mpsc::error::TrySendError::Closed(stanza)) => {
+                            if let Err(cause) = refuse_at_shutdown(stream, &stanza).await {
+                                return SessionEnd::Lost(cause);
+                            }
                         }
                     }
                 }
@@ -615,6 +755,14 @@ async fn session(
                     {
                         debug!(error = %e, "closing the stream");
                     }
+                    // Until the server reads our footer it may still route
+                    // stanzas here; nothing can answer them any more.
+                    if timeout(CLOSE_TIMEOUT, read_until_closed(stream, &settings.domain))
+                        .await
+                        .is_err()
+                    {
+                        debug!("the server did not close its side of the stream");
+                    }
                     return SessionEnd::Finished;
                 }
             },
@@ -623,7 +771,76 @@ async fn session(
                     return SessionEnd::Lost(cause);
                 }
             }
+            () = sleep_until(unconfirmed.deadline()) => unconfirmed.expire(Instant::now()),
         }
+    }
+}
+
+/// After our stream footer: reads until the server closes its side, and
+/// logs each stanza that wanted an answer and arrived meanwhile (the
+/// server routed it here before it read the footer). XEP-0114 has no way to
+/// hand a stanza back, and after the footer nothing may be written, so
+/// these stay unanswered; the log is the only trace of them.
+async fn read_until_closed(stream: &mut ComponentStream, domain: &str) {
+    loop {
+        match stream.next().await {
+            Some(Ok(element)) => {
+                if wants_answer(&element) && !is_keepalive_echo(&element, domain) {
+                    warn!(
+                        kind = element.name(),
+                        from = element.attr("from").unwrap_or_default(),
+                        id = element.attr("id").unwrap_or_default(),
+                        "stanza not answered: it arrived while the link was closing"
+                    );
+                }
+            }
+            Some(Err(ReadError::SoftTimeout | ReadError::ParseError(_))) => {}
+            Some(Err(ReadError::HardError(_) | ReadError::StreamFooterReceived)) | None => return,
+        }
+    }
+}
+
+/// A stanza read after the dispatcher stopped (the connector shuts down
+/// and waits for its last writers, such as a reply poller finishing a
+/// delete). One that wants an answer gets the dispatcher's own shutdown
+/// answer, `wait/remote-server-timeout` "The bot is restarting", so the
+/// sender knows to retry; presence and the like need none.
+async fn refuse_at_shutdown(
+    stream: &mut ComponentStream,
+    stanza: &Element,
+) -> Result<(), LinkError> {
+    let spec = StanzaErrorSpec::new(
+        ErrorType::Wait,
+        "remote-server-timeout",
+        Some("The bot is restarting"),
+    );
+    let refusal = wants_answer(stanza)
+        .then(|| stanza_to_request(stanza).ok())
+        .flatten()
+        .and_then(|request| error_reply(&request, &spec));
+    match refusal {
+        Some(error) => write(stream, &[&error]).await,
+        None => {
+            debug!(
+                kind = stanza.name(),
+                "ignoring a stanza while shutting down"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Whether a stanza's sender waits for an answer: a message to the bot
+/// (never a room's message, never an error) or an IQ request.
+fn wants_answer(stanza: &Element) -> bool {
+    if stanza.ns() != COMPONENT_NS {
+        return false;
+    }
+    match (stanza.name(), stanza.attr("type")) {
+        ("message", Some("groupchat" | "error")) => false,
+        ("message", _) => true,
+        ("iq", Some("get" | "set")) => true,
+        _ => false,
     }
 }
 
@@ -652,7 +869,7 @@ async fn ping(stream: &mut ComponentStream, domain: &str) -> Result<(), LinkErro
 
 /// A XEP-0199 ping from and to the component's domain, and its fresh id.
 fn ping_stanza(domain: &str) -> (String, Element) {
-    let id = format!("{KEEPALIVE_ID_PREFIX}{}", uuid::Uuid::new_v4());
+    let id = format!("{}{}", own_ping_prefix(), uuid::Uuid::new_v4().simple());
     let ping = Element::builder("iq", COMPONENT_NS)
         .attr(name("type"), "get")
         .attr(name("from"), domain)
@@ -711,6 +928,71 @@ mod tests {
             StreamError::from_element(&element("<error xmlns='jabber:component:accept'/>"))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn only_messages_to_the_bot_and_iq_requests_want_an_answer() {
+        let wants = |xml: &str| wants_answer(&element(xml));
+        let ns = "xmlns='jabber:component:accept'";
+        assert!(wants(&format!("<message {ns} type='chat'/>")));
+        assert!(wants(&format!("<message {ns}/>")));
+        assert!(wants(&format!("<iq {ns} type='get'/>")));
+        assert!(wants(&format!("<iq {ns} type='set'/>")));
+        assert!(!wants(&format!("<message {ns} type='groupchat'/>")));
+        assert!(!wants(&format!("<message {ns} type='error'/>")));
+        assert!(!wants(&format!("<iq {ns} type='result'/>")));
+        assert!(!wants(&format!("<presence {ns} type='subscribe'/>")));
+        assert!(!wants("<message xmlns='urn:example' type='chat'/>"));
+    }
+
+    /// A group of writes waiting on `unconfirmed`, and how its waiter ends.
+    fn waiting(unconfirmed: &mut Unconfirmed, id: &str) -> oneshot::Receiver<()> {
+        let (written, confirmation) = oneshot::channel();
+        unconfirmed
+            .waiting
+            .push_back((id.to_owned(), Instant::now(), vec![written]));
+        confirmation
+    }
+
+    #[tokio::test]
+    async fn an_echo_confirms_its_group_and_every_earlier_one() {
+        let own = own_ping_prefix();
+        let mut unconfirmed = Unconfirmed::default();
+        let mut first = waiting(&mut unconfirmed, &format!("{own}1"));
+        let mut second = waiting(&mut unconfirmed, &format!("{own}2"));
+        let mut third = waiting(&mut unconfirmed, &format!("{own}3"));
+        unconfirmed.echoed(&format!("{own}2"));
+        assert_eq!(first.try_recv(), Ok(()));
+        assert_eq!(second.try_recv(), Ok(()));
+        assert!(third.try_recv().is_err(), "not yet");
+        assert!(!unconfirmed.shared);
+        // A lost session confirms nothing.
+        drop(unconfirmed);
+        assert_eq!(third.try_recv(), Err(oneshot::error::TryRecvError::Closed));
+    }
+
+    #[tokio::test]
+    async fn another_connectors_ping_means_a_shared_link() {
+        let own = own_ping_prefix();
+        let mut unconfirmed = Unconfirmed::default();
+        let mut mine = waiting(&mut unconfirmed, &format!("{own}1"));
+        unconfirmed.echoed("keepalive-0123456789ab-77");
+        assert!(unconfirmed.shared);
+        assert_eq!(mine.try_recv(), Ok(()), "no echo can be counted on now");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_echo_that_never_comes_counts_as_taken_on_a_live_link() {
+        let own = own_ping_prefix();
+        let mut unconfirmed = Unconfirmed::default();
+        let mut lost = waiting(&mut unconfirmed, &format!("{own}1"));
+        let deadline = unconfirmed.deadline().expect("waiting");
+        unconfirmed.expire(deadline - Duration::from_millis(1));
+        assert!(lost.try_recv().is_err(), "not before the deadline");
+        tokio::time::advance(CONFIRM_WAIT).await;
+        unconfirmed.expire(Instant::now());
+        assert_eq!(lost.try_recv(), Ok(()));
+        assert_eq!(unconfirmed.deadline(), None);
     }
 
     #[test]

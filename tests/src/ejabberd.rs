@@ -64,6 +64,12 @@ pub struct Ejabberd {
 impl Ejabberd {
     /// Starts ejabberd with the default test configuration.
     pub async fn start() -> Result<Self> {
+        Self::start_with_config("").await
+    }
+
+    /// Starts ejabberd with extra top-level ejabberd.yml options appended,
+    /// e.g. `domain_balancing:` for the component's domain.
+    pub async fn start_with_config(extra_top_level_yaml: &str) -> Result<Self> {
         let mut last_error: BoxError = "ejabberd was not started".into();
         for _ in 0..PORT_ATTEMPTS {
             let dir = TempDir::new("ejabberd")?;
@@ -79,7 +85,7 @@ impl Ejabberd {
                 beam_pid: None,
                 dir,
             };
-            server.write_config()?;
+            server.write_config(extra_top_level_yaml)?;
             match server.launch().await {
                 Ok(()) => return Ok(server),
                 // Another process bound one of our ports between probe and
@@ -93,12 +99,15 @@ impl Ejabberd {
         Err(last_error)
     }
 
-    fn write_config(&self) -> Result<()> {
+    fn write_config(&self, extra_top_level_yaml: &str) -> Result<()> {
         let dir = self.dir.path();
         for sub in ["spool", "logs"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
-        std::fs::write(dir.join("ejabberd.yml"), self.config())?;
+        std::fs::write(
+            dir.join("ejabberd.yml"),
+            format!("{}{extra_top_level_yaml}\n", self.config()),
+        )?;
         std::fs::write(dir.join("ejabberdctl.cfg"), self.ctl_config())?;
         // Name resolution as the packaged config has it (localhost only).
         std::fs::write(

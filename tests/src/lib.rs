@@ -11,6 +11,8 @@
 //! - [`Connector`]: the product's connector binary with captured logs.
 //! - [`CheckCommand`]: one run of `xmpp-lambda-connector check`, its lines
 //!   found by check name ([`CheckRun`]).
+//! - [`ChatLoad`]: a steady stream of chat messages from a few users, and
+//!   what became of each (replied, an error, or silence).
 //! - [`Moto`]: moto's SQS server.
 //! - [`LambdaFunction`] and [`SqsTrigger`]: the function under cargo
 //!   lambda's emulator, fed by the local SQS trigger.
@@ -24,6 +26,7 @@
 
 mod assertions;
 mod bot_server;
+mod chat_load;
 mod check_run;
 mod component_probe;
 mod connector;
@@ -46,6 +49,7 @@ use std::path::{Path, PathBuf};
 
 pub use assertions::{STANZAS_NS, TEST_PASSWORD, assert_stanza_error, login};
 pub use bot_server::{BotReply, BotRequest, BotServer, echo_reply};
+pub use chat_load::{Answer, ChatLoad, LoadMessage, LoadReport};
 pub use check_run::{CheckCommand, CheckRun};
 pub use component_probe::component_handshake;
 pub use connector::{CONNECTOR_BIN, Connector};
