@@ -59,7 +59,7 @@ pub use memory::{ProcessMemory, process_memory};
 pub use moto::Moto;
 pub use net::{free_port, wait_for_tcp};
 pub use prosody::Prosody;
-pub use serverless::{FUNCTION_NAME, LambdaFunction, SqsTrigger};
+pub use serverless::{FUNCTION_NAME, LambdaFunction, QueueConsumer, SqsTrigger};
 pub use sqs_gate::SqsGate;
 pub use temp_dir::TempDir;
 pub use xmpp_client::{CLIENT_NS, XmppClient, body_of, escape_xml, parse_stanza};

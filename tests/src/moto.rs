@@ -306,6 +306,16 @@ impl Moto {
         Ok(())
     }
 
+    /// A connector's environment for the sqs transport on this server:
+    /// [`Moto::aws_env`], `TRANSPORT=sqs` and the two queues.
+    pub fn sqs_transport_env(&self, requests: &str, replies: &str) -> Vec<(&'static str, String)> {
+        let mut env = self.aws_env();
+        env.push(("TRANSPORT", "sqs".to_owned()));
+        env.push(("REQUEST_QUEUE_URL", requests.to_owned()));
+        env.push(("REPLY_QUEUE_URL", replies.to_owned()));
+        env
+    }
+
     /// The environment an AWS SDK client needs to use this server: the
     /// endpoint, a region, static test credentials and no metadata lookups.
     pub fn aws_env(&self) -> Vec<(&'static str, String)> {

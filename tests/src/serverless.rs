@@ -210,3 +210,32 @@ fn serverless_child(command: &mut Command, moto: &Moto) {
         command.env(key, value);
     }
 }
+
+/// One "Lambda" consuming a request queue: the function and the trigger
+/// that feeds it batches of up to 10, as Lambda's event source mapping
+/// would. Dropping it stops both.
+#[derive(Debug)]
+pub struct QueueConsumer {
+    /// Kept for its `Drop`.
+    _function: LambdaFunction,
+    /// Kept for its `Drop`.
+    _trigger: SqsTrigger,
+}
+
+impl QueueConsumer {
+    /// The function (`bootstrap` with `env`, e.g. `BOT=echo`) answering
+    /// `requests` on `replies`.
+    pub async fn start(
+        moto: &Moto,
+        requests: &str,
+        replies: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let function = LambdaFunction::start(moto, replies, env).await?;
+        let trigger = SqsTrigger::start(moto, requests, &function, 10).await?;
+        Ok(QueueConsumer {
+            _function: function,
+            _trigger: trigger,
+        })
+    }
+}

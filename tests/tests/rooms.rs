@@ -11,8 +11,8 @@ use xmpp_lambda_tests::muc::{
     invite_through_room, join_room, kick, say,
 };
 use xmpp_lambda_tests::{
-    BotServer, Connector, Ejabberd, LambdaFunction, Moto, Prosody, Result, SqsTrigger, XmppServer,
-    body_of, free_port, login,
+    BotServer, Connector, Ejabberd, Moto, Prosody, QueueConsumer, Result, XmppServer, body_of,
+    free_port, login,
 };
 
 /// How long anything that should happen may take.
@@ -365,15 +365,9 @@ async fn rooms_work_through_the_sqs_transport() -> Result<()> {
     let moto = Moto::start().await?;
     let requests = moto.create_queue("requests").await?;
     let replies = moto.create_queue("replies").await?;
-    let function = LambdaFunction::start(&moto, &replies, &[("BOT", "echo")]).await?;
-    let _trigger = SqsTrigger::start(&moto, &requests, &function, 10).await?;
-    let mut env: Vec<(&str, String)> = moto.aws_env();
-    env.extend([
-        ("TRANSPORT", "sqs".to_owned()),
-        ("REQUEST_QUEUE_URL", requests.clone()),
-        ("REPLY_QUEUE_URL", replies.clone()),
-        ("COMPONENT_ROOMS", ops.clone()),
-    ]);
+    let _consumer = QueueConsumer::start(&moto, &requests, &replies, &[("BOT", "echo")]).await?;
+    let mut env = moto.sqs_transport_env(&requests, &replies);
+    env.push(("COMPONENT_ROOMS", ops.clone()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let connector = Connector::start_for(&prosody, &env).await?;
     connector.wait_for_log(JOINED, WAIT).await?;

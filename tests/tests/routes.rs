@@ -9,8 +9,8 @@ use serde_json::json;
 use tokio::time::Instant;
 use xmpp_lambda_shared::signing::{SIGNATURE_HEADER, TIMESTAMP_HEADER, unix_seconds, verify};
 use xmpp_lambda_tests::{
-    BotReply, BotRequest, BotServer, Connector, LambdaFunction, Moto, Prosody, Result, SqsTrigger,
-    TempDir, XmppClient, XmppServer, assert_stanza_error, body_of, echo_reply, login,
+    BotReply, BotRequest, BotServer, Connector, Moto, Prosody, QueueConsumer, Result, TempDir,
+    XmppClient, XmppServer, assert_stanza_error, body_of, echo_reply, login,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -177,17 +177,15 @@ async fn sqs_routes_reach_their_own_queues_and_functions() -> Result<()> {
     let replies = moto.create_queue("replies").await?;
     let weather_bot =
         BotServer::start(|_| async { BotReply::json(json!({"body": "sunny"})) }).await?;
-    let echo_function = LambdaFunction::start(&moto, &replies, &[("BOT", "echo")]).await?;
+    let _echo = QueueConsumer::start(&moto, &echo_requests, &replies, &[("BOT", "echo")]).await?;
     let weather_url = weather_bot.url();
-    let weather_function = LambdaFunction::start(
+    let _weather = QueueConsumer::start(
         &moto,
+        &weather_requests,
         &replies,
         &[("BOT", "proxy"), ("COMPONENT_POST_URL", &weather_url)],
     )
     .await?;
-    let _echo_trigger = SqsTrigger::start(&moto, &echo_requests, &echo_function, 10).await?;
-    let _weather_trigger =
-        SqsTrigger::start(&moto, &weather_requests, &weather_function, 10).await?;
     let config = format!(
         "transport = \"sqs\"\nreply_queue_url = \"{replies}\"\n\
          [[route]]\nlocalpart = \"echo\"\nrequest_queue_url = \"{echo_requests}\"\n\

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use xmpp_lambda_bench::soak::{self, Progress, SoakConfig, SoakSummary, UserLedger};
 use xmpp_lambda_tests::{
-    BotReply, BotRequest, BotServer, Connector, LambdaFunction, Moto, Prosody, Result, SqsTrigger,
+    BotReply, BotRequest, BotServer, Connector, Moto, Prosody, QueueConsumer, Result,
     TEST_PASSWORD, XmppServer, echo_reply, process_memory,
 };
 
@@ -173,7 +173,7 @@ struct SqsPath {
     requests: String,
     replies: String,
     dead_letters: String,
-    _consumer: (LambdaFunction, SqsTrigger),
+    _consumer: QueueConsumer,
 }
 
 impl SqsPath {
@@ -198,28 +198,24 @@ impl SqsPath {
             .create_queue_with(&format!("replies{suffix}"), &[("VisibilityTimeout", "5")])
             .await?;
         let bot_url = bot.url();
-        let function = LambdaFunction::start(
+        let consumer = QueueConsumer::start(
             &moto,
+            &requests,
             &replies,
             &[("BOT", "proxy"), ("COMPONENT_POST_URL", &bot_url)],
         )
         .await?;
-        let trigger = SqsTrigger::start(&moto, &requests, &function, 10).await?;
         Ok(SqsPath {
             moto,
             requests,
             replies,
             dead_letters,
-            _consumer: (function, trigger),
+            _consumer: consumer,
         })
     }
 
     fn connector_env(&self) -> Vec<(&'static str, String)> {
-        let mut env = self.moto.aws_env();
-        env.push(("TRANSPORT", "sqs".to_owned()));
-        env.push(("REQUEST_QUEUE_URL", self.requests.clone()));
-        env.push(("REPLY_QUEUE_URL", self.replies.clone()));
-        env
+        self.moto.sqs_transport_env(&self.requests, &self.replies)
     }
 }
 

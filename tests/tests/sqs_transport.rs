@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use xmpp_lambda_tests::{
-    BotReply, BotRequest, BotServer, Connector, LambdaFunction, Moto, Prosody, Result, SqsTrigger,
-    XmppClient, XmppServer, assert_stanza_error, body_of, echo_reply, login,
+    BotReply, BotRequest, BotServer, Connector, Moto, Prosody, QueueConsumer, Result, XmppClient,
+    XmppServer, assert_stanza_error, body_of, echo_reply, login,
 };
 
 /// How long anything that should happen may take.
@@ -60,7 +60,7 @@ struct Queues {
     replies: String,
     dead_letters: String,
     /// Kept for their `Drop`: the processes stop with the test.
-    _consumers: Vec<(LambdaFunction, SqsTrigger)>,
+    _consumers: Vec<QueueConsumer>,
 }
 
 impl Queues {
@@ -97,9 +97,7 @@ impl Queues {
         };
         let mut consumers = Vec::new();
         for _ in 0..options.consumers {
-            let function = LambdaFunction::start(&moto, &replies, &bot_env).await?;
-            let trigger = SqsTrigger::start(&moto, &requests, &function, 10).await?;
-            consumers.push((function, trigger));
+            consumers.push(QueueConsumer::start(&moto, &requests, &replies, &bot_env).await?);
         }
         Ok(Queues {
             moto,
@@ -112,11 +110,7 @@ impl Queues {
 
     /// The connector's environment for these queues.
     fn connector_env(&self) -> Vec<(&'static str, String)> {
-        let mut env = self.moto.aws_env();
-        env.push(("TRANSPORT", "sqs".to_owned()));
-        env.push(("REQUEST_QUEUE_URL", self.requests.clone()));
-        env.push(("REPLY_QUEUE_URL", self.replies.clone()));
-        env
+        self.moto.sqs_transport_env(&self.requests, &self.replies)
     }
 }
 

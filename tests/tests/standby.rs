@@ -30,9 +30,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use xmpp_lambda_tests::{
-    Answer, BotReply, BotRequest, BotServer, ChatLoad, Connector, Ejabberd, LambdaFunction,
-    LoadReport, Moto, Prosody, Result, SqsTrigger, XmppClient, XmppServer, body_of, echo_reply,
-    free_port, login,
+    Answer, BotReply, BotRequest, BotServer, ChatLoad, Connector, Ejabberd, LoadReport, Moto,
+    Prosody, QueueConsumer, Result, XmppClient, XmppServer, body_of, echo_reply, free_port, login,
 };
 
 /// How long anything that should happen may take.
@@ -724,7 +723,7 @@ struct Queues {
     requests: String,
     replies: String,
     /// Kept for their `Drop`: the processes stop with the test.
-    _serverless: (LambdaFunction, SqsTrigger),
+    _serverless: QueueConsumer,
 }
 
 impl Queues {
@@ -739,26 +738,22 @@ impl Queues {
             .create_queue_with("replies", &[("VisibilityTimeout", REPLY_VISIBILITY)])
             .await?;
         let bot_url = bot.url();
-        let function = LambdaFunction::start(
+        let consumer = QueueConsumer::start(
             &moto,
+            &requests,
             &replies,
             &[("BOT", "proxy"), ("COMPONENT_POST_URL", &bot_url)],
         )
         .await?;
-        let trigger = SqsTrigger::start(&moto, &requests, &function, 10).await?;
         Ok(Queues {
             moto,
             requests,
             replies,
-            _serverless: (function, trigger),
+            _serverless: consumer,
         })
     }
 
     fn connector_env(&self) -> Vec<(&'static str, String)> {
-        let mut env = self.moto.aws_env();
-        env.push(("TRANSPORT", "sqs".to_owned()));
-        env.push(("REQUEST_QUEUE_URL", self.requests.clone()));
-        env.push(("REPLY_QUEUE_URL", self.replies.clone()));
-        env
+        self.moto.sqs_transport_env(&self.requests, &self.replies)
     }
 }
