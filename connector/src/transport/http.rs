@@ -89,8 +89,10 @@ impl HttpTransport {
             }
         };
         let signing_headers = match &self.signer {
-            // The signer logs its failure itself, once.
-            Some(signer) => match signer.signing_headers(&self.url, JSON, &body).await {
+            // The signer logs its failure itself, once. Boxed: the AWS
+            // credential chain makes its future ~11 KB, and every request's
+            // task would otherwise carry (and copy) that much.
+            Some(signer) => match Box::pin(signer.signing_headers(&self.url, JSON, &body)).await {
                 Ok(headers) => headers,
                 Err(_) => return BotResponse::no_response(),
             },
