@@ -112,17 +112,14 @@ impl EchoComponent {
             escape(&settings.domain)
         );
         component.socket.write_all(header.as_bytes()).await?;
-        let stream_id = loop {
-            match component.next_item().await? {
-                StreamItem::Open(tag) => {
-                    break stream_id_of(&tag).ok_or(ComponentError::NoStreamId)?;
-                }
-                StreamItem::Close => return Err(ComponentError::Closed),
-                StreamItem::Stanza(bytes) => {
-                    return Err(ComponentError::Refused(
-                        String::from_utf8_lossy(&bytes).into_owned(),
-                    ));
-                }
+        // The server's header comes first; anything else is a refusal.
+        let stream_id = match component.next_item().await? {
+            StreamItem::Open(tag) => stream_id_of(&tag).ok_or(ComponentError::NoStreamId)?,
+            StreamItem::Close => return Err(ComponentError::Closed),
+            StreamItem::Stanza(bytes) => {
+                return Err(ComponentError::Refused(
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                ));
             }
         };
         let answer = format!(
