@@ -24,7 +24,9 @@ def machine():
         pass
     try:
         prosody = subprocess.run(["prosodyctl", "about"], capture_output=True, text=True, timeout=10).stdout
-        version = next((l.split()[-1] for l in prosody.splitlines() if l.startswith("Prosody ")), "?")
+        # "Prosody 0.12.3", not a warning such as "Prosody was unable to find lua-unbound".
+        version = next((l.split()[1] for l in prosody.splitlines()
+                        if l.startswith("Prosody ") and l.split()[1][:1].isdigit()), "?")
     except (OSError, subprocess.SubprocessError):
         version = "?"
     return {
