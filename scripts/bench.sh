@@ -6,7 +6,8 @@
 #   BENCH_OUT=DIR   where results.json goes (default target/bench)
 #
 # Everything runs on loopback: Prosody from a generated config (rate limits
-# off), a Rust HTTP echo bot, the connector (http transport), and the
+# off), a Rust HTTP echo bot, the connector (http transport), the ceiling
+# (`bench-echo-component`, a trivial echo component without HTTP), and the
 # load generator `xmpp-loadgen` from bench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,9 +26,11 @@ STARTED=$(date +%s)
 if [ "$QUICK" = 1 ]; then
   PING_COUNT=2000; ECHO_COUNT=300; INIT_RUNS=3; SQS_LOW_COUNT=20; SQS_HIGH_COUNT=300
   LEVELS=("1x1" "10x10")
+  CEILING_LEVELS=("1x1" "4x4")
 else
   PING_COUNT=100000; ECHO_COUNT=30000; INIT_RUNS=20; SQS_LOW_COUNT=100; SQS_HIGH_COUNT=3000
   LEVELS=("1x1" "4x4" "10x10" "20x25")
+  CEILING_LEVELS=("1x1" "4x4" "16x8")
 fi
 PING_LEVELS=("1x1" "10x10" "20x25")
 
@@ -129,7 +132,7 @@ done
 # Registers users load0..loadN-1 once (the load generator can, but one
 # prosodyctl per user per level would dominate a quick run).
 max_sessions=1
-for level in "${LEVELS[@]}" "${PING_LEVELS[@]}"; do
+for level in "${LEVELS[@]}" "${PING_LEVELS[@]}" "${CEILING_LEVELS[@]}"; do
   s=${level%x*}
   [ "$s" -gt "$max_sessions" ] && max_sessions=$s
 done
@@ -204,6 +207,84 @@ else
   tail -5 "$CONNECTOR_LOG" >&2 || true
   record echo_unavailable '"the connector did not start"'
 fi
+
+# ---------------------------------------------------------------- ceiling: connector vs a trivial component
+# The same Prosody, the same load, once through the connector (http
+# transport, the echo bot) and once through `bench-echo-component`, which
+# answers in place without HTTP: what Prosody carries and spends per message
+# with it is what any component could hope for. Each request in flight is
+# its own conversation (`echo{k}`): the connector keeps a conversation's
+# requests one after the other (the order rule), and a trivial component
+# answers a conversation's whole window at once, so with one conversation
+# per session the depth would measure that rule rather than the connector.
+# One pair at the deepest level does measure it (one conversation per
+# session). Prosody's side of the component stream is counted in TCP
+# segments (`ss`): how many writes it had to read, whatever the timing.
+CEILING_PID=
+start_ceiling() { # log file
+  local log_file=$1 attempt
+  # Prosody may not have seen the previous component go yet: it refuses a
+  # second link for the domain until then.
+  for attempt in 1 2 3; do
+    COMPONENT_JID=bot.localhost COMPONENT_SECRET=$SECRET COMPONENT_SERVER=127.0.0.1:$COMPONENT_PORT \
+      "$BIN/bench-echo-component" >"$log_file" 2>&1 &
+    CEILING_PID=$!
+    PIDS+=("$CEILING_PID")
+    wait_for_line "$log_file" "component link established" 10 "$CEILING_PID" && return 0
+    kill "$CEILING_PID" 2>/dev/null || true
+    wait "$CEILING_PID" 2>/dev/null || true
+    sleep 0.5
+  done
+  return 1
+}
+stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# Data segments Prosody received and sent on the component stream so far.
+component_segments() {
+  command -v ss >/dev/null || { echo "null null"; return; }
+  ss -tinH state established "( sport = :$COMPONENT_PORT )" | awk '
+    { for (i = 1; i <= NF; i++) {
+        if ($i ~ /^data_segs_in:/) { split($i, a, ":"); din += a[2] }
+        if ($i ~ /^data_segs_out:/) { split($i, a, ":"); dout += a[2] } } }
+    END { print din + 0, dout + 0 }'
+}
+# Runs one level against the component with PID $2; records it.
+measure_component() { # kind pid level target conversations
+  local kind=$1 pid=$2 level=$3 target=$4 conversations=$5 s w cpu0 pcpu0 bcpu0 segs0 segs1 run
+  s=${level%x*}; w=${level#*x}
+  log "ceiling ${s}x${w} ($conversations): $ECHO_COUNT round trips through the $kind"
+  cpu0=$(cpu_seconds "$pid"); pcpu0=$(cpu_seconds "$PROSODY_PID"); bcpu0=$(cpu_seconds "$ECHO_PID")
+  segs0=$(component_segments)
+  run=$(loadgen --mode message --target "$target" --sessions "$s" --in-flight "$w" \
+    --count "$ECHO_COUNT" --warmup 10)
+  segs1=$(component_segments)
+  record ceiling "{\"kind\":\"$kind\",\"level\":\"$level\",\"conversations\":\"$conversations\",\"xmpp\":$run,\"component_cpu_s\":$(delta "$cpu0" "$(cpu_seconds "$pid")"),\"prosody_cpu_s\":$(delta "$pcpu0" "$(cpu_seconds "$PROSODY_PID")"),\"bot_cpu_s\":$(delta "$bcpu0" "$(cpu_seconds "$ECHO_PID")"),\"segments\":$(segments_json "$segs0" "$segs1")}"
+}
+segments_json() { # "in out" before, "in out" after
+  set -- $1 $2
+  if [ "$1" = null ] || [ "$3" = null ]; then echo null; return; fi
+  echo "{\"in\":$(($3 - $1)),\"out\":$(($4 - $2))}"
+}
+ceiling_pair() { # level target conversations
+  local level=$1 target=$2 conversations=$3
+  if COMPONENT_POST_URL=$ECHO_URL start_connector http "$WORK/ceiling-connector.log"; then
+    measure_component connector "$CONNECTOR_PID" "$level" "$target" "$conversations"
+    stop_pid "$CONNECTOR_PID"
+  else
+    log "ceiling: the connector did not link"
+  fi
+  if start_ceiling "$WORK/ceiling.log"; then
+    measure_component ceiling "$CEILING_PID" "$level" "$target" "$conversations"
+    stop_pid "$CEILING_PID"
+  else
+    log "ceiling: bench-echo-component did not link"
+    tail -3 "$WORK/ceiling.log" >&2 || true
+  fi
+}
+for level in "${CEILING_LEVELS[@]}"; do
+  ceiling_pair "$level" 'echo{k}@bot.localhost' per_request
+done
+deepest=${CEILING_LEVELS[${#CEILING_LEVELS[@]}-1]}
+ceiling_pair "$deepest" 'echo@bot.localhost' per_session
 
 # ---------------------------------------------------------------- SQS transport through moto
 # moto behind bench-sqs-counter, which counts API calls by queue and action:

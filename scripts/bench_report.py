@@ -24,7 +24,9 @@ def machine():
         pass
     try:
         prosody = subprocess.run(["prosodyctl", "about"], capture_output=True, text=True, timeout=10).stdout
-        version = next((l.split()[-1] for l in prosody.splitlines() if l.startswith("Prosody ")), "?")
+        # "Prosody 0.12.3", not a warning such as "Prosody was unable to find lua-unbound".
+        version = next((l.split()[1] for l in prosody.splitlines()
+                        if l.startswith("Prosody ") and l.split()[1][:1].isdigit()), "?")
     except (OSError, subprocess.SubprocessError):
         version = "?"
     return {
@@ -107,6 +109,9 @@ def main():
     if "echo_unavailable" in by:
         rows.append(("echo via Prosody + connector", "-", None, None, None, "not available: connector did not start"))
 
+    ceiling_rows, summary["ceiling"] = ceiling(by.get("ceiling", []))
+    rows.extend(ceiling_rows)
+
     idle = (by.get("connector_idle") or [None])[0]
     if idle:
         peak = max((e["hwm_kib"] for e in echo), default=None)
@@ -154,9 +159,109 @@ def main():
         cells = [str(c).rjust(widths[i]) if 1 < i < 5 else str(c).ljust(widths[i]) for i, c in enumerate(r[:5])]
         print("| " + " | ".join(cells) + f" | {r[5]} |")
     print("level = sessions x in-flight requests per session")
+    print_ceiling_table(summary["ceiling"])
     with open(out_path, "w") as f:
         json.dump(summary, f, indent=2)
     print(f"figures written to {out_path}")
+
+
+# Targets against the ceiling: throughput ratio by level, and the rest.
+THROUGHPUT_TARGETS = {"16x8": 0.9, "4x4": 0.8}
+PROSODY_CPU_TARGET = 1.05
+CONNECTOR_CPU_US_TARGET = 30.0
+P50_1X1_TARGET_MS = 0.15
+
+
+def per_message(run):
+    """CPU per message (microseconds) and component-stream segments per
+    message of one `ceiling` record."""
+    x = run["xmpp"]
+    n = max(x["round_trips"] + x["errors"], 1)
+    segments = run.get("segments")
+    return {
+        "level": run["level"], "conversations": run["conversations"], "xmpp": x,
+        "prosody_cpu_us_per_msg": run["prosody_cpu_s"] * 1e6 / n,
+        "component_cpu_us_per_msg": run["component_cpu_s"] * 1e6 / n,
+        "bot_cpu_us_per_msg": run["bot_cpu_s"] * 1e6 / n if run.get("bot_cpu_s") is not None else None,
+        "segments_in_per_msg": segments["in"] / n if segments else None,
+        "segments_out_per_msg": segments["out"] / n if segments else None,
+    }
+
+
+def ceiling(runs):
+    """Pairs each connector run with the ceiling's run at the same level and
+    conversation pattern; returns table rows and the JSON summary."""
+    by_key = {}
+    for run in runs:
+        by_key.setdefault((run["level"], run["conversations"]), {})[run["kind"]] = per_message(run)
+    rows, pairs = [], []
+    for (level, conversations), kinds in by_key.items():
+        label = level if conversations == "per_request" else f"{level} (1 conv/session)"
+        ours, best = kinds.get("connector"), kinds.get("ceiling")
+        if best:
+            b = best["xmpp"]
+            rows.append(("ceiling: trivial echo component, no HTTP", label, b["rate_per_s"], b["p50_ms"], b["p99_ms"],
+                         f"CPU us/msg: Prosody {fmt(best['prosody_cpu_us_per_msg'], 1)}, "
+                         f"component {fmt(best['component_cpu_us_per_msg'], 1)}; Prosody reads "
+                         f"{fmt(best['segments_in_per_msg'], 3)} segments/msg" + failures(b)))
+        if not (ours and best):
+            rows.append(("connector vs ceiling", label, None, None, None, "not available"))
+            continue
+        o, b = ours["xmpp"], best["xmpp"]
+        ratio = lambda a, c: a / c if a is not None and c else None
+        pair = {
+            "level": level, "conversations": conversations, "connector": ours, "ceiling": best,
+            "throughput_ratio": ratio(o["rate_per_s"], b["rate_per_s"]),
+            "prosody_cpu_ratio": ratio(ours["prosody_cpu_us_per_msg"], best["prosody_cpu_us_per_msg"]),
+            "connector_cpu_us_per_msg": ours["component_cpu_us_per_msg"],
+            "p50_delta_ms": (o["p50_ms"] - b["p50_ms"]) if o["p50_ms"] is not None and b["p50_ms"] is not None
+            else None,
+        }
+        pairs.append(pair)
+        rows.append(("echo via Prosody + connector, vs ceiling", label, o["rate_per_s"], o["p50_ms"], o["p99_ms"],
+                     f"throughput {fmt(pair['throughput_ratio'])} of ceiling; Prosody CPU/msg "
+                     f"{fmt(pair['prosody_cpu_ratio'])}x; connector {fmt(pair['connector_cpu_us_per_msg'], 1)} us/msg; "
+                     f"p50 {fmt(pair['p50_delta_ms'], 3)} ms over; Prosody reads "
+                     f"{fmt(ours['segments_in_per_msg'], 3)} segments/msg" + failures(o)))
+    return rows, pairs
+
+
+def verdict(value, ok):
+    if value is None or ok is None:
+        return ""
+    return " (met)" if ok else " (missed)"
+
+
+def print_ceiling_table(pairs):
+    if not pairs:
+        return
+    print()
+    print("Against the ceiling (same run; targets in brackets):")
+    header = ("level", "conversations", "throughput / ceiling", "Prosody CPU per msg / ceiling's",
+              "connector CPU us/msg", "p50 over ceiling, ms")
+    table = [header]
+    for p in pairs:
+        level, tput, pcpu, ccpu, dp50 = (p["level"], p["throughput_ratio"], p["prosody_cpu_ratio"],
+                                         p["connector_cpu_us_per_msg"], p["p50_delta_ms"])
+        per_request = p["conversations"] == "per_request"
+        tput_target = THROUGHPUT_TARGETS.get(level) if per_request else None
+        table.append((
+            level,
+            "one per request" if per_request else "one per session",
+            fmt(tput) + (f" [>= {tput_target}]" + verdict(tput, tput >= tput_target)
+                         if tput_target and tput is not None else ""),
+            fmt(pcpu) + (f" [<= {PROSODY_CPU_TARGET}]" + verdict(pcpu, pcpu <= PROSODY_CPU_TARGET)
+                         if pcpu is not None else ""),
+            fmt(ccpu, 1) + (f" [<= {CONNECTOR_CPU_US_TARGET:.0f}]" + verdict(ccpu, ccpu <= CONNECTOR_CPU_US_TARGET)
+                            if ccpu is not None else ""),
+            fmt(dp50, 3) + (f" [<= {P50_1X1_TARGET_MS}]" + verdict(dp50, dp50 <= P50_1X1_TARGET_MS)
+                            if level == "1x1" and dp50 is not None else ""),
+        ))
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    print("| " + " | ".join(str(h).ljust(widths[i]) for i, h in enumerate(header)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in table[1:]:
+        print("| " + " | ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)) + " |")
 
 
 def failures(summary):

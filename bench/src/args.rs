@@ -26,7 +26,10 @@ Flags:
   --prosody-config FILE  register the users first with `prosodyctl --config FILE register`
   --target JID           where messages go, any JID (required for --mode message);
                          {n} is replaced by the session number, so load{n}@DOMAIN
-                         sends each session's messages to itself (Prosody alone)
+                         sends each session's messages to itself (Prosody alone);
+                         {k} by the request's slot (its number modulo --in-flight),
+                         so echo{k}@DOMAIN makes each request in flight its own
+                         conversation
   --http-url URL         the bot's URL (required for --mode http; http:// only)
   --sessions N           concurrent sessions (default 1)
   --in-flight N          requests outstanding per session (default 1)
@@ -95,12 +98,14 @@ impl Options {
         self.user_pattern.replace("{n}", &n.to_string())
     }
 
-    /// The target JID of session `n` (`{n}` in the target becomes the session number).
-    pub fn target_of(&self, n: usize) -> String {
+    /// The target JID of session `n`'s requests in slot `k` (`{n}` in the
+    /// target becomes the session number, `{k}` the slot).
+    pub fn target_of(&self, n: usize, k: usize) -> String {
         self.target
             .as_deref()
             .unwrap_or_default()
             .replace("{n}", &n.to_string())
+            .replace("{k}", &k.to_string())
     }
 }
 
@@ -243,7 +248,9 @@ mod tests {
         assert_eq!(opts.user(3), "u3");
         assert!(opts.json);
         let per_session = parse(args(&["--target", "load{n}@localhost"])).expect("valid flags");
-        assert_eq!(per_session.target_of(7), "load7@localhost");
+        assert_eq!(per_session.target_of(7, 2), "load7@localhost");
+        let per_slot = parse(args(&["--target", "echo{k}@bot"])).expect("valid flags");
+        assert_eq!(per_slot.target_of(7, 2), "echo2@bot");
     }
 
     #[test]

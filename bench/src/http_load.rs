@@ -99,7 +99,7 @@ impl HttpSlots {
             opts.domain,
             self.session
         );
-        let to = match opts.target_of(self.session) {
+        let to = match opts.target_of(self.session, 0) {
             target if target.is_empty() => "echo@bot.localhost".to_owned(),
             target => target,
         };

@@ -190,7 +190,11 @@ async fn drive(
     let mut outstanding: HashMap<u64, Instant> = HashMap::with_capacity(opts.in_flight);
     let mut next_seq = first_seq;
     let padding = "x".repeat(opts.size);
-    let target = xmpp::escape(&opts.target_of(session));
+    // One target per slot: with `{k}` each request in flight is its own
+    // conversation, otherwise they all share one.
+    let targets: Vec<String> = (0..opts.in_flight)
+        .map(|k| xmpp::escape(&opts.target_of(session, k)))
+        .collect();
     let domain = xmpp::escape(&opts.domain);
     let mut out = String::with_capacity(4096);
     loop {
@@ -213,6 +217,7 @@ async fn drive(
                     "<iq type='get' id='p{seq}' to='{domain}'><ping xmlns='urn:xmpp:ping'/></iq>"
                 )),
                 _ => {
+                    let target = &targets[(seq % opts.in_flight as u64) as usize];
                     let tag = format!("#{seq} ");
                     let pad = &padding[..opts.size.saturating_sub(tag.len())];
                     out.push_str(&format!(

@@ -15,7 +15,12 @@ struct Prosody {
     dir: PathBuf,
     /// Its c2s port.
     c2s_port: u16,
+    /// Its component port, where `bot.localhost` links with [`SECRET`].
+    component_port: u16,
 }
+
+/// The component secret of `bot.localhost`.
+const SECRET: &str = "bench-test-secret";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -34,6 +39,7 @@ impl Prosody {
         std::fs::create_dir_all(dir.join("data")).expect("data dir");
         std::fs::create_dir_all(dir.join("certs")).expect("certs dir");
         let c2s_port = free_port();
+        let component_port = free_port();
         let d = dir.display();
         let config = format!(
             r#"run_as_root = true
@@ -44,7 +50,7 @@ log = {{ info = "{d}/prosody.log" }}
 interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {c2s_port} }}
 c2s_direct_tls_ports = {{}}
-component_ports = {{ {component} }}
+component_ports = {{ {component_port} }}
 component_interface = "127.0.0.1"
 modules_enabled = {{ "saslauth", "roster", "disco", "ping" }}
 modules_disabled = {{ "s2s" }}
@@ -52,8 +58,9 @@ c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_hashed"
 VirtualHost "localhost"
-"#,
-            component = free_port()
+Component "bot.localhost"
+  component_secret = "{SECRET}"
+"#
         );
         std::fs::write(dir.join("prosody.cfg.lua"), config).expect("config");
         let child = Command::new("prosody")
@@ -67,6 +74,7 @@ VirtualHost "localhost"
             child,
             dir,
             c2s_port,
+            component_port,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", c2s_port)).is_err() {
@@ -234,5 +242,47 @@ fn direct_http_mode_gets_every_echo_from_the_bench_bot() {
     let _ = bot.kill();
     let _ = bot.wait();
     assert_eq!(summary["round_trips"], 90, "{summary}");
+    assert_eq!(summary["unmatched"], 0, "{summary}");
+}
+
+#[test]
+fn the_ceiling_component_answers_every_message_through_prosody() {
+    let prosody = Prosody::start();
+    let mut component = Command::new(env!("CARGO_BIN_EXE_bench-echo-component"))
+        .env("COMPONENT_JID", "bot.localhost")
+        .env("COMPONENT_SECRET", SECRET)
+        .env(
+            "COMPONENT_SERVER",
+            format!("127.0.0.1:{}", prosody.component_port),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bench-echo-component starts");
+    let mut line = String::new();
+    let stdout = component.stdout.take().expect("piped stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("readiness line");
+    assert_eq!(line.trim(), "component link established");
+    let port = prosody.c2s_port.to_string();
+    let config = prosody.config();
+    let summary = loadgen(&[
+        "--port",
+        &port,
+        "--prosody-config",
+        config.to_str().expect("utf-8 temp path"),
+        "--target",
+        "echo{k}@bot.localhost",
+        "--sessions",
+        "2",
+        "--in-flight",
+        "3",
+        "--count",
+        "60",
+    ]);
+    let _ = component.kill();
+    let _ = component.wait();
+    assert_eq!(summary["round_trips"], 60, "{summary}");
+    assert_eq!(summary["errors"], 0, "{summary}");
     assert_eq!(summary["unmatched"], 0, "{summary}");
 }

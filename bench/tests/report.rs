@@ -37,6 +37,14 @@ fn the_report_reads_loadgen_summaries() {
             r#"{{"figure":"direct_http","data":{{"level":"1x1","http":{}}}}}"#,
             summary("http", 1, 1, 100, 1)
         ),
+        format!(
+            r#"{{"figure":"ceiling","data":{{"kind":"connector","level":"4x4","conversations":"per_request","xmpp":{},"component_cpu_s":0.003,"prosody_cpu_s":0.02,"bot_cpu_s":0.001,"segments":{{"in":50,"out":25}}}}}}"#,
+            summary("message", 4, 4, 100, 2)
+        ),
+        format!(
+            r#"{{"figure":"ceiling","data":{{"kind":"ceiling","level":"4x4","conversations":"per_request","xmpp":{},"component_cpu_s":0.001,"prosody_cpu_s":0.03,"bot_cpu_s":0.0,"segments":null}}}}"#,
+            summary("message", 4, 4, 200, 1)
+        ),
         r#"{"figure":"sqs_unavailable","data":"not available"}"#.to_owned(),
         r#"{"figure":"init","data":{"runs":3,"init_ms":[1.0,2.0,3.0],"first_event_ms":[1.5,2.5,3.5],"outcome":"response","answer":"{}"}}"#.to_owned(),
         r#"{"figure":"zip","data":{"bytes":3000000}}"#.to_owned(),
@@ -72,6 +80,25 @@ fn the_report_reads_loadgen_summaries() {
     assert_eq!(report["zip_bytes"], 3_000_000);
     assert_eq!(report["sqs"], "not available");
     assert!(table.contains("echo via Prosody + connector"), "{table}");
+
+    // The connector against the ceiling at 4x4: 100/s vs 200/s, Prosody
+    // 200 vs 150 us per message, the connector 30 us per message.
+    let pair = &report["ceiling"][0];
+    let close = |value: &serde_json::Value, expected: f64| {
+        value.as_f64().is_some_and(|v| (v - expected).abs() < 1e-9)
+    };
+    assert!(close(&pair["throughput_ratio"], 0.5), "{pair}");
+    assert!(close(&pair["prosody_cpu_ratio"], 200.0 / 150.0), "{pair}");
+    assert!(close(&pair["connector_cpu_us_per_msg"], 30.0), "{pair}");
+    assert!(close(&pair["p50_delta_ms"], 1.0), "{pair}");
+    assert!(
+        close(&pair["connector"]["segments_in_per_msg"], 0.5),
+        "{pair}"
+    );
+    assert!(pair["ceiling"]["segments_in_per_msg"].is_null(), "{pair}");
+    assert!(table.contains("Against the ceiling"), "{table}");
+    assert!(table.contains("0.50 [>= 0.8] (missed)"), "{table}");
+    assert!(table.contains("30.0 [<= 30] (met)"), "{table}");
     assert!(
         table.contains("2.98") || table.contains("3.00 MB"),
         "{table}"

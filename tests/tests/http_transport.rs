@@ -192,9 +192,10 @@ async fn no_response_when_the_bot_is_down_or_too_slow() -> Result<()> {
     let mut alice = login(&prosody, "alice").await?;
     let echo = echo_jid(&prosody);
 
-    // Nothing listens on this port.
+    // Nothing listens on this port. The connector tries to connect again
+    // until its timeout is spent (tests/tests/bot_connection.rs).
     let down = format!("http://127.0.0.1:{}/bot", free_port());
-    let mut connector_down = connector(&prosody, &down, &[]).await?;
+    let mut connector_down = connector(&prosody, &down, &[("COMPONENT_POST_TIMEOUT", "1")]).await?;
     let id = alice.send_message(&echo, "anyone there?").await?;
     let reply = alice.expect_message("bot down", WAIT).await?;
     assert_stanza_error(

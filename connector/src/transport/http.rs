@@ -1,12 +1,20 @@
 //! The http transport: POST the request JSON, capture the answer verbatim.
+//!
+//! A connection to the bot that fails before anything was sent (refused,
+//! no DNS answer, a TLS handshake that fails) is tried again after a short
+//! jittered wait, within the same timeout: a bot restarting for a second
+//! does not bounce every user who wrote meanwhile. Once the request may
+//! have been sent it is never sent again, since the bot may have acted on it.
 
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 use std::time::{Duration, SystemTime};
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 use xmpp_lambda_shared::signing::{Signer, unix_seconds};
 use xmpp_lambda_shared::{BotResponse, Request};
 
+use crate::backoff::Backoff;
 use crate::sigv4::RequestSigner;
 
 /// The content type of every request.
@@ -18,6 +26,13 @@ const JSON: &str = "application/json";
 /// instead of filling memory.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
+/// The longest first wait before connecting again; later waits double (each
+/// a random time between half and all of its bound), up to
+/// [`CONNECT_RETRY_CAP`]. Short, because a user is waiting.
+const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two connection attempts.
+const CONNECT_RETRY_CAP: Duration = Duration::from_secs(1);
+
 /// Posts requests to the bot's URL over a pooled HTTP client.
 #[derive(Debug)]
 pub struct HttpTransport {
@@ -25,6 +40,8 @@ pub struct HttpTransport {
     client: reqwest::Client,
     /// Where requests are POSTed.
     url: Url,
+    /// How long one request may take, connection retries included.
+    timeout: Duration,
     /// Signs each request for a Function URL with `AuthType: AWS_IAM`;
     /// `None` sends them unsigned. Boxed: it is large and most
     /// deployments do not sign.
@@ -43,8 +60,8 @@ impl HttpTransport {
         timeout: Duration,
         signer: Option<RequestSigner>,
     ) -> Result<HttpTransport, reqwest::Error> {
+        // Each attempt gets what is left of `timeout` (see `exchange`).
         let client = reqwest::Client::builder()
-            .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -58,6 +75,7 @@ impl HttpTransport {
         Ok(HttpTransport {
             client,
             url,
+            timeout,
             signer: signer.map(Box::new),
             post_signer: None,
         })
@@ -74,8 +92,10 @@ impl HttpTransport {
     }
 
     /// POSTs the request as JSON and returns the bot's status, content type
-    /// and body, or no response on a connect failure or timeout.
+    /// and body, or no response when the bot cannot be reached or does not
+    /// answer within the timeout.
     pub async fn exchange(&self, request: &Request) -> BotResponse {
+        let deadline = Instant::now() + self.timeout;
         let body = match serde_json::to_vec(request) {
             Ok(body) => body,
             Err(error) => {
@@ -83,32 +103,65 @@ impl HttpTransport {
                 return BotResponse::no_response();
             }
         };
-        let mut post = self
-            .client
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, JSON);
-        if let Some(signer) = &self.signer {
-            // The signer logs its failure itself, once.
-            let Ok(headers) = signer.signing_headers(&self.url, JSON, &body).await else {
-                return BotResponse::no_response();
+        let signing_headers = match &self.signer {
+            // The signer logs its failure itself, once. Boxed: the AWS
+            // credential chain makes its future ~11 KB, and every request's
+            // task would otherwise carry (and copy) that much.
+            Some(signer) => match Box::pin(signer.signing_headers(&self.url, JSON, &body)).await {
+                Ok(headers) => headers,
+                Err(_) => return BotResponse::no_response(),
+            },
+            None => Vec::new(),
+        };
+        // Signed once: a retry within the timeout is well inside the
+        // verifier's 300 s window.
+        let post_signature = self
+            .post_signer
+            .as_ref()
+            .map(|signer| signer.headers(unix_seconds(SystemTime::now()), &body));
+        let mut backoff = Backoff::new(CONNECT_RETRY_FIRST, CONNECT_RETRY_CAP);
+        let mut attempts = 1;
+        loop {
+            let mut post = self
+                .client
+                .post(self.url.clone())
+                .header(CONTENT_TYPE, JSON)
+                .timeout(deadline.saturating_duration_since(Instant::now()));
+            for (name, value) in &signing_headers {
+                post = post.header(*name, value);
+            }
+            for (name, value) in post_signature.iter().flatten() {
+                post = post.header(*name, value);
+            }
+            // The URL may carry a token: keep it out of the log.
+            let error = match Self::post(post.body(body.clone())).await {
+                Ok(response) => return response,
+                Err(error) => error.without_url(),
             };
-            for (name, value) in headers {
-                post = post.header(name, value);
+            // Only a connection that never carried the request is safe to
+            // try again: the bot has not seen it.
+            if error.is_connect() {
+                let delay = backoff.next_delay(&mut rand::rng());
+                if Instant::now() + delay < deadline {
+                    debug!(
+                        %error,
+                        attempts,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "cannot connect to the bot; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempts += 1;
+                    continue;
+                }
             }
-        }
-        if let Some(post_signer) = &self.post_signer {
-            for (name, value) in post_signer.headers(unix_seconds(SystemTime::now()), &body) {
-                post = post.header(name, value);
-            }
-        }
-        match Self::post(post.body(body)).await {
-            Ok(response) => response,
-            Err(error) => {
-                // The URL may carry a token: keep it out of the log.
-                let error = error.without_url();
-                warn!(%error, from = %request.from, to = %request.to, "no response from the bot");
-                BotResponse::no_response()
-            }
+            warn!(
+                %error,
+                attempts,
+                from = %request.from,
+                to = %request.to,
+                "no response from the bot"
+            );
+            return BotResponse::no_response();
         }
     }
 

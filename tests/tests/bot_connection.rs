@@ -1,0 +1,250 @@
+//! The http transport when the bot cannot be reached, end to end: Prosody,
+//! the connector binary, a slixmpp client, and a bot on a raw socket whose
+//! every connection and request is counted.
+//!
+//! A connection to the bot that fails before the request was sent is tried
+//! again within `COMPONENT_POST_TIMEOUT`; a request that may have reached
+//! the bot is never sent twice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use xmpp_lambda_tests::{
+    Connector, Prosody, Result, XmppServer, assert_stanza_error, body_of, free_port, login,
+};
+
+/// How long anything that should happen may take.
+const WAIT: Duration = Duration::from_secs(10);
+/// How long to watch for something that must not happen.
+const QUIET: Duration = Duration::from_millis(700);
+const LINK_UP: &str = "component link established";
+/// What the connector logs before it connects again.
+const RETRYING: &str = "cannot connect to the bot; retrying";
+/// The connector's retries are logged at debug level.
+const RETRY_LOGS: &str = "info,xmpp_lambda_connector::transport=debug";
+
+/// What the raw bot does with a request once it has read all of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    /// Answers 200 with the echo bot's JSON.
+    Echo,
+    /// Closes the connection without a byte of answer.
+    HangUp,
+}
+
+/// An HTTP bot on a plain socket, counting what reaches it.
+struct RawBot {
+    /// Connections accepted.
+    connections: Arc<AtomicUsize>,
+    /// Requests read in full.
+    requests: Arc<AtomicUsize>,
+    /// The accept loop; aborted on drop.
+    server: JoinHandle<()>,
+}
+
+impl RawBot {
+    /// Serves on `listener` until dropped.
+    fn serve(listener: TcpListener, behaviour: Behaviour) -> RawBot {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let server = tokio::spawn({
+            let (connections, requests) = (Arc::clone(&connections), Arc::clone(&requests));
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let requests = Arc::clone(&requests);
+                    tokio::spawn(async move {
+                        let _ = answer(stream, behaviour, &requests).await;
+                    });
+                }
+            }
+        });
+        RawBot {
+            connections,
+            requests,
+            server,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RawBot {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Reads requests from one connection and treats each as `behaviour` says.
+async fn answer(mut stream: TcpStream, behaviour: Behaviour, requests: &AtomicUsize) -> Result<()> {
+    let mut buffer = Vec::new();
+    loop {
+        let body = read_request(&mut stream, &mut buffer).await?;
+        requests.fetch_add(1, Ordering::SeqCst);
+        if behaviour == Behaviour::HangUp {
+            return Ok(());
+        }
+        let request: serde_json::Value = serde_json::from_slice(&body)?;
+        let said = request["body"].as_str().unwrap_or_default();
+        let reply = json!({ "body": format!("Did you say {said}?") }).to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
+            reply.len()
+        );
+        stream.write_all(response.as_bytes()).await?;
+    }
+}
+
+/// Reads one request's head and body; returns the body.
+async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<Vec<u8>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0);
+            if buffer.len() >= end + 4 + length {
+                let body = buffer[end + 4..end + 4 + length].to_vec();
+                buffer.drain(..end + 4 + length);
+                return Ok(body);
+            }
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err("the connector closed the connection".into());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The connector linked to `prosody`, posting to `url`, once its link is up.
+async fn connector(prosody: &Prosody, url: &str, timeout: &str) -> Result<Connector> {
+    let connector = Connector::start_for(
+        prosody,
+        &[
+            ("COMPONENT_POST_URL", url),
+            ("COMPONENT_POST_TIMEOUT", timeout),
+            ("RUST_LOG", RETRY_LOGS),
+        ],
+    )
+    .await?;
+    connector.wait_for_log(LINK_UP, WAIT).await?;
+    Ok(connector)
+}
+
+/// How many connection attempts the connector's last give-up line names.
+fn attempts_logged(connector: &Connector) -> Option<usize> {
+    let line = connector
+        .logs()
+        .into_iter()
+        .rev()
+        .find(|line| line.contains("no response from the bot"))?;
+    let value = line.split("attempts=").nth(1)?;
+    value.split(' ').next()?.parse().ok()
+}
+
+#[tokio::test]
+async fn a_bot_that_starts_a_second_late_still_answers() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let port = free_port();
+    let connector = connector(&prosody, &format!("http://127.0.0.1:{port}/bot"), "10").await?;
+
+    let sent = Instant::now();
+    alice
+        .send_message(&format!("echo@{}", prosody.component_domain()), "hello")
+        .await?;
+    // The connector found nothing listening and is trying again.
+    connector.wait_for_log(RETRYING, WAIT).await?;
+    tokio::time::sleep_until(sent + Duration::from_secs(1)).await;
+    let bot = RawBot::serve(
+        TcpListener::bind(("127.0.0.1", port)).await?,
+        Behaviour::Echo,
+    );
+
+    let reply = alice.expect_message("the late bot's answer", WAIT).await?;
+    assert_eq!(reply.attr("type"), Some("chat"), "{reply:?}");
+    assert_eq!(body_of(&reply).as_deref(), Some("Did you say hello?"));
+    assert_eq!(bot.requests(), 1, "the bot got the request once");
+    assert!(alice.recv_message(QUIET).await.is_none(), "one answer only");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_the_bot_may_have_seen_is_never_sent_again() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/bot", listener.local_addr()?);
+    let bot = RawBot::serve(listener, Behaviour::HangUp);
+    let connector = connector(&prosody, &url, "5").await?;
+
+    let id = alice
+        .send_message(&format!("echo@{}", prosody.component_domain()), "once")
+        .await?;
+    let reply = alice.expect_message("no response", WAIT).await?;
+    assert_stanza_error(
+        &reply,
+        &id,
+        "cancel",
+        "remote-server-timeout",
+        Some("Connection failure"),
+    );
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(bot.requests(), 1, "the request was sent again");
+    assert_eq!(bot.connections(), 1);
+    assert_eq!(
+        attempts_logged(&connector),
+        Some(1),
+        "{:?}",
+        connector.logs()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bot_down_longer_than_the_timeout_gets_connection_failure_in_time() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let mut alice = login(&prosody, "alice").await?;
+    // Nothing listens on this port.
+    let url = format!("http://127.0.0.1:{}/bot", free_port());
+    let connector = connector(&prosody, &url, "1.5").await?;
+
+    let started = Instant::now();
+    let id = alice
+        .send_message(&format!("echo@{}", prosody.component_domain()), "anyone?")
+        .await?;
+    let reply = alice.expect_message("connection failure", WAIT).await?;
+    let waited = started.elapsed();
+    assert_stanza_error(
+        &reply,
+        &id,
+        "cancel",
+        "remote-server-timeout",
+        Some("Connection failure"),
+    );
+    // The connector kept trying for most of its 1.5 s, and gave up in time
+    // (the rest is Prosody and the client).
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_millis(2000),
+        "the timeout is 1.5 s, the error came after {waited:?}"
+    );
+    let attempts = attempts_logged(&connector).ok_or("no give-up line")?;
+    assert!(attempts >= 3, "only {attempts} connection attempts");
+    Ok(())
+}
