@@ -66,6 +66,8 @@ pub struct BotReply {
     pub body: Vec<u8>,
     /// How long to wait before answering (a slow bot, a timeout test).
     pub delay: Duration,
+    /// Other headers, e.g. `Location` for a redirect.
+    pub headers: Vec<(String, String)>,
 }
 
 impl BotReply {
@@ -76,6 +78,7 @@ impl BotReply {
             content_type: Some("application/json".to_owned()),
             body: value.to_string().into_bytes(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
     }
 
@@ -86,6 +89,7 @@ impl BotReply {
             content_type: None,
             body: Vec::new(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
     }
 
@@ -96,7 +100,14 @@ impl BotReply {
             content_type: Some(content_type.to_owned()),
             body: body.into(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
+    }
+
+    /// The same reply with one more header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     /// The same reply, sent after `delay`.
@@ -337,6 +348,14 @@ async fn serve_one(
         response
             .headers_mut()
             .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    for (name, value) in &reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
     }
     Ok(response)
 }

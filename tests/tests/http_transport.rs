@@ -187,6 +187,28 @@ async fn every_error_table_row_and_silent_answers() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_redirect_is_an_answer_not_a_second_post() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let elsewhere = scripted_bot().await?;
+    let target = elsewhere.url();
+    let bot = BotServer::start(move |_| {
+        let target = target.clone();
+        async move { BotReply::status(307).with_header("location", &target) }
+    })
+    .await?;
+    let _connector = connector(&prosody, &bot.url(), &[]).await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let id = alice.send_message(&echo_jid(&prosody), "hi").await?;
+    let reply = alice.expect_message("the redirect's error", WAIT).await?;
+    assert_stanza_error(&reply, &id, "cancel", "service-unavailable", None);
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the request went nowhere else"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn no_response_when_the_bot_is_down_or_too_slow() -> Result<()> {
     let prosody = Prosody::start().await?;
     let mut alice = login(&prosody, "alice").await?;

@@ -63,6 +63,10 @@ impl HttpTransport {
         // Each attempt gets what is left of `timeout` (see `exchange`).
         let client = reqwest::Client::builder()
             .connect_timeout(timeout)
+            // A bot's 3xx is an answer (the error table's "other"), never a
+            // second POST elsewhere; and without a redirect policy reqwest
+            // does not parse every request's URL again.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION")))
             .build()?;
         if let Some(signer) = &signer {
