@@ -4,6 +4,8 @@
 #
 #   BENCH_QUICK=1   tiny counts: a smoke test of the whole script (~1 min)
 #   BENCH_OUT=DIR   where results.json goes (default target/bench)
+#   BENCH_CONNECTOR=PATH  measure this connector binary instead of the one
+#                   built here (e.g. an older release, for before/after)
 #
 # Everything runs on loopback: Prosody from a generated config (rate limits
 # off), a Rust HTTP echo bot, the connector (http transport), the ceiling
@@ -88,6 +90,7 @@ if ! cargo build --release -q -p xmpp-lambda-bench -p xmpp-lambda-connector -p x
 fi
 BIN=$ROOT/target/release
 LOADGEN=$BIN/xmpp-loadgen
+CONNECTOR=${BENCH_CONNECTOR:-$BIN/xmpp-lambda-connector}
 BUILD_S=$(($(date +%s) - STARTED))
 
 # ---------------------------------------------------------------- Prosody
@@ -169,7 +172,7 @@ start_connector() { # TRANSPORT, log file; extra env from the caller
   local log_file=$2
   COMPONENT_JID=bot.localhost COMPONENT_SECRET=$SECRET \
     COMPONENT_SERVER=127.0.0.1:$COMPONENT_PORT TRANSPORT=$1 \
-    RUST_LOG=${RUST_LOG:-info} "$BIN/xmpp-lambda-connector" >"$log_file" 2>&1 &
+    RUST_LOG=${RUST_LOG:-info} "$CONNECTOR" >"$log_file" 2>&1 &
   CONNECTOR_PID=$!
   PIDS+=("$CONNECTOR_PID")
   if ! wait_for_line "$log_file" "component link established" 15 "$CONNECTOR_PID"; then
