@@ -47,12 +47,6 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc: about a tenth fewer instructions per message than the system
-/// allocator (callgrind under `make bench` load), and the connector
-/// allocates a little for every stanza.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Stanzas read but not yet taken by the dispatcher. Small: when the
 /// dispatcher is at its limit the link should stop reading soon.
 const INBOUND_QUEUE: usize = 64;
