@@ -270,6 +270,22 @@ impl Moto {
         Ok(total)
     }
 
+    /// Waits until the queue holds `depth` messages (visible or not),
+    /// polling, for at most `timeout`.
+    pub async fn wait_depth(&self, url: &str, depth: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.queue_depth(url).await?;
+            if now == depth {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{url} holds {now} messages, expected {depth}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Receives up to 10 visible messages (without deleting them) and
     /// returns their bodies, XML-unescaped.
     pub async fn peek_bodies(&self, url: &str) -> Result<Vec<String>> {

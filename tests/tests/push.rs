@@ -379,17 +379,7 @@ impl PushQueue {
     }
 
     async fn wait_depth(&self, url: &str, depth: u64) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let now = self.moto.queue_depth(url).await?;
-            if now == depth {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!("queue depth stayed {now}, expected {depth}").into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.moto.wait_depth(url, depth, WAIT).await
     }
 }
 

@@ -204,17 +204,7 @@ async fn wait_drained(moto: &Moto, url: &str) -> Result<()> {
 
 /// Waits until the queue holds exactly `depth` messages.
 async fn wait_depth(moto: &Moto, url: &str, depth: u64) -> Result<()> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let now = moto.queue_depth(url).await?;
-        if now == depth {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("{url} holds {now} messages, expected {depth}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    moto.wait_depth(url, depth, WAIT).await
 }
 
 /// Sends `signal` to the connector process.
