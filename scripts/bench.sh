@@ -298,7 +298,7 @@ bench_sqs() {
   [ -x "$ROOT/.venv/bin/moto_server" ] || return 1
   local moto_port moto_pid counter_log=$WORK/sqs-counter.log
   moto_port=$(free_port)
-  "$ROOT/.venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$WORK/moto.log" 2>&1 &
+  "$ROOT/.venv/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$moto_port" >"$WORK/moto.log" 2>&1 &
   moto_pid=$!
   PIDS+=("$moto_pid")
   wait_for_line "$WORK/moto.log" "Running on" 15 "$moto_pid" || return 1

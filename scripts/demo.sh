@@ -158,7 +158,7 @@ if [ "$TRANSPORT" = sqs ]; then
   export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_EC2_METADATA_DISABLED=true
   say "Starting moto's SQS server on $AWS_ENDPOINT_URL"
-  "$VENV/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
+  "$VENV/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
   PIDS+=($!)
   wait_port "$MOTO_PORT" 100 "${PIDS[-1]}" || { cat "$WORK/moto.log" >&2; fail "moto did not start"; }
   # Queues as template.yaml makes them: FIFO, each with a dead-letter queue.

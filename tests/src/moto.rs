@@ -26,19 +26,20 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts `.venv/bin/moto_server -H 127.0.0.1 -p PORT` and waits until
-    /// it answers HTTP.
+    /// Starts moto's server (`scripts/moto_server.py -H 127.0.0.1 -p PORT`
+    /// under `.venv`'s Python) and waits until it answers HTTP.
     pub async fn start() -> Result<Self> {
-        let binary = moto_binary();
-        if !binary.is_file() {
+        let python = venv_python();
+        if !python.is_file() {
             return Err(format!(
                 "{} is missing: run scripts/setup.sh (it installs moto[server] into .venv)",
-                binary.display()
+                python.display()
             )
             .into());
         }
         let port = free_port();
-        let child = Command::new(&binary)
+        let child = Command::new(&python)
+            .arg(moto_launcher())
             .arg("-H")
             .arg("127.0.0.1")
             .arg("-p")
@@ -49,7 +50,7 @@ impl Moto {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+            .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
@@ -414,10 +415,13 @@ fn form_encode(text: &str) -> String {
     encoded
 }
 
-/// `.venv/bin/moto_server` in the workspace root.
-fn moto_binary() -> PathBuf {
-    workspace_root()
-        .join(".venv")
-        .join("bin")
-        .join("moto_server")
+/// `.venv/bin/python` in the workspace root: it has moto.
+fn venv_python() -> PathBuf {
+    workspace_root().join(".venv").join("bin").join("python")
+}
+
+/// moto's server with deletes made safe against concurrent calls (see the
+/// script).
+fn moto_launcher() -> PathBuf {
+    workspace_root().join("scripts").join("moto_server.py")
 }

@@ -108,6 +108,24 @@ impl Queues {
         })
     }
 
+    /// Where the messages are: each queue's depth, for a failure message
+    /// that says whether a missing reply is still queued, dead-lettered or
+    /// gone.
+    async fn depths(&self) -> String {
+        let mut report = Vec::new();
+        for (name, url) in [
+            ("requests", &self.requests),
+            ("replies", &self.replies),
+            ("dead letters", &self.dead_letters),
+        ] {
+            match self.moto.queue_depth(url).await {
+                Ok(depth) => report.push(format!("{name} {depth}")),
+                Err(error) => report.push(format!("{name} unknown ({error})")),
+            }
+        }
+        format!("queued now: {}", report.join(", "))
+    }
+
     /// The connector's environment for these queues.
     fn connector_env(&self) -> Vec<(&'static str, String)> {
         self.moto.sqs_transport_env(&self.requests, &self.replies)
@@ -665,7 +683,10 @@ async fn a_burst_of_a_thousand_messages_gets_exactly_a_thousand_replies() -> Res
     // Generous: the local stand-ins (moto, one trigger per function) are
     // slow on a busy machine; this test is about every reply, exactly once.
     for (n, user) in users.iter_mut().enumerate() {
-        let got = bodies(user, PER_USER, Duration::from_secs(120)).await?;
+        let got = match bodies(user, PER_USER, Duration::from_secs(120)).await {
+            Ok(got) => got,
+            Err(error) => return Err(format!("{error}; {}", queues.depths().await).into()),
+        };
         let sent: Vec<String> = (0..PER_USER).map(|m| format!("u{n} m{m}")).collect();
         assert_each_echoed_once(&format!("user{n}"), got, &sent);
     }

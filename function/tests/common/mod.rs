@@ -78,7 +78,10 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Moto {
         let port = free_port();
-        let mut child = Command::new(tool("moto_server"))
+        // moto's server with deletes made safe against concurrent calls.
+        let launcher = workspace_root().join("scripts/moto_server.py");
+        let mut child = Command::new(tool("python"))
+            .arg(launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
