@@ -14,6 +14,8 @@ command -v ejabberdctl >/dev/null || [ -x /usr/sbin/ejabberdctl ] || need_apt+=(
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # The reference PHP echo bot with its signature verifier (examples/verifiers).
 command -v php >/dev/null || need_apt+=(php-cli)
+# The test CA for the HTTPS bot tests (tests/src/tls_front.rs).
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -107,6 +107,7 @@ mod rule {
             from: occupant.as_deref().unwrap_or(domain),
             message_type: if to_room { "groupchat" } else { "chat" },
             iq_id: IqId::Fresh,
+            checked: false,
         };
         build_stanza(&reply, &defaults, domain, new_id)
     }

@@ -305,6 +305,10 @@ pub(crate) struct Defaults<'a> {
     pub message_type: &'a str,
     /// The `id` of an IQ without one.
     pub iq_id: IqId<'a>,
+    /// `to`, `groupchat_to` and `from` are known to pass the checks a
+    /// stanza's addresses get (they come from a request that passed them),
+    /// so a stanza that keeps them is not checked again.
+    pub checked: bool,
 }
 
 /// Where an IQ without an `id` gets one.
@@ -337,8 +341,14 @@ pub(crate) fn build_stanza(
     if stanza.attr("from").is_none() {
         set_attr(&mut stanza, "from", defaults.from);
     }
-    checked_to(stanza.attr("to").unwrap_or_default())?;
-    checked_from(stanza.attr("from").unwrap_or_default(), domain)?;
+    let to = stanza.attr("to").unwrap_or_default();
+    if !(defaults.checked && (to == defaults.to || to == defaults.groupchat_to)) {
+        checked_to(to)?;
+    }
+    let from = stanza.attr("from").unwrap_or_default();
+    if !(defaults.checked && from == defaults.from) {
+        checked_from(from, domain)?;
+    }
     if stanza.name() == "message"
         && stanza.attr("type") == Some("groupchat")
         && !stanza.has_child("x", BOT_MARK_NS)
@@ -374,6 +384,8 @@ fn reply_to_stanza(
         from: &request.to,
         message_type: reply_message_type(request),
         iq_id: IqId::Request(request.id.as_deref()),
+        // `checked_request` has checked both of the request's addresses.
+        checked: true,
     };
     build_stanza(reply, &defaults, domain, new_id)
 }

@@ -79,6 +79,166 @@ pub fn element_to_string(element: &Element) -> String {
     String::from_utf8(out).expect("minidom writes UTF-8")
 }
 
+/// A received stanza as XML text in `jabber:client`: what
+/// `element_to_string(&with_namespace(stanza, CLIENT_NS))` gives, but
+/// written straight from the tree instead of through a moved copy of it.
+/// Every forwarded stanza's request carries this text, so it is on the path
+/// of every message. A stanza the direct writer does not cover (a prefix
+/// declared in it, an attribute in a namespace other than `xml`) takes the
+/// long way.
+pub fn client_stanza_text(stanza: &Element) -> String {
+    let mut out = String::with_capacity(256);
+    // No default namespace around the root: it declares its own, as the
+    // bot reads the text without any context.
+    if write_moved(stanza, true, "", &mut out).is_some() {
+        return out;
+    }
+    element_to_string(&with_namespace(stanza, CLIENT_NS))
+}
+
+/// Appends `stanza` to `out` as XML text for a stream whose default
+/// namespace is `stream_ns` (a component stream's `jabber:component:accept`):
+/// what minidom's writer would write there, namespaces declared only where
+/// they differ. `false`, with `out` as it was, for a stanza that needs what
+/// only minidom's writer does (a declared prefix, an attribute in a
+/// namespace other than `xml`, a character XML does not allow).
+pub fn append_stanza_text(stanza: &Element, stream_ns: &str, out: &mut String) -> bool {
+    let before = out.len();
+    if write_moved(stanza, false, stream_ns, out).is_some() {
+        return true;
+    }
+    out.truncate(before);
+    false
+}
+
+/// Writes `element`, in `jabber:client` when `moved` (as [`with_namespace`]
+/// moves the root and its stanza-namespace descendants), in its own
+/// namespace otherwise; `default` is the default namespace in effect
+/// around it. `None` when the element needs what only minidom's writer
+/// does.
+fn write_moved(element: &Element, moved: bool, default: &str, out: &mut String) -> Option<()> {
+    if element
+        .prefixes
+        .declared_prefixes()
+        .keys()
+        .any(Option::is_some)
+    {
+        return None;
+    }
+    // Only a payload's own namespace is looked up (minidom copies it out).
+    let own;
+    let namespace = if moved {
+        CLIENT_NS
+    } else if element.has_ns(default) {
+        default
+    } else {
+        own = element.ns();
+        &own
+    };
+    out.push('<');
+    out.push_str(element.name());
+    if namespace != default {
+        out.push_str(" xmlns='");
+        escape_into(namespace, true, out)?;
+        out.push('\'');
+    }
+    for ((attr_ns, attr), value) in element.attrs() {
+        out.push(' ');
+        if !attr_ns.is_none() {
+            if attr_ns.as_str() != XML_NS {
+                return None;
+            }
+            out.push_str("xml:");
+        }
+        out.push_str(attr.as_str());
+        out.push_str("='");
+        escape_into(value, true, out)?;
+        out.push('\'');
+    }
+    let mut nodes = element.nodes().peekable();
+    if nodes.peek().is_none() {
+        out.push_str("/>");
+        return Some(());
+    }
+    out.push('>');
+    for node in nodes {
+        match node {
+            minidom::Node::Element(child) => {
+                write_moved(child, moved && is_stanza_element(child), namespace, out)?;
+            }
+            minidom::Node::Text(text) => escape_into(text, false, out)?,
+        }
+    }
+    out.push_str("</");
+    out.push_str(element.name());
+    out.push('>');
+    Some(())
+}
+
+/// The namespace bound to the `xml` prefix.
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+
+fn is_stanza_element(element: &Element) -> bool {
+    element.has_ns(CLIENT_NS) || element.has_ns(COMPONENT_NS) || element.has_ns("")
+}
+
+/// Appends `text` escaped as minidom's writer escapes it, in an attribute
+/// value (quoted with `'`) or in content. `None` for a character XML does
+/// not allow, which minidom's writer refuses.
+fn escape_into(text: &str, attribute: bool, out: &mut String) -> Option<()> {
+    let bytes = text.as_bytes();
+    let mut rest = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        // Every byte that needs a look is ASCII or the last of U+FFFE and
+        // U+FFFF; the rest of the text is copied as it is.
+        if !NEEDS_A_LOOK[usize::from(byte)] {
+            continue;
+        }
+        let escaped = match byte {
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'&' => "&amp;",
+            b'\r' => "&#xd;",
+            b'\'' if attribute => "&#39;",
+            b'"' if attribute => "&#34;",
+            b'\n' if attribute => "&#xa;",
+            b'\t' if attribute => "&#x9;",
+            b'\'' | b'"' | b'\n' | b'\t' => continue,
+            // U+FFFE and U+FFFF are EF BF BE and EF BF BF.
+            0xBE | 0xBF if at >= 2 && bytes[at - 2] == 0xEF && bytes[at - 1] == 0xBF => {
+                return None;
+            }
+            0xBE | 0xBF => continue,
+            // The other C0 controls.
+            _ => return None,
+        };
+        out.push_str(&text[rest..at]);
+        out.push_str(escaped);
+        rest = at + 1;
+    }
+    out.push_str(&text[rest..]);
+    Some(())
+}
+
+/// The bytes [`escape_into`] looks at: markup characters, whitespace that
+/// attributes escape, the C0 controls, and 0xBE and 0xBF.
+const NEEDS_A_LOOK: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'<' as usize] = true;
+    table[b'>' as usize] = true;
+    table[b'&' as usize] = true;
+    table[b'\'' as usize] = true;
+    table[b'"' as usize] = true;
+    table[0xBE] = true;
+    table[0xBF] = true;
+    table
+};
+
 /// Parses XML text as one stanza (in `jabber:client`,
 /// `jabber:component:accept` or no namespace) and returns it in the
 /// component namespace, ready for the component stream.
@@ -158,7 +318,7 @@ pub fn stanza_to_request(stanza: &Element) -> Result<Request, InvalidStanza> {
         to: to.to_owned(),
         from: from.to_owned(),
         kind,
-        stanza: element_to_string(&with_namespace(stanza, CLIENT_NS)),
+        stanza: client_stanza_text(stanza),
         body,
         stanza_type: stanza.attr("type").map(str::to_owned),
         id: stanza.attr("id").map(str::to_owned),
@@ -277,5 +437,125 @@ mod tests {
             stanza_to_request(&stanza).unwrap_err().to_string(),
             "stanza has no \"to\" attribute"
         );
+    }
+
+    /// The long way round: what the direct writer must match.
+    fn through_a_copy(stanza: &Element) -> String {
+        element_to_string(&with_namespace(stanza, CLIENT_NS))
+    }
+
+    #[test]
+    fn the_stanza_text_is_written_as_minidom_writes_the_moved_copy() {
+        for xml in [
+            "<message xmlns='jabber:component:accept' to='echo@bot.example.com' \
+             from='alice@example.com/x' type='chat' id='m1' xml:lang='en'><body>hi</body></message>",
+            // Payloads keep their namespace, and what is inside them theirs.
+            "<message xmlns='jabber:component:accept' to='a@b' from='c@d'>\
+             <active xmlns='http://jabber.org/protocol/chatstates'/>\
+             <forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' to='x@y'>\
+             <body>inner</body></message></forwarded><x xmlns='urn:x'><y xmlns=''/></x></message>",
+            // Escapes in text and attributes, as minidom's writer makes them.
+            "<message xmlns='jabber:component:accept' to='a@b' from='c@d' id='&apos;&quot;&lt;&#9;&#10;&#13;'>\
+             <body>a &amp; b &lt; c &gt; d &apos;&quot; \t\n&#13;</body></message>",
+            "<iq xmlns='jabber:component:accept' to='a@b' from='c@d' type='get' id='1'>\
+             <query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+            // A root in another namespace is moved all the same.
+            "<message xmlns='urn:evil' to='a@b' from='c@d'><body>x</body></message>",
+        ] {
+            let stanza = component(xml);
+            assert_eq!(
+                client_stanza_text(&stanza),
+                through_a_copy(&stanza),
+                "{xml}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stanza_for_the_stream_declares_only_namespaces_other_than_the_streams() {
+        let stanza = component(
+            "<message xmlns='jabber:component:accept' to='a@b' from='c@d' type='chat' id='x'>\
+             <body>1 &lt; 2</body><x xmlns='urn:xmpp-lambda:bot:0'/></message>",
+        );
+        let mut out = String::from("<iq/>");
+        assert!(append_stanza_text(&stanza, COMPONENT_NS, &mut out));
+        assert_eq!(
+            out,
+            "<iq/><message from='c@d' id='x' to='a@b' type='chat'><body>1 &lt; 2</body>\
+             <x xmlns='urn:xmpp-lambda:bot:0'/></message>"
+        );
+        // Read back in the stream's namespace, it is the same stanza.
+        let text = out["<iq/>".len()..].to_owned();
+        let wrapped = format!("<s xmlns='{COMPONENT_NS}'>{text}</s>");
+        let read: Element = wrapped.parse().expect("parses");
+        assert_eq!(read.children().next(), Some(&stanza));
+        // What it cannot write leaves the text as it was.
+        let prefixed = component(
+            "<message xmlns='jabber:component:accept' to='a@b' from='c@d'><p:q xmlns:p='urn:p'/></message>",
+        );
+        assert!(!append_stanza_text(&prefixed, COMPONENT_NS, &mut out));
+        assert_eq!(&out[..5], "<iq/>");
+        assert_eq!(out.len(), 5 + text.len());
+    }
+
+    /// Escaping one character at a time, by the rules minidom's writer
+    /// follows: what the byte table must agree with.
+    fn escape_by_chars(text: &str, attribute: bool) -> Option<String> {
+        let mut out = String::new();
+        for c in text.chars() {
+            match c {
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '&' => out.push_str("&amp;"),
+                '\r' => out.push_str("&#xd;"),
+                '\'' if attribute => out.push_str("&#39;"),
+                '"' if attribute => out.push_str("&#34;"),
+                '\n' if attribute => out.push_str("&#xa;"),
+                '\t' if attribute => out.push_str("&#x9;"),
+                c if !is_xml_char(c) => return None,
+                c => out.push(c),
+            }
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn escaping_by_bytes_agrees_with_escaping_by_characters() {
+        // Every character below U+0100, and those whose UTF-8 ends in
+        // 0xBE or 0xBF or starts with 0xEF 0xBF.
+        let mut samples: Vec<String> = (0u32..0x100)
+            .chain([
+                0xBE, 0xBF, 0x3FE, 0xFBE, 0xFBF, 0xEFBE, 0xEFBF, 0xFFBE, 0xFFBF,
+            ])
+            .chain([0xFFF0, 0xFFFD, 0xFFFE, 0xFFFF, 0x1FFFE, 0x10FFFF])
+            .filter_map(char::from_u32)
+            .map(|c| format!("a{c}b"))
+            .collect();
+        samples.push("<a href='x'>\"1 & 2\"\t\r\n</a> é ü 😀".to_owned());
+        for text in samples {
+            for attribute in [false, true] {
+                let mut out = String::from("=");
+                let written = escape_into(&text, attribute, &mut out).map(|()| out[1..].to_owned());
+                assert_eq!(
+                    written,
+                    escape_by_chars(&text, attribute),
+                    "{text:?} {attribute}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_stanza_with_declared_prefixes_takes_the_long_way_to_the_same_tree() {
+        for xml in [
+            "<message xmlns='jabber:component:accept' to='a@b' from='c@d'>\
+             <p:q xmlns:p='urn:p' p:a='1'/></message>",
+            "<message xmlns='jabber:component:accept' xmlns:p='urn:p' to='a@b' from='c@d' p:a='1'/>",
+        ] {
+            let stanza = component(xml);
+            let text = client_stanza_text(&stanza);
+            let seen: Element = text.parse().expect("the text parses");
+            assert_eq!(seen, with_namespace(&stanza, CLIENT_NS), "{text}");
+        }
     }
 }

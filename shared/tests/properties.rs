@@ -23,8 +23,9 @@ use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Map, Value};
 use xmpp_lambda_shared::{
     BotResponse, CLIENT_NS, COMPONENT_NS, MAX_BODY_BYTES, ReplyEnvelope, Request, RequestEnvelope,
-    StanzaKind, element_to_string, error_for_status, error_reply, iq_auto_answer, parse_stanza,
-    presence_auto_answer, stanza_to_request, stanzas_to_send, with_namespace,
+    StanzaKind, append_stanza_text, element_to_string, error_for_status, error_reply,
+    iq_auto_answer, parse_stanza, presence_auto_answer, stanza_to_request, stanzas_to_send,
+    with_namespace,
 };
 
 /// The component's domain in every case.
@@ -558,6 +559,22 @@ fn assert_sendable(stanza: &Element) -> Result<(), TestCaseError> {
         .parse()
         .map_err(|e| TestCaseError::fail(format!("{text:?} does not parse back: {e}")))?;
     prop_assert_eq!(&again, stanza, "serialise → parse changed {}", text);
+    // The link writes it as stream text itself where it can: read in the
+    // stream's namespace, that is the same stanza too.
+    let mut on_stream = String::new();
+    if append_stanza_text(stanza, COMPONENT_NS, &mut on_stream) {
+        let wrapped = format!("<stream xmlns='{COMPONENT_NS}'>{on_stream}</stream>");
+        let read: Element = wrapped
+            .parse()
+            .map_err(|e| TestCaseError::fail(format!("{on_stream:?} does not parse: {e}")))?;
+        prop_assert_eq!(
+            read.children().next(),
+            Some(stanza),
+            "stream text {}",
+            on_stream
+        );
+        prop_assert_eq!(read.children().count(), 1);
+    }
     prop_assert_eq!(stanza.ns(), COMPONENT_NS, "{}", text);
     prop_assert!(
         matches!(stanza.name(), "message" | "presence" | "iq"),

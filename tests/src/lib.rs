@@ -42,6 +42,7 @@ mod serverless;
 pub mod sigv4;
 mod sqs_gate;
 mod temp_dir;
+mod tls_front;
 mod xmpp_client;
 mod xmpp_server;
 
@@ -62,6 +63,7 @@ pub use prosody::Prosody;
 pub use serverless::{FUNCTION_NAME, LambdaFunction, QueueConsumer, SqsTrigger};
 pub use sqs_gate::SqsGate;
 pub use temp_dir::TempDir;
+pub use tls_front::{TestCa, TlsFront};
 pub use xmpp_client::{CLIENT_NS, XmppClient, body_of, escape_xml, parse_stanza};
 pub use xmpp_server::XmppServer;
 

@@ -129,13 +129,52 @@ impl ReadLimit {
         if let Some(exceeded) = self.exceeded {
             return Err((0, exceeded));
         }
-        for (offset, &byte) in bytes.iter().enumerate() {
-            if let Err(exceeded) = self.step(byte) {
+        let mut offset = 0;
+        while offset < bytes.len() {
+            // Most bytes are text or attribute values, which cannot change
+            // the state: a run of them is counted at once.
+            let (run, counted) = self.plain_run(&bytes[offset..]);
+            if run > 0 {
+                let room = self.max_bytes - self.element_bytes;
+                if counted && run > room {
+                    // The byte after the room passes the limit.
+                    let exceeded = LimitExceeded::Bytes {
+                        limit: self.max_bytes,
+                    };
+                    self.exceeded = Some(exceeded);
+                    return Err((offset + room, exceeded));
+                }
+                if counted {
+                    self.element_bytes += run;
+                }
+                offset += run;
+                continue;
+            }
+            if let Err(exceeded) = self.step(bytes[offset]) {
                 self.exceeded = Some(exceeded);
                 return Err((offset, exceeded));
             }
+            offset += 1;
         }
         Ok(())
+    }
+
+    /// How many of `bytes`, from the start, leave the state as it is (text
+    /// up to the next `<`, an attribute value up to its closing quote), and
+    /// whether they count toward the element's size ([`Self::step`] would
+    /// count them one by one).
+    fn plain_run(&self, bytes: &[u8]) -> (usize, bool) {
+        match self.markup {
+            // Whitespace between stanzas is free.
+            Markup::Text => (
+                memchr::memchr(b'<', bytes).unwrap_or(bytes.len()),
+                self.depth > 1,
+            ),
+            Markup::StartTag {
+                quote: Some(quote), ..
+            } => (memchr::memchr(quote, bytes).unwrap_or(bytes.len()), true),
+            _ => (0, false),
+        }
     }
 
     /// Advances over one byte.
@@ -270,6 +309,13 @@ impl<S> LimitedReader<S> {
     }
 }
 
+impl<S> LimitedReader<S> {
+    /// The connection underneath.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for LimitedReader<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -374,6 +420,39 @@ mod tests {
             assert_eq!(limit.scan(&stream.as_bytes()[..split]), Ok(()), "{split}");
             assert_eq!(limit.scan(&stream.as_bytes()[split..]), Ok(()), "{split}");
             assert_eq!(limit.depth, 1, "back at the stream level after {split}");
+        }
+    }
+
+    /// Where stepping through `bytes` one at a time stops, and why.
+    fn scan_bytewise(limit: &mut ReadLimit, bytes: &[u8]) -> Result<(), (usize, LimitExceeded)> {
+        for (offset, &byte) in bytes.iter().enumerate() {
+            limit.step(byte).map_err(|exceeded| (offset, exceeded))?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn runs_of_text_and_values_stop_at_the_same_byte_as_single_steps() {
+        let stanza = "<message to='a@b' from='c@d'><body>some text &amp; more</body>\
+                      <x xmlns='urn:x' v=\"a 'b' c\">tail</x></message>";
+        let stream = format!("{OPEN}  {stanza}\n{stanza}");
+        for max_bytes in 1..=stanza.len() + 1 {
+            let mut whole = ReadLimit::new(max_bytes, usize::MAX, 8);
+            let mut single = ReadLimit::new(max_bytes, usize::MAX, 8);
+            let outcome = whole.scan(stream.as_bytes());
+            assert_eq!(
+                outcome,
+                scan_bytewise(&mut single, stream.as_bytes()),
+                "max_bytes {max_bytes}"
+            );
+            // After a refusal only the refusal matters.
+            if outcome.is_ok() {
+                assert_eq!(
+                    whole.element_bytes, single.element_bytes,
+                    "max_bytes {max_bytes}"
+                );
+                assert_eq!(whole.markup, single.markup, "max_bytes {max_bytes}");
+            }
         }
     }
 

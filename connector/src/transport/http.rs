@@ -6,8 +6,12 @@
 //! does not bounce every user who wrote meanwhile. Once the request may
 //! have been sent it is never sent again, since the bot may have acted on it.
 
+use super::bot_client::{BotClient, PostError};
+use bytes::Bytes;
+use hyper::header::{HeaderName, HeaderValue};
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
+use std::error::Error;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -37,7 +41,7 @@ const CONNECT_RETRY_CAP: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct HttpTransport {
     /// Shared by every request, so connections to the bot are reused.
-    client: reqwest::Client,
+    client: Client,
     /// Where requests are POSTed.
     url: Url,
     /// How long one request may take, connection retries included.
@@ -59,16 +63,26 @@ impl HttpTransport {
         url: Url,
         timeout: Duration,
         signer: Option<RequestSigner>,
-    ) -> Result<HttpTransport, reqwest::Error> {
-        // Each attempt gets what is left of `timeout` (see `exchange`).
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            // A bot's 3xx is an answer (the error table's "other"), never a
-            // second POST elsewhere; and without a redirect policy reqwest
-            // does not parse every request's URL again.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    ) -> Result<HttpTransport, String> {
+        let client = match proxy_variable() {
+            None => Client::Direct(Box::new(BotClient::new(&url).map_err(|e| e.to_string())?)),
+            Some(variable) => {
+                info!(
+                    variable,
+                    "requests to the bot go through the proxy it names"
+                );
+                // Each attempt gets what is left of `timeout` (see `exchange`).
+                let client = reqwest::Client::builder()
+                    .connect_timeout(timeout)
+                    // A bot's 3xx is an answer (the error table's "other"),
+                    // never a second POST elsewhere.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+                Client::Proxied(client)
+            }
+        };
         if let Some(signer) = &signer {
             info!(
                 service = crate::sigv4::LAMBDA_SERVICE,
@@ -123,28 +137,28 @@ impl HttpTransport {
             .post_signer
             .as_ref()
             .map(|signer| signer.headers(unix_seconds(SystemTime::now()), &body));
+        let headers: Vec<(HeaderName, HeaderValue)> = signing_headers
+            .iter()
+            .chain(post_signature.iter().flatten())
+            .filter_map(|(name, value)| {
+                Some((
+                    HeaderName::from_bytes(name.as_bytes()).ok()?,
+                    HeaderValue::from_str(value).ok()?,
+                ))
+            })
+            .collect();
+        let body = Bytes::from(body);
         let mut backoff = Backoff::new(CONNECT_RETRY_FIRST, CONNECT_RETRY_CAP);
         let mut attempts = 1;
         loop {
-            let mut post = self
-                .client
-                .post(self.url.clone())
-                .header(CONTENT_TYPE, JSON)
-                .timeout(deadline.saturating_duration_since(Instant::now()));
-            for (name, value) in &signing_headers {
-                post = post.header(*name, value);
-            }
-            for (name, value) in post_signature.iter().flatten() {
-                post = post.header(*name, value);
-            }
-            // The URL may carry a token: keep it out of the log.
-            let error = match Self::post(post.body(body.clone())).await {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let error = match self.attempt(&headers, &body, remaining).await {
                 Ok(response) => return response,
-                Err(error) => error.without_url(),
+                Err(error) => error,
             };
             // Only a connection that never carried the request is safe to
             // try again: the bot has not seen it.
-            if error.is_connect() {
+            if let Attempt::NotSent(_) = error {
                 let delay = backoff.next_delay(&mut rand::rng());
                 if Instant::now() + delay < deadline {
                     debug!(
@@ -169,7 +183,55 @@ impl HttpTransport {
         }
     }
 
-    async fn post(post: reqwest::RequestBuilder) -> Result<BotResponse, reqwest::Error> {
+    /// One POST, given `remaining` of the timeout.
+    async fn attempt(
+        &self,
+        headers: &[(HeaderName, HeaderValue)],
+        body: &Bytes,
+        remaining: Duration,
+    ) -> Result<BotResponse, Attempt> {
+        match &self.client {
+            Client::Direct(client) => {
+                let post = client.post(headers.iter().cloned(), body.clone(), MAX_RESPONSE_BYTES);
+                match tokio::time::timeout(remaining, post).await {
+                    Ok(Ok(answer)) => Ok(BotResponse::from_http(
+                        answer.status,
+                        answer.content_type.as_deref(),
+                        &answer.body,
+                    )),
+                    Ok(Err(PostError::Connect(error))) => Err(Attempt::NotSent(error.into())),
+                    Ok(Err(PostError::Exchange(error))) => Err(Attempt::Failed(error.into())),
+                    Err(_) => Err(Attempt::Failed(
+                        format!("no answer within {} ms", self.timeout.as_millis()).into(),
+                    )),
+                }
+            }
+            Client::Proxied(client) => {
+                let mut post = client
+                    .post(self.url.clone())
+                    .header(CONTENT_TYPE, JSON)
+                    .timeout(remaining)
+                    .body(body.clone());
+                for (name, value) in headers {
+                    post = post.header(name, value);
+                }
+                // The URL may carry a token: keep it out of the log.
+                Self::post_through_proxy(post).await.map_err(|error| {
+                    let connect = error.is_connect();
+                    let error = Box::new(error.without_url());
+                    if connect {
+                        Attempt::NotSent(error)
+                    } else {
+                        Attempt::Failed(error)
+                    }
+                })
+            }
+        }
+    }
+
+    async fn post_through_proxy(
+        post: reqwest::RequestBuilder,
+    ) -> Result<BotResponse, reqwest::Error> {
         let mut response = post.send().await?;
         let status = response.status().as_u16();
         let content_type = response
@@ -190,4 +252,40 @@ impl HttpTransport {
             &body,
         ))
     }
+}
+
+/// How requests reach the bot.
+#[derive(Debug)]
+enum Client {
+    /// Straight to the bot: the usual case, and the leanest.
+    Direct(Box<BotClient>),
+    /// Through the proxy the environment names, which `reqwest` honours
+    /// (with `NO_PROXY`).
+    Proxied(reqwest::Client),
+}
+
+/// Why one attempt got no answer.
+#[derive(Debug, thiserror::Error)]
+enum Attempt {
+    /// No connection carried the request: safe to try again.
+    #[error("{0}")]
+    NotSent(Box<dyn Error + Send + Sync>),
+    /// The bot may have seen the request.
+    #[error("{0}")]
+    Failed(Box<dyn Error + Send + Sync>),
+}
+
+/// The proxy variable set in the environment, if any: the names `reqwest`
+/// reads, in either case.
+fn proxy_variable() -> Option<&'static str> {
+    [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .find(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
 }

@@ -1,5 +1,6 @@
 //! How requests reach the bot and answers come back.
 
+mod bot_client;
 pub mod http;
 
 pub use http::HttpTransport;

@@ -1,0 +1,379 @@
+//! The http transport's HTTP/1.1 client: connections to one bot URL, kept
+//! open and reused.
+//!
+//! Every request of a route goes to the same URL, so the pool is one stack
+//! of idle connections and a request is hyper's own HTTP/1 exchange on one
+//! of them, with nothing around it: the URL is taken apart once, here, not
+//! for every request, and there are no redirect, retry or proxy layers (a
+//! bot's 3xx is an answer; [`super::http`] decides what is tried again).
+//! This is what the connector spends most of its own CPU on per message, so
+//! it is kept lean. When the environment names a proxy the http transport
+//! uses `reqwest` instead, which honours it.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use reqwest::Url;
+use rustls::pki_types::ServerName;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tracing::debug;
+
+/// The body of every request: the request JSON, already in memory.
+type Body = Full<Bytes>;
+
+/// Connections to one bot URL.
+pub struct BotClient {
+    /// The host connected to (a DNS name, resolved at every connection, or
+    /// an IP address).
+    host: String,
+    /// The port connected to: the URL's, or its scheme's default.
+    port: u16,
+    /// For an https URL: the TLS client, and the name the bot's
+    /// certificate must be valid for.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// The request target: the URL's path and query.
+    target: Uri,
+    /// The `Host` header: HTTP/1.1 requires it, and hyper sends only what
+    /// it is given.
+    host_header: HeaderValue,
+    /// `Authorization: Basic …` from credentials written in the URL
+    /// (`https://user:password@…`), as browsers and `reqwest` send them.
+    authorization: Option<HeaderValue>,
+    /// Open connections between requests, the most recently used last.
+    idle: Mutex<Vec<SendRequest<Body>>>,
+}
+
+impl std::fmt::Debug for BotClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotClient")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a POST got no answer. The transport tries again only what was
+/// never sent.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// No connection could be made (no address, refused, TLS handshake
+    /// failed): the bot has not seen the request.
+    #[error("cannot connect: {0}")]
+    Connect(#[source] io::Error),
+    /// The request may have reached the bot, but no whole answer came.
+    #[error("{0}")]
+    Exchange(#[from] hyper::Error),
+}
+
+/// What the bot answered, as far as the rules need it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    /// The body, cut at the limit the caller gave.
+    pub body: Vec<u8>,
+}
+
+/// Why a URL cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("the URL must be http or https, not {0}")]
+    Scheme(String),
+    #[error("the URL has no host")]
+    NoHost,
+    #[error("the URL's {0} is not valid in a request: {1}")]
+    Invalid(&'static str, String),
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
+}
+
+impl BotClient {
+    /// A client for `url` (http or https). TLS trusts what the platform
+    /// trusts, as `reqwest` does (on Linux the system's CA bundle, or
+    /// `SSL_CERT_FILE`).
+    pub fn new(url: &Url) -> Result<BotClient, UrlError> {
+        let host = url.host_str().ok_or(UrlError::NoHost)?;
+        // An IPv6 literal is written in brackets in a URL, not in a socket
+        // address or a TLS server name.
+        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = url.port_or_known_default().ok_or(UrlError::NoHost)?;
+        let tls = match url.scheme() {
+            "http" => None,
+            "https" => Some((tls_connector()?, server_name(bare_host)?)),
+            other => return Err(UrlError::Scheme(other.to_owned())),
+        };
+        let host_header = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let target = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let authorization = basic_authorization(url);
+        Ok(BotClient {
+            host: bare_host.to_owned(),
+            port,
+            tls,
+            target: target.parse().map_err(|e: hyper::http::uri::InvalidUri| {
+                UrlError::Invalid("path", e.to_string())
+            })?,
+            host_header: HeaderValue::from_str(&host_header)
+                .map_err(|e| UrlError::Invalid("host", e.to_string()))?,
+            authorization,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// POSTs `body` with `headers` (besides `Host`, `Content-Type:
+    /// application/json`, `User-Agent` and `Content-Length`, which are
+    /// always sent) and reads the answer, at most `max_body` bytes of it.
+    /// No time limit: the caller sets one around it.
+    pub async fn post(
+        &self,
+        headers: impl Iterator<Item = (HeaderName, HeaderValue)>,
+        body: Bytes,
+        max_body: usize,
+    ) -> Result<Answer, PostError> {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(self.target.clone())
+            .body(Full::new(body))
+            .expect("method and target are valid");
+        let fixed = request.headers_mut();
+        fixed.insert(HOST, self.host_header.clone());
+        fixed.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        fixed.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        if let Some(authorization) = &self.authorization {
+            fixed.insert(AUTHORIZATION, authorization.clone());
+        }
+        for (name, value) in headers {
+            fixed.insert(name, value);
+        }
+        let (mut sender, mut fresh) = self.connection().await?;
+        let response = loop {
+            match sender.try_send_request(request).await {
+                Ok(response) => break response,
+                Err(mut error) => match error.take_message() {
+                    // Closed before the request was written (the bot
+                    // dropped an idle connection): safe on another one.
+                    Some(unsent) if !fresh => {
+                        debug!(error = %error.error(), "idle connection to the bot closed; using another");
+                        request = unsent;
+                        (sender, fresh) = self.connection().await?;
+                    }
+                    Some(_) => {
+                        return Err(PostError::Connect(io::Error::other(error.into_error())));
+                    }
+                    None => return Err(PostError::Exchange(error.into_error())),
+                },
+            }
+        };
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let mut incoming = response.into_body();
+        let mut body = Vec::new();
+        while let Some(frame) = incoming.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue; // trailers
+            };
+            let room = max_body - body.len();
+            body.extend_from_slice(&data[..data.len().min(room)]);
+            if body.len() == max_body {
+                // The rest is not read: the connection is not reusable.
+                return Ok(Answer {
+                    status,
+                    content_type,
+                    body,
+                });
+            }
+        }
+        // The whole answer is read: the connection takes the next request.
+        self.idle().push(sender);
+        Ok(Answer {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<SendRequest<Body>>> {
+        // A poisoned stack of connections is still a stack of connections.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An idle connection, or else a new one (then `true`).
+    async fn connection(&self) -> Result<(SendRequest<Body>, bool), PostError> {
+        match self.idle_connection().await {
+            Some(sender) => Ok((sender, false)),
+            // Boxed: connecting (TLS included) is a large future, and every
+            // request's task would otherwise carry it.
+            None => Ok((Box::pin(self.connect()).await?, true)),
+        }
+    }
+
+    /// An open connection ready for a request, if one is idle.
+    async fn idle_connection(&self) -> Option<SendRequest<Body>> {
+        loop {
+            let mut sender = self.idle().pop()?;
+            // Ready at once when idle; an error when the bot closed it.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    /// A new connection, TLS included.
+    async fn connect(&self) -> Result<SendRequest<Body>, PostError> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(PostError::Connect)?;
+        // Requests are small and waited on: never hold one back.
+        tcp.set_nodelay(true).map_err(PostError::Connect)?;
+        match &self.tls {
+            None => self.handshake(tcp).await,
+            Some((connector, server_name)) => {
+                let tls = connector
+                    .connect(server_name.clone(), tcp)
+                    .await
+                    .map_err(PostError::Connect)?;
+                self.handshake(tls).await
+            }
+        }
+    }
+
+    /// Starts HTTP/1.1 on `io`; the connection is driven by its own task
+    /// until either side closes it.
+    async fn handshake<T>(&self, io: T) -> Result<SendRequest<Body>, PostError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let (sender, connection) = http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| PostError::Connect(io::Error::other(e)))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(%error, "connection to the bot ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// What the connector calls itself in requests.
+const USER_AGENT_VALUE: &str = concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION"));
+
+/// The TLS client: the platform's trust, HTTP/1.1 announced by ALPN.
+fn tls_connector() -> Result<TlsConnector, UrlError> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UrlError::Tls(e.to_string()))?
+        .with_platform_verifier()
+        .map_err(|e| UrlError::Tls(e.to_string()))?
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+fn server_name(host: &str) -> Result<ServerName<'static>, UrlError> {
+    ServerName::try_from(host.to_owned()).map_err(|e| UrlError::Invalid("host", e.to_string()))
+}
+
+/// `Basic base64(user:password)` for credentials in the URL, decoded from
+/// their percent-encoding first.
+fn basic_authorization(url: &Url) -> Option<HeaderValue> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+    let mut credentials = decode(url.username());
+    credentials.push(b':');
+    credentials.extend(decode(url.password().unwrap_or_default()));
+    let mut value = HeaderValue::from_str(&format!("Basic {}", base64(&credentials))).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain:?}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_url_become_basic_authorization() {
+        let url = Url::parse("https://bot%20user:p%40ss@bot.example.com/x").expect("url");
+        let value = basic_authorization(&url).expect("credentials");
+        // base64("bot user:p@ss")
+        assert_eq!(value.to_str().expect("ascii"), "Basic Ym90IHVzZXI6cEBzcw==");
+        assert!(value.is_sensitive());
+        let plain = Url::parse("https://bot.example.com/x").expect("url");
+        assert!(basic_authorization(&plain).is_none());
+    }
+
+    #[test]
+    fn the_url_is_taken_apart_once() {
+        let client = BotClient::new(
+            &Url::parse("http://127.0.0.1:8080/bot/path?token=abc#frag").expect("url"),
+        )
+        .expect("client");
+        assert_eq!(client.host, "127.0.0.1");
+        assert_eq!(client.port, 8080);
+        assert_eq!(client.target, "/bot/path?token=abc");
+        assert_eq!(client.host_header, "127.0.0.1:8080");
+        assert!(client.tls.is_none());
+        let client = BotClient::new(&Url::parse("https://[::1]/").expect("url")).expect("client");
+        assert_eq!(client.host, "::1");
+        assert_eq!(client.port, 443);
+        assert_eq!(client.host_header, "[::1]");
+        assert!(client.tls.is_some());
+        let error =
+            BotClient::new(&Url::parse("ftp://bot.example.com/").expect("url")).expect_err("ftp");
+        assert_eq!(error.to_string(), "the URL must be http or https, not ftp");
+    }
+}
