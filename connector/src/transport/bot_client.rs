@@ -20,7 +20,9 @@ use reqwest::Url;
 use rustls::pki_types::ServerName;
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tracing::debug;
 
@@ -45,8 +47,9 @@ pub struct BotClient {
     /// `Authorization: Basic …` from credentials written in the URL
     /// (`https://user:password@…`), as browsers and `reqwest` send them.
     authorization: Option<HeaderValue>,
-    /// Open connections between requests, the most recently used last.
-    idle: Mutex<Vec<SendRequest<Body>>>,
+    /// Open connections between requests, with when each became idle; the
+    /// most recently used last.
+    idle: Mutex<Vec<(SendRequest<Body>, Instant)>>,
 }
 
 impl std::fmt::Debug for BotClient {
@@ -199,7 +202,16 @@ impl BotClient {
             }
         }
         // The whole answer is read: the connection takes the next request.
-        self.idle().push(sender);
+        let now = Instant::now();
+        let mut idle = self.idle();
+        // The oldest are first; closing them lets a burst's connections go.
+        let expired = idle
+            .iter()
+            .take_while(|(_, since)| now.duration_since(*since) > IDLE_TIMEOUT)
+            .count();
+        idle.drain(..expired);
+        idle.push((sender, now));
+        drop(idle);
         Ok(Answer {
             status,
             content_type,
@@ -207,7 +219,7 @@ impl BotClient {
         })
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<SendRequest<Body>>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(SendRequest<Body>, Instant)>> {
         // A poisoned stack of connections is still a stack of connections.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -225,7 +237,12 @@ impl BotClient {
     /// An open connection ready for a request, if one is idle.
     async fn idle_connection(&self) -> Option<SendRequest<Body>> {
         loop {
-            let mut sender = self.idle().pop()?;
+            let (mut sender, since) = self.idle().pop()?;
+            if since.elapsed() > IDLE_TIMEOUT {
+                // The most recent is too old: so are all the others.
+                self.idle().clear();
+                return None;
+            }
             // Ready at once when idle; an error when the bot closed it.
             if sender.ready().await.is_ok() {
                 return Some(sender);
@@ -269,6 +286,11 @@ impl BotClient {
         Ok(sender)
     }
 }
+
+/// How long a connection may wait for its next request before it is
+/// closed, as `reqwest`'s pool does: an idle connection to the bot costs
+/// both sides a socket, and a server may drop it unannounced anyway.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What the connector calls itself in requests.
 const USER_AGENT_VALUE: &str = concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION"));
@@ -329,6 +351,80 @@ fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An HTTP/1.1 bot on a raw socket that answers every request `{}` and
+    /// counts the connections it accepted; with `close`, it says so and
+    /// closes each connection after one answer.
+    async fn counting_bot(close: bool) -> (Url, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = Url::parse(&format!(
+            "http://{}/bot",
+            listener.local_addr().expect("addr")
+        ))
+        .expect("url");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    // Each request here fits one read: head and a 2-byte body.
+                    while stream.read(&mut buffer).await.is_ok_and(|n| n > 0) {
+                        let connection = if close { "close" } else { "keep-alive" };
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                             connection: {connection}\r\ncontent-length: 2\r\n\r\n{{}}"
+                        );
+                        if stream.write_all(answer.as_bytes()).await.is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, connections)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_reused_until_it_has_been_idle_too_long() {
+        use std::sync::atomic::Ordering;
+        let (url, connections) = counting_bot(false).await;
+        let client = BotClient::new(&url).expect("client");
+        let post = || client.post(std::iter::empty(), Bytes::from_static(b"{}"), 1024);
+        for _ in 0..3 {
+            let answer = post().await.expect("answer");
+            assert_eq!((answer.status, answer.body.as_slice()), (200, &b"{}"[..]));
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "kept open");
+        tokio::time::advance(IDLE_TIMEOUT + Duration::from_secs(1)).await;
+        post().await.expect("answer");
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            2,
+            "a new one after the idle timeout"
+        );
+        assert_eq!(client.idle().len(), 1, "the old one is gone");
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_bot_closes_is_not_used_again() {
+        use std::sync::atomic::Ordering;
+        let (url, connections) = counting_bot(true).await;
+        let client = BotClient::new(&url).expect("client");
+        for n in 1..=3 {
+            let answer = client
+                .post(std::iter::empty(), Bytes::from_static(b"{}"), 1024)
+                .await
+                .expect("answer");
+            assert_eq!(answer.status, 200);
+            assert_eq!(connections.load(Ordering::SeqCst), n);
+        }
+    }
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {
