@@ -29,6 +29,7 @@ mod routes;
 mod shutdown;
 mod sigv4;
 mod sqs;
+mod timer_anchor;
 mod transport;
 
 use config::{Command, Config, LogFormat};
@@ -138,6 +139,7 @@ async fn run(config: Config) -> ExitCode {
         None => None,
     };
     let (trigger, shutdown) = shutdown::channel();
+    tokio::spawn(timer_anchor::hold());
     let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
     let (link_state_tx, link_state) = watch::channel(LinkState::Connecting);
     let metrics = Metrics::new();
