@@ -38,3 +38,16 @@ pub fn assert_stanza_error(
     let shown = error.get_child("text", STANZAS_NS).map(Element::text);
     assert_eq!(shown.as_deref(), text, "{stanza:?}");
 }
+
+/// Asserts the error a user gets when the bot could not be reached or gave
+/// no answer in time (DESIGN §2): `cancel/remote-server-timeout`,
+/// "Connection failure".
+pub fn assert_connection_failure(stanza: &Element, id: &str) {
+    assert_stanza_error(
+        stanza,
+        id,
+        "cancel",
+        "remote-server-timeout",
+        Some("Connection failure"),
+    );
+}

@@ -49,6 +49,16 @@ impl Connector {
         Self::start(&all).await
     }
 
+    /// [`Connector::start_for`], returning once the component link is up
+    /// (within 10 s).
+    pub async fn linked_to(server: &impl XmppServer, env: &[(&str, &str)]) -> Result<Self> {
+        let connector = Self::start_for(server, env).await?;
+        connector
+            .wait_for_log("component link established", Duration::from_secs(10))
+            .await?;
+        Ok(connector)
+    }
+
     /// Starts the connector with command-line arguments (e.g. `--config
     /// FILE`) and environment variables.
     pub async fn start_with_args(args: &[&str], env: &[(&str, &str)]) -> Result<Self> {

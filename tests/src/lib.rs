@@ -48,7 +48,9 @@ mod xmpp_server;
 
 use std::path::{Path, PathBuf};
 
-pub use assertions::{STANZAS_NS, TEST_PASSWORD, assert_stanza_error, login};
+pub use assertions::{
+    STANZAS_NS, TEST_PASSWORD, assert_connection_failure, assert_stanza_error, login,
+};
 pub use bot_server::{BotReply, BotRequest, BotServer, echo_reply};
 pub use chat_load::{Answer, ChatLoad, LoadMessage, LoadReport};
 pub use check_run::{CheckCommand, CheckRun};

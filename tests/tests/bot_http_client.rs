@@ -10,21 +10,25 @@
 use std::time::Duration;
 
 use xmpp_lambda_tests::{
-    BotServer, Connector, Prosody, Result, TestCa, TlsFront, XmppServer, assert_stanza_error,
-    body_of, login,
+    BotServer, Connector, Prosody, Result, TestCa, TlsFront, XmppClient, XmppServer,
+    assert_connection_failure, body_of, login,
 };
 
 /// How long anything that should happen may take.
 const WAIT: Duration = Duration::from_secs(10);
-const LINK_UP: &str = "component link established";
 
-/// The connector linked to `prosody`, posting to `url`, once its link is up.
+/// The connector linked to `prosody`, posting to `url`.
 async fn connector(prosody: &Prosody, url: &str, env: &[(&str, &str)]) -> Result<Connector> {
-    let mut all = vec![("COMPONENT_POST_URL", url)];
-    all.extend_from_slice(env);
-    let connector = Connector::start_for(prosody, &all).await?;
-    connector.wait_for_log(LINK_UP, WAIT).await?;
-    Ok(connector)
+    Connector::linked_to(prosody, &[&[("COMPONENT_POST_URL", url)], env].concat()).await
+}
+
+/// Says `body` to the echo bot and returns the answer's body.
+async fn ask_echo(alice: &mut XmppClient, prosody: &Prosody, body: &str) -> Result<String> {
+    alice
+        .send_message(&format!("echo@{}", prosody.component_domain()), body)
+        .await?;
+    let reply = alice.expect_message(body, WAIT).await?;
+    body_of(&reply).ok_or_else(|| format!("no body in {reply:?}").into())
 }
 
 #[tokio::test]
@@ -38,15 +42,10 @@ async fn an_https_bot_is_answered_over_one_kept_connection() -> Result<()> {
     let ca_file = ca_file.to_str().ok_or("temp path is not UTF-8")?;
     let _connector = connector(&prosody, &front.url(), &[("SSL_CERT_FILE", ca_file)]).await?;
 
-    let echo = format!("echo@{}", prosody.component_domain());
     for n in 0..3 {
         let said = format!("secure {n}");
-        alice.send_message(&echo, &said).await?;
-        let reply = alice.expect_message(&said, WAIT).await?;
-        assert_eq!(
-            body_of(&reply).as_deref(),
-            Some(format!("Did you say {said}?").as_str())
-        );
+        let answer = ask_echo(&mut alice, &prosody, &said).await?;
+        assert_eq!(answer, format!("Did you say {said}?"));
     }
     assert_eq!(front.handshakes(), 1, "one TLS connection for all three");
     let requests = bot.wait_for_requests(3, WAIT).await?;
@@ -92,13 +91,7 @@ async fn a_bot_whose_certificate_is_not_trusted_gets_nothing_and_the_user_an_err
         .send_message(&format!("echo@{}", prosody.component_domain()), "trust me")
         .await?;
     let reply = alice.expect_message("connection failure", WAIT).await?;
-    assert_stanza_error(
-        &reply,
-        &id,
-        "cancel",
-        "remote-server-timeout",
-        Some("Connection failure"),
-    );
+    assert_connection_failure(&reply, &id);
     assert!(bot.requests().is_empty(), "the untrusted bot got a request");
     assert_eq!(front.handshakes(), 0);
     let line = connector
@@ -129,11 +122,8 @@ async fn a_proxy_named_in_the_environment_carries_the_requests() -> Result<()> {
         .wait_for_log("requests to the bot go through the proxy", WAIT)
         .await?;
 
-    alice
-        .send_message(&format!("echo@{}", prosody.component_domain()), "via proxy")
-        .await?;
-    let reply = alice.expect_message("the proxied answer", WAIT).await?;
-    assert_eq!(body_of(&reply).as_deref(), Some("Did you say via proxy?"));
+    let answer = ask_echo(&mut alice, &prosody, "via proxy").await?;
+    assert_eq!(answer, "Did you say via proxy?");
     let requests = proxy.wait_for_requests(1, WAIT).await?;
     assert_eq!(requests[0].header("host"), Some("bot.invalid"));
     Ok(())
@@ -147,10 +137,7 @@ async fn credentials_in_the_url_are_sent_as_basic_authorization() -> Result<()> 
     let url = format!("http://bot:pa%20ss@{}/bot", bot.address());
     let _connector = connector(&prosody, &url, &[]).await?;
 
-    alice
-        .send_message(&format!("echo@{}", prosody.component_domain()), "knock")
-        .await?;
-    alice.expect_message("the answer", WAIT).await?;
+    ask_echo(&mut alice, &prosody, "knock").await?;
     let requests = bot.wait_for_requests(1, WAIT).await?;
     // base64("bot:pa ss")
     assert_eq!(
