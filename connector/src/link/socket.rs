@@ -69,11 +69,20 @@ impl LinkSocket {
                 n => outbox.written += n,
             }
         }
-        outbox.text.clear();
         outbox.written = 0;
+        if outbox.text.capacity() > OUTBOX_KEPT {
+            // A burst of large replies does not keep its memory.
+            outbox.text = String::new();
+        } else {
+            outbox.text.clear();
+        }
         Poll::Ready(Ok(()))
     }
 }
+
+/// The most outbox memory kept between writes: a flush of ordinary replies
+/// fits many times over.
+const OUTBOX_KEPT: usize = 64 * 1024;
 
 impl AsyncRead for LinkSocket {
     fn poll_read(
@@ -119,5 +128,56 @@ impl AsyncWrite for LinkSocket {
     /// Flushes only: see the type.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_flush(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use xmpp_lambda_shared::parse_stanza;
+
+    /// A connected pair on loopback: the link's socket and the server's end.
+    async fn pair() -> (LinkSocket, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (client, server) = tokio::join!(TcpStream::connect(address), listener.accept());
+        (
+            LinkSocket::new(client.expect("connect")),
+            server.expect("accept").0,
+        )
+    }
+
+    fn message(body: &str) -> Element {
+        parse_stanza(&format!(
+            "<message to='a@b' from='c@d'><body>{body}</body></message>"
+        ))
+        .expect("stanza")
+    }
+
+    #[tokio::test]
+    async fn queued_text_goes_out_before_later_writes_and_large_bursts_are_not_kept() {
+        let (mut socket, mut server) = pair().await;
+        let large = "x".repeat(2 * OUTBOX_KEPT);
+        assert!(socket.queue(&message("first")));
+        assert!(socket.queue(&message(&large)));
+        socket.write_all(b"<footer/>").await.expect("write");
+        socket.flush().await.expect("flush");
+        let expected = format!(
+            "<message from='c@d' to='a@b'><body>first</body></message>\
+             <message from='c@d' to='a@b'><body>{large}</body></message><footer/>"
+        );
+        let mut received = vec![0; expected.len()];
+        server.read_exact(&mut received).await.expect("read");
+        assert_eq!(String::from_utf8_lossy(&received), expected);
+        let outbox = socket.outbox.get_mut().expect("not poisoned");
+        assert!(outbox.text.is_empty());
+        assert!(
+            outbox.text.capacity() <= OUTBOX_KEPT,
+            "{}",
+            outbox.text.capacity()
+        );
     }
 }
