@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(HOME)/.cargo/bin:$(PATH)
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup test lint unit demo demo-sqs bench soak
+.PHONY: setup test lint unit demo demo-sqs bench soak profile
 
 setup:
 	@scripts/setup.sh
@@ -37,6 +37,11 @@ demo-sqs: setup
 
 bench: setup
 	@scripts/bench.sh
+
+# The connector's instructions per message under callgrind (valgrind):
+# what the README's benchmark section quotes, independent of machine load.
+profile: setup
+	@scripts/profile.sh
 
 # Thousands of messages through real servers while Prosody restarts and the
 # connector is killed; prints a table (scripts/soak.sh). `make test` runs a
