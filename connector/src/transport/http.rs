@@ -114,8 +114,12 @@ impl HttpTransport {
     /// answer within the timeout.
     pub async fn exchange(&self, request: &Request) -> BotResponse {
         let deadline = Instant::now() + self.timeout;
-        let body = match serde_json::to_vec(request) {
-            Ok(body) => body,
+        // Room for the JSON at once: the stanza text and the body are most
+        // of it, and growing the buffer step by step copies it each time.
+        let size = request.stanza.len() + request.body.as_ref().map_or(0, String::len) + 256;
+        let mut body = Vec::with_capacity(size);
+        let body = match serde_json::to_writer(&mut body, request) {
+            Ok(()) => body,
             Err(error) => {
                 warn!(%error, from = %request.from, to = %request.to, "cannot encode the request");
                 return BotResponse::no_response();
