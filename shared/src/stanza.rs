@@ -47,8 +47,17 @@ pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
+/// The namespaces a stanza's own elements may be in: none stands for the
+/// stream's.
+const STANZA_NAMESPACES: [&str; 3] = [CLIENT_NS, COMPONENT_NS, ""];
+
 fn is_stanza_ns(ns: &str) -> bool {
-    ns == CLIENT_NS || ns == COMPONENT_NS || ns.is_empty()
+    STANZA_NAMESPACES.contains(&ns)
+}
+
+/// [`is_stanza_ns`] for an element, without copying its namespace out.
+fn is_stanza_element(element: &Element) -> bool {
+    element.has_ns(minidom::NSChoice::AnyOf(&STANZA_NAMESPACES))
 }
 
 /// Moves a stanza into `namespace`: the root and every descendant reached
@@ -61,7 +70,7 @@ pub fn with_namespace(element: &Element, namespace: &str) -> Element {
     *moved.attrs_mut() = element.attrs().clone();
     for node in element.nodes() {
         match node {
-            minidom::Node::Element(child) if is_stanza_ns(&child.ns()) => {
+            minidom::Node::Element(child) if is_stanza_element(child) => {
                 moved.append_child(with_namespace(child, namespace));
             }
             other => moved.append_node(other.clone()),
@@ -177,10 +186,6 @@ fn write_moved(element: &Element, moved: bool, default: &str, out: &mut String) 
 
 /// The namespace bound to the `xml` prefix.
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
-
-fn is_stanza_element(element: &Element) -> bool {
-    element.has_ns(CLIENT_NS) || element.has_ns(COMPONENT_NS) || element.has_ns("")
-}
 
 /// Appends `text` escaped as minidom's writer escapes it, in an attribute
 /// value (quoted with `'`) or in content. `None` for a character XML does
@@ -310,7 +315,7 @@ pub fn stanza_to_request(stanza: &Element) -> Result<Request, InvalidStanza> {
     let body = match kind {
         StanzaKind::Message => stanza
             .children()
-            .find(|child| child.name() == "body" && is_stanza_ns(&child.ns()))
+            .find(|child| child.name() == "body" && is_stanza_element(child))
             .map(Element::text),
         _ => None,
     };

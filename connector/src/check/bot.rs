@@ -25,16 +25,14 @@ use xmpp_lambda_shared::{COMPONENT_NS, Request, StanzaKind, error_for_status, st
 use super::{Outcome, Report, error_chain, human, masked_key, root_cause, shown_url};
 use crate::config::Config;
 use crate::sigv4::{RequestSigner, SignError, SigningMode};
+// What the http transport sends, so the probe is the same request.
+use crate::transport::{JSON, USER_AGENT};
 
 /// The `id` of every probe starts with this.
 pub const PROBE_ID_PREFIX: &str = "xmpp-lambda-check-";
 /// The probe comes from this local part at the component's own domain.
 pub const PROBE_LOCALPART: &str = "xmpp-lambda-check";
 
-/// The content type of every request, as the http transport sends it.
-const JSON: &str = "application/json";
-/// The user agent of every request, as the http transport sends it.
-const USER_AGENT: &str = concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION"));
 const CHAT_STATES_NS: &str = "http://jabber.org/protocol/chatstates";
 const PING_NS: &str = "urn:xmpp:ping";
 

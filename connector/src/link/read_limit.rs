@@ -307,9 +307,7 @@ impl<S> LimitedReader<S> {
             limit: ReadLimit::default(),
         }
     }
-}
 
-impl<S> LimitedReader<S> {
     /// The connection underneath.
     pub fn get_ref(&self) -> &S {
         &self.inner

@@ -10,6 +10,8 @@
 //! it is kept lean. When the environment names a proxy the http transport
 //! uses `reqwest` instead, which honours it.
 
+use super::{JSON, USER_AGENT as AGENT};
+use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -152,8 +154,8 @@ impl BotClient {
             .expect("method and target are valid");
         let fixed = request.headers_mut();
         fixed.insert(HOST, self.host_header.clone());
-        fixed.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        fixed.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        fixed.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+        fixed.insert(USER_AGENT, HeaderValue::from_static(AGENT));
         if let Some(authorization) = &self.authorization {
             fixed.insert(AUTHORIZATION, authorization.clone());
         }
@@ -292,9 +294,6 @@ impl BotClient {
 /// both sides a socket, and a server may drop it unannounced anyway.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// What the connector calls itself in requests.
-const USER_AGENT_VALUE: &str = concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION"));
-
 /// The TLS client: the platform's trust, HTTP/1.1 announced by ALPN.
 fn tls_connector() -> Result<TlsConnector, UrlError> {
     use rustls_platform_verifier::BuilderVerifierExt;
@@ -323,29 +322,10 @@ fn basic_authorization(url: &Url) -> Option<HeaderValue> {
     let mut credentials = decode(url.username());
     credentials.push(b':');
     credentials.extend(decode(url.password().unwrap_or_default()));
-    let mut value = HeaderValue::from_str(&format!("Basic {}", base64(&credentials))).ok()?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&credentials);
+    let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
     value.set_sensitive(true);
     Some(value)
-}
-
-/// Standard base64 with padding (RFC 4648 §4).
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -423,21 +403,6 @@ mod tests {
                 .expect("answer");
             assert_eq!(answer.status, 200);
             assert_eq!(connections.load(Ordering::SeqCst), n);
-        }
-    }
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded, "{plain:?}");
         }
     }
 

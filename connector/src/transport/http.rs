@@ -18,11 +18,9 @@ use tracing::{debug, info, warn};
 use xmpp_lambda_shared::signing::{Signer, unix_seconds};
 use xmpp_lambda_shared::{BotResponse, Request};
 
+use super::{JSON, USER_AGENT};
 use crate::backoff::Backoff;
 use crate::sigv4::RequestSigner;
-
-/// The content type of every request.
-const JSON: &str = "application/json";
 
 /// The most of a bot's answer that is read. A reply is at most
 /// [`xmpp_lambda_shared::MAX_BODY_BYTES`] of text plus JSON around it; a
@@ -77,7 +75,7 @@ impl HttpTransport {
                     // A bot's 3xx is an answer (the error table's "other"),
                     // never a second POST elsewhere.
                     .redirect(reqwest::redirect::Policy::none())
-                    .user_agent(concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION")))
+                    .user_agent(USER_AGENT)
                     .build()
                     .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
                 Client::Proxied(client)

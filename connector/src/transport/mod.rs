@@ -5,6 +5,11 @@ pub mod http;
 
 pub use http::HttpTransport;
 
+/// The content type of every request to a bot.
+pub const JSON: &str = "application/json";
+/// The user agent of every request to a bot.
+pub const USER_AGENT: &str = concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION"));
+
 use crate::sqs::RequestSender;
 use xmpp_lambda_shared::{BotResponse, Request};
 
