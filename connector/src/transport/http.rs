@@ -139,16 +139,27 @@ impl HttpTransport {
             .post_signer
             .as_ref()
             .map(|signer| signer.headers(unix_seconds(SystemTime::now()), &body));
-        let headers: Vec<(HeaderName, HeaderValue)> = signing_headers
+        let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+        for (name, value) in signing_headers
             .iter()
             .chain(post_signature.iter().flatten())
-            .filter_map(|(name, value)| {
-                Some((
-                    HeaderName::from_bytes(name.as_bytes()).ok()?,
-                    HeaderValue::from_str(value).ok()?,
-                ))
-            })
-            .collect();
+        {
+            // Never sent without a signature it should carry. The signers
+            // make only values a header can hold (the SigV4 signer refuses
+            // a session token that is not one), so this does not happen;
+            // if it did, dropping the header would send the request
+            // unsigned.
+            match (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                (Ok(name), Ok(value)) => headers.push((name, value)),
+                _ => {
+                    warn!(header = %name, "cannot send a signing header; request not sent");
+                    return BotResponse::no_response();
+                }
+            }
+        }
         let body = Bytes::from(body);
         let mut backoff = Backoff::new(CONNECT_RETRY_FIRST, CONNECT_RETRY_CAP);
         let mut attempts = 1;
