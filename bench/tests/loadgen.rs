@@ -76,10 +76,17 @@ Component "bot.localhost"
             c2s_port,
             component_port,
         };
+        // Prosody opens its listeners one after the other: a component
+        // started once c2s answers could still find its port closed.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", c2s_port)).is_err() {
-            assert!(Instant::now() < deadline, "Prosody did not listen in 10 s");
-            std::thread::sleep(Duration::from_millis(20));
+        for port in [c2s_port, component_port] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "Prosody did not listen on {port} in 10 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         prosody
     }
