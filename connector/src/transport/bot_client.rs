@@ -2,34 +2,30 @@
 //! open and reused.
 //!
 //! Every request of a route goes to the same URL, so the pool is one stack
-//! of idle connections and a request is hyper's own HTTP/1 exchange on one
-//! of them, with nothing around it: the URL is taken apart once, here, not
-//! for every request, and there are no redirect, retry or proxy layers (a
-//! bot's 3xx is an answer; [`super::http`] decides what is tried again).
-//! This is what the connector spends most of its own CPU on per message, so
-//! it is kept lean. When the environment names a proxy the http transport
-//! uses `reqwest` instead, which honours it.
+//! of idle connections, and a request is one [`http1::exchange`] on one of
+//! them, run by the requesting task itself: the URL is taken apart and the
+//! fixed part of the request head written once, here, not for every
+//! request, and there are no redirect, retry or proxy layers (a bot's 3xx
+//! is an answer; [`super::http`] decides what is tried again). This is
+//! what the connector spends most of its own CPU on per message, so it is
+//! kept lean. When the environment names a proxy the http transport uses
+//! `reqwest` instead, which honours it.
 
-use super::{JSON, USER_AGENT as AGENT};
+use super::http1::{self, Answer, ExchangeError};
+use super::{JSON, USER_AGENT};
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
-use hyper::{Method, Request, Uri};
-use hyper_util::rt::TokioIo;
+use hyper::Uri;
+use hyper::header::{HeaderName, HeaderValue};
 use reqwest::Url;
 use rustls::pki_types::ServerName;
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tracing::debug;
-
-/// The body of every request: the request JSON, already in memory.
-type Body = Full<Bytes>;
 
 /// Connections to one bot URL.
 pub struct BotClient {
@@ -41,17 +37,14 @@ pub struct BotClient {
     /// For an https URL: the TLS client, and the name the bot's
     /// certificate must be valid for.
     tls: Option<(TlsConnector, ServerName<'static>)>,
-    /// The request target: the URL's path and query.
-    target: Uri,
-    /// The `Host` header: HTTP/1.1 requires it, and hyper sends only what
-    /// it is given.
-    host_header: HeaderValue,
-    /// `Authorization: Basic …` from credentials written in the URL
-    /// (`https://user:password@…`), as browsers and `reqwest` send them.
-    authorization: Option<HeaderValue>,
+    /// The request line and the header fields every request carries
+    /// (`Host`, `Content-Type`, `User-Agent`, and `Authorization: Basic …`
+    /// from credentials written in the URL, as browsers and `reqwest` send
+    /// them), each ending in CRLF.
+    head: Vec<u8>,
     /// Open connections between requests, with when each became idle; the
     /// most recently used last.
-    idle: Mutex<Vec<(SendRequest<Body>, Instant)>>,
+    idle: Mutex<Vec<(Connection, Instant)>>,
 }
 
 impl std::fmt::Debug for BotClient {
@@ -64,26 +57,30 @@ impl std::fmt::Debug for BotClient {
     }
 }
 
+/// A byte stream to the bot: TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// One open connection to the bot.
+struct Connection {
+    io: Box<dyn Io>,
+    /// What was read and not yet used: empty between exchanges, kept so
+    /// its memory is reused.
+    buffer: Vec<u8>,
+}
+
 /// Why a POST got no answer. The transport tries again only what was
 /// never sent.
 #[derive(Debug, thiserror::Error)]
 pub enum PostError {
-    /// No connection could be made (no address, refused, TLS handshake
-    /// failed): the bot has not seen the request.
+    /// No connection could carry the request (no address, refused, TLS
+    /// handshake failed, closed before a byte was written): the bot has not
+    /// seen it.
     #[error("cannot connect: {0}")]
     Connect(#[source] io::Error),
     /// The request may have reached the bot, but no whole answer came.
     #[error("{0}")]
-    Exchange(#[from] hyper::Error),
-}
-
-/// What the bot answered, as far as the rules need it.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub content_type: Option<String>,
-    /// The body, cut at the limit the caller gave.
-    pub body: Vec<u8>,
+    Exchange(#[source] io::Error),
 }
 
 /// Why a URL cannot be used.
@@ -122,17 +119,27 @@ impl BotClient {
             Some(query) => format!("{}?{query}", url.path()),
             None => url.path().to_owned(),
         };
-        let authorization = basic_authorization(url);
+        // Both go into the request head as they are: what would not be
+        // valid there is refused now.
+        target
+            .parse::<Uri>()
+            .map_err(|e| UrlError::Invalid("path", e.to_string()))?;
+        HeaderValue::from_str(&host_header)
+            .map_err(|e| UrlError::Invalid("host", e.to_string()))?;
+        let mut head = format!(
+            "POST {target} HTTP/1.1\r\nhost: {host_header}\r\ncontent-type: {JSON}\r\n\
+             user-agent: {USER_AGENT}\r\n"
+        );
+        if let Some(credentials) = basic_authorization(url) {
+            head.push_str("authorization: ");
+            head.push_str(&credentials); // base64: nothing to escape
+            head.push_str("\r\n");
+        }
         Ok(BotClient {
             host: bare_host.to_owned(),
             port,
             tls,
-            target: target.parse().map_err(|e: hyper::http::uri::InvalidUri| {
-                UrlError::Invalid("path", e.to_string())
-            })?,
-            host_header: HeaderValue::from_str(&host_header)
-                .map_err(|e| UrlError::Invalid("host", e.to_string()))?,
-            authorization,
+            head: head.into_bytes(),
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -144,92 +151,77 @@ impl BotClient {
     pub async fn post(
         &self,
         headers: impl Iterator<Item = (HeaderName, HeaderValue)>,
-        body: Bytes,
+        body: &[u8],
         max_body: usize,
     ) -> Result<Answer, PostError> {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(self.target.clone())
-            .body(Full::new(body))
-            .expect("method and target are valid");
-        let fixed = request.headers_mut();
-        fixed.insert(HOST, self.host_header.clone());
-        fixed.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
-        fixed.insert(USER_AGENT, HeaderValue::from_static(AGENT));
-        if let Some(authorization) = &self.authorization {
-            fixed.insert(AUTHORIZATION, authorization.clone());
-        }
-        for (name, value) in headers {
-            fixed.insert(name, value);
-        }
-        let (mut sender, mut fresh) = self.connection().await?;
-        let response = loop {
-            match sender.try_send_request(request).await {
-                Ok(response) => break response,
-                Err(mut error) => match error.take_message() {
-                    // Closed before the request was written (the bot
-                    // dropped an idle connection): safe on another one.
-                    Some(unsent) if !fresh => {
-                        debug!(error = %error.error(), "idle connection to the bot closed; using another");
-                        request = unsent;
-                        (sender, fresh) = self.connection().await?;
-                    }
-                    Some(_) => {
-                        return Err(PostError::Connect(io::Error::other(error.into_error())));
-                    }
-                    None => return Err(PostError::Exchange(error.into_error())),
-                },
+        let request = self.request(headers, body);
+        let (mut connection, mut fresh) = self.connection().await?;
+        let answer = loop {
+            let exchange = http1::exchange(
+                &mut *connection.io,
+                &mut connection.buffer,
+                &request,
+                max_body,
+            );
+            match exchange.await {
+                Ok(answer) => break answer,
+                // Closed before the request was written (the bot dropped
+                // an idle connection): safe on another one.
+                Err(ExchangeError::NotSent(error)) if !fresh => {
+                    debug!(%error, "idle connection to the bot closed; using another");
+                    (connection, fresh) = self.connection().await?;
+                }
+                Err(ExchangeError::NotSent(error)) => return Err(PostError::Connect(error)),
+                Err(ExchangeError::Failed(error)) => return Err(PostError::Exchange(error)),
             }
         };
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
-        let mut incoming = response.into_body();
-        let mut body = Vec::new();
-        while let Some(frame) = incoming.frame().await {
-            let Ok(data) = frame?.into_data() else {
-                continue; // trailers
-            };
-            let room = max_body - body.len();
-            body.extend_from_slice(&data[..data.len().min(room)]);
-            if body.len() == max_body {
-                // The rest is not read: the connection is not reusable.
-                return Ok(Answer {
-                    status,
-                    content_type,
-                    body,
-                });
-            }
+        if answer.reusable {
+            let now = Instant::now();
+            let mut idle = self.idle();
+            // The oldest are first; closing them lets a burst's connections
+            // go.
+            let expired = idle
+                .iter()
+                .take_while(|(_, since)| now.duration_since(*since) > IDLE_TIMEOUT)
+                .count();
+            idle.drain(..expired);
+            idle.push((connection, now));
         }
-        // The whole answer is read: the connection takes the next request.
-        let now = Instant::now();
-        let mut idle = self.idle();
-        // The oldest are first; closing them lets a burst's connections go.
-        let expired = idle
-            .iter()
-            .take_while(|(_, since)| now.duration_since(*since) > IDLE_TIMEOUT)
-            .count();
-        idle.drain(..expired);
-        idle.push((sender, now));
-        drop(idle);
-        Ok(Answer {
-            status,
-            content_type,
-            body,
-        })
+        Ok(answer)
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(SendRequest<Body>, Instant)>> {
+    /// The whole request: the fixed head, `headers`, the length and `body`,
+    /// to be written at once.
+    fn request(
+        &self,
+        headers: impl Iterator<Item = (HeaderName, HeaderValue)>,
+        body: &[u8],
+    ) -> Vec<u8> {
+        const EXTRA: usize = 256; // signing headers and the length
+        let mut request = Vec::with_capacity(self.head.len() + EXTRA + body.len());
+        request.extend_from_slice(&self.head);
+        for (name, value) in headers {
+            request.extend_from_slice(name.as_str().as_bytes());
+            request.extend_from_slice(b": ");
+            request.extend_from_slice(value.as_bytes());
+            request.extend_from_slice(b"\r\n");
+        }
+        request.extend_from_slice(b"content-length: ");
+        request.extend_from_slice(body.len().to_string().as_bytes());
+        request.extend_from_slice(b"\r\n\r\n");
+        request.extend_from_slice(body);
+        request
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(Connection, Instant)>> {
         // A poisoned stack of connections is still a stack of connections.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// An idle connection, or else a new one (then `true`).
-    async fn connection(&self) -> Result<(SendRequest<Body>, bool), PostError> {
-        match self.idle_connection().await {
-            Some(sender) => Ok((sender, false)),
+    async fn connection(&self) -> Result<(Connection, bool), PostError> {
+        match self.idle_connection() {
+            Some(connection) => Ok((connection, false)),
             // Boxed: connecting (TLS included) is a large future, and every
             // request's task would otherwise carry it.
             None => Ok((Box::pin(self.connect()).await?, true)),
@@ -237,55 +229,41 @@ impl BotClient {
     }
 
     /// An open connection ready for a request, if one is idle.
-    async fn idle_connection(&self) -> Option<SendRequest<Body>> {
-        loop {
-            let (mut sender, since) = self.idle().pop()?;
+    fn idle_connection(&self) -> Option<Connection> {
+        let mut idle = self.idle();
+        while let Some((mut connection, since)) = idle.pop() {
             if since.elapsed() > IDLE_TIMEOUT {
                 // The most recent is too old: so are all the others.
-                self.idle().clear();
+                idle.clear();
                 return None;
             }
-            // Ready at once when idle; an error when the bot closed it.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            if http1::is_idle_and_open(&mut *connection.io) {
+                return Some(connection);
             }
         }
+        None
     }
 
     /// A new connection, TLS included.
-    async fn connect(&self) -> Result<SendRequest<Body>, PostError> {
+    async fn connect(&self) -> Result<Connection, PostError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(PostError::Connect)?;
         // Requests are small and waited on: never hold one back.
         tcp.set_nodelay(true).map_err(PostError::Connect)?;
-        match &self.tls {
-            None => self.handshake(tcp).await,
-            Some((connector, server_name)) => {
-                let tls = connector
+        let io: Box<dyn Io> = match &self.tls {
+            None => Box::new(tcp),
+            Some((connector, server_name)) => Box::new(
+                connector
                     .connect(server_name.clone(), tcp)
                     .await
-                    .map_err(PostError::Connect)?;
-                self.handshake(tls).await
-            }
-        }
-    }
-
-    /// Starts HTTP/1.1 on `io`; the connection is driven by its own task
-    /// until either side closes it.
-    async fn handshake<T>(&self, io: T) -> Result<SendRequest<Body>, PostError>
-    where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-    {
-        let (sender, connection) = http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| PostError::Connect(io::Error::other(e)))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!(%error, "connection to the bot ended");
-            }
-        });
-        Ok(sender)
+                    .map_err(PostError::Connect)?,
+            ),
+        };
+        Ok(Connection {
+            io,
+            buffer: Vec::new(),
+        })
     }
 }
 
@@ -314,7 +292,7 @@ fn server_name(host: &str) -> Result<ServerName<'static>, UrlError> {
 
 /// `Basic base64(user:password)` for credentials in the URL, decoded from
 /// their percent-encoding first.
-fn basic_authorization(url: &Url) -> Option<HeaderValue> {
+fn basic_authorization(url: &Url) -> Option<String> {
     if url.username().is_empty() && url.password().is_none() {
         return None;
     }
@@ -323,9 +301,7 @@ fn basic_authorization(url: &Url) -> Option<HeaderValue> {
     credentials.push(b':');
     credentials.extend(decode(url.password().unwrap_or_default()));
     let encoded = base64::engine::general_purpose::STANDARD.encode(&credentials);
-    let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
-    value.set_sensitive(true);
-    Some(value)
+    Some(format!("Basic {encoded}"))
 }
 
 #[cfg(test)]
@@ -375,7 +351,7 @@ mod tests {
         use std::sync::atomic::Ordering;
         let (url, connections) = counting_bot(false).await;
         let client = BotClient::new(&url).expect("client");
-        let post = || client.post(std::iter::empty(), Bytes::from_static(b"{}"), 1024);
+        let post = || client.post(std::iter::empty(), b"{}", 1024);
         for _ in 0..3 {
             let answer = post().await.expect("answer");
             assert_eq!((answer.status, answer.body.as_slice()), (200, &b"{}"[..]));
@@ -398,7 +374,7 @@ mod tests {
         let client = BotClient::new(&url).expect("client");
         for n in 1..=3 {
             let answer = client
-                .post(std::iter::empty(), Bytes::from_static(b"{}"), 1024)
+                .post(std::iter::empty(), b"{}", 1024)
                 .await
                 .expect("answer");
             assert_eq!(answer.status, 200);
@@ -411,8 +387,7 @@ mod tests {
         let url = Url::parse("https://bot%20user:p%40ss@bot.example.com/x").expect("url");
         let value = basic_authorization(&url).expect("credentials");
         // base64("bot user:p@ss")
-        assert_eq!(value.to_str().expect("ascii"), "Basic Ym90IHVzZXI6cEBzcw==");
-        assert!(value.is_sensitive());
+        assert_eq!(value, "Basic Ym90IHVzZXI6cEBzcw==");
         let plain = Url::parse("https://bot.example.com/x").expect("url");
         assert!(basic_authorization(&plain).is_none());
     }
@@ -425,13 +400,22 @@ mod tests {
         .expect("client");
         assert_eq!(client.host, "127.0.0.1");
         assert_eq!(client.port, 8080);
-        assert_eq!(client.target, "/bot/path?token=abc");
-        assert_eq!(client.host_header, "127.0.0.1:8080");
+        assert_eq!(
+            String::from_utf8_lossy(&client.head),
+            format!(
+                "POST /bot/path?token=abc HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n\
+                 content-type: application/json\r\nuser-agent: {USER_AGENT}\r\n"
+            )
+        );
         assert!(client.tls.is_none());
         let client = BotClient::new(&Url::parse("https://[::1]/").expect("url")).expect("client");
         assert_eq!(client.host, "::1");
         assert_eq!(client.port, 443);
-        assert_eq!(client.host_header, "[::1]");
+        assert!(
+            client
+                .head
+                .starts_with(b"POST / HTTP/1.1\r\nhost: [::1]\r\n")
+        );
         assert!(client.tls.is_some());
         let error =
             BotClient::new(&Url::parse("ftp://bot.example.com/").expect("url")).expect_err("ftp");

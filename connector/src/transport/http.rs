@@ -205,7 +205,7 @@ impl HttpTransport {
     ) -> Result<BotResponse, Attempt> {
         match &self.client {
             Client::Direct(client) => {
-                let post = client.post(headers.iter().cloned(), body.clone(), MAX_RESPONSE_BYTES);
+                let post = client.post(headers.iter().cloned(), body, MAX_RESPONSE_BYTES);
                 match tokio::time::timeout(remaining, post).await {
                     Ok(Ok(answer)) => Ok(BotResponse::from_http(
                         answer.status,

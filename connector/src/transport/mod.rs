@@ -2,6 +2,7 @@
 
 mod bot_client;
 pub mod http;
+mod http1;
 
 pub use http::HttpTransport;
 
