@@ -1,11 +1,12 @@
 //! The component link (XEP-0114) to the XMPP server, kept up forever.
 //!
-//! Built on tokio-xmpp's public `xmlstream` layer with plain
-//! [`minidom::Element`]s: every element read is its own `Result`, so a stanza
-//! the typed parsers would refuse (say `<message type='bogus'>` from any
-//! user) is just another element here, never a lost connection. tokio-xmpp's
-//! high-level `Component` ends the stream on such a stanza and cannot
-//! reconnect, which is why it is not used.
+//! The stream ([`stream`]) reads plain [`minidom::Element`]s: a stanza the
+//! typed parsers would refuse (say `<message type='bogus'>` from any user)
+//! is just another element here, never a lost connection. Each stanza is
+//! parsed once, whole ([`xml`]), once the read limit's scanner has seen it
+//! end: a general streaming parser (rxml, under tokio-xmpp) cost the
+//! connector more per message than everything else it does but the HTTP
+//! exchange.
 //!
 //! One task owns the link: it reads stanzas and hands them to the
 //! dispatcher, writes replies from one channel that outlives every
@@ -25,30 +26,28 @@
 
 mod read_limit;
 mod socket;
+mod stream;
+mod xml;
 
 use crate::backoff::Backoff;
 use crate::config::Secret;
 use crate::shutdown::Shutdown;
-use futures::{SinkExt, StreamExt};
 use minidom::Element;
-use read_limit::LimitedReader;
-use socket::LinkSocket;
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::BufStream;
+use stream::ReadTimeouts;
+pub(crate) use stream::{ComponentStream, Read};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout};
-use tokio_xmpp::parsers::component::Handshake;
-use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
 use tracing::{debug, info, trace, warn};
 use xmpp_lambda_shared::{
     COMPONENT_NS, ErrorType, StanzaErrorSpec, error_reply, stanza_to_request,
 };
+use xmpp_parsers::component::Handshake;
 
 /// The namespace of the stream element itself, and of `<stream:error>`.
 const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
@@ -79,9 +78,6 @@ const STABLE_LINK: Duration = Duration::from_secs(10);
 const STANDBY_RETRY: Duration = Duration::from_secs(1);
 /// The stream error a server answers when the component is linked already.
 const CONFLICT: &str = "conflict";
-
-/// An established component stream carrying plain elements.
-pub(crate) type ComponentStream = XmlStream<BufStream<LimitedReader<LinkSocket>>, Element>;
 
 /// One stanza for the link to write.
 #[derive(Debug)]
@@ -549,22 +545,14 @@ pub(crate) async fn handshake(
     tcp: TcpStream,
     settings: &LinkSettings,
 ) -> Result<ComponentStream, LinkError> {
-    let timeouts = Timeouts {
+    let timeouts = ReadTimeouts {
         // Without traffic for two ping intervals something is wrong: ping
         // once more and give the server one interval to answer.
-        read_timeout: settings.ping_interval * 2,
-        response_timeout: settings.ping_interval.max(Duration::from_secs(5)),
+        silence: settings.ping_interval * 2,
+        answer: settings.ping_interval.max(Duration::from_secs(5)),
     };
-    let header = StreamHeader {
-        to: Some(Cow::Borrowed(settings.domain.as_str())),
-        from: None,
-        id: None,
-    };
-    let socket = BufStream::new(LimitedReader::new(LinkSocket::new(tcp)));
-    let mut pending = xmlstream::initiate_stream(socket, COMPONENT_NS, header, timeouts).await?;
-    let stream_id = pending.take_header().id;
+    let (mut stream, stream_id) = ComponentStream::open(tcp, &settings.domain, timeouts).await?;
     // XEP-0114 streams have no features: the handshake comes right away.
-    let mut stream: ComponentStream = pending.skip_features();
     let Some(stream_id) = stream_id else {
         // A server refusing the stream may omit the id and say why next.
         let element = next_element(&mut stream).await?;
@@ -573,9 +561,15 @@ pub(crate) async fn handshake(
             None => LinkError::NoStreamId,
         });
     };
-    let answer =
-        Handshake::from_stream_id_and_password(stream_id.into_owned(), settings.secret.expose());
-    stream.send(&answer).await?;
+    let answer = Handshake::from_stream_id_and_password(stream_id, settings.secret.expose());
+    let digest: String = answer
+        .data
+        .iter()
+        .flatten()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    stream.queue_text(&format!("<handshake>{digest}</handshake>"));
+    stream.flush().await?;
     let element = next_element(&mut stream).await?;
     if element.is("handshake", COMPONENT_NS) {
         return Ok(stream);
@@ -589,14 +583,10 @@ pub(crate) async fn handshake(
 /// The next element during the handshake.
 async fn next_element(stream: &mut ComponentStream) -> Result<Element, LinkError> {
     loop {
-        match stream.next().await {
-            Some(Ok(element)) => return Ok(element),
-            Some(Err(ReadError::SoftTimeout)) => continue,
-            Some(Err(ReadError::HardError(e))) => return Err(e.into()),
-            Some(Err(ReadError::ParseError(e))) => {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e).into());
-            }
-            Some(Err(ReadError::StreamFooterReceived)) | None => return Err(LinkError::Closed),
+        match stream.next().await? {
+            Read::Element(element) => return Ok(element),
+            Read::Silent => continue,
+            Read::Closed => return Err(LinkError::Closed),
         }
     }
 }
@@ -640,7 +630,7 @@ async fn session(
             // server holds the rest: none is dropped, and replies and pings
             // are still written meanwhile.
             item = stream.next(), if held.is_none() => match item {
-                Some(Ok(element)) => {
+                Ok(Read::Element(element)) => {
                     if let Some(error) = StreamError::from_element(&element) {
                         return SessionEnd::Lost(LinkError::ServerStreamError(error));
                     }
@@ -665,19 +655,14 @@ async fn session(
                         }
                     }
                 }
-                Some(Err(ReadError::SoftTimeout)) => {
+                Ok(Read::Silent) => {
                     debug!("link silent; pinging the server");
                     if let Err(cause) = ping(stream, &settings.domain).await {
                         return SessionEnd::Lost(cause);
                     }
                 }
-                Some(Err(ReadError::ParseError(e))) => {
-                    warn!(error = %e, "ignoring an element that could not be read");
-                }
-                Some(Err(ReadError::HardError(e))) => return SessionEnd::Lost(e.into()),
-                Some(Err(ReadError::StreamFooterReceived)) | None => {
-                    return SessionEnd::Lost(LinkError::Closed);
-                }
+                Ok(Read::Closed) => return SessionEnd::Lost(LinkError::Closed),
+                Err(e) => return SessionEnd::Lost(e.into()),
             },
             reply = outbound.recv() => match reply {
                 Some(first) => {
@@ -699,7 +684,7 @@ async fn session(
                 None => {
                     // Every reply is written: close our side and let the
                     // server close its own.
-                    if let Err(e) = timeout(CLOSE_TIMEOUT, stream.shutdown())
+                    if let Err(e) = timeout(CLOSE_TIMEOUT, stream.close())
                         .await
                         .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
                     {
@@ -734,7 +719,7 @@ async fn session(
 async fn read_until_closed(stream: &mut ComponentStream, domain: &str) {
     loop {
         match stream.next().await {
-            Some(Ok(element)) => {
+            Ok(Read::Element(element)) => {
                 if wants_answer(&element) && !is_keepalive_echo(&element, domain) {
                     warn!(
                         kind = element.name(),
@@ -744,8 +729,8 @@ async fn read_until_closed(stream: &mut ComponentStream, domain: &str) {
                     );
                 }
             }
-            Some(Err(ReadError::SoftTimeout | ReadError::ParseError(_))) => {}
-            Some(Err(ReadError::HardError(_) | ReadError::StreamFooterReceived)) | None => return,
+            Ok(Read::Silent) => {}
+            Ok(Read::Closed) | Err(_) => return,
         }
     }
 }
@@ -797,20 +782,10 @@ fn wants_answer(stanza: &Element) -> bool {
 /// Writes elements and flushes once, bounded in time so a stuck server
 /// cannot stall us.
 async fn write(stream: &mut ComponentStream, elements: &[&Element]) -> Result<(), LinkError> {
-    let writing = async {
-        for element in elements {
-            // Written as text straight onto the socket where it can be
-            // (minidom's writer under the stream costs several times more);
-            // otherwise through the stream, flushed at once so that text
-            // queued later cannot pass it.
-            if !stream.get_stream().get_ref().get_ref().queue(element) {
-                stream.feed(*element).await?;
-                SinkExt::<&Element>::flush(stream).await?;
-            }
-        }
-        SinkExt::<&Element>::flush(stream).await
-    };
-    match timeout(WRITE_TIMEOUT, writing).await {
+    for element in elements {
+        stream.queue(element);
+    }
+    match timeout(WRITE_TIMEOUT, stream.flush()).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(LinkError::TimedOut("writing to the server")),
     }

@@ -54,5 +54,6 @@ pub use reply::{
 #[cfg(feature = "xml")]
 pub use stanza::{
     CLIENT_NS, COMPONENT_NS, InvalidStanza, STANZAS_NS, append_stanza_text, client_stanza_text,
-    element_to_string, parse_stanza, stanza_to_request, with_namespace,
+    element_to_string, escape_attribute, is_xml_char, parse_stanza, stanza_to_request,
+    with_namespace,
 };

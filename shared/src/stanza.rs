@@ -43,7 +43,7 @@ pub(crate) fn set_attr(element: &mut Element, attr: &'static str, value: &str) {
 /// `char` already excludes the surrogates). minidom's writer panics on any
 /// other character, so text from JSON is checked with this before it goes
 /// into an element.
-pub(crate) fn is_xml_char(c: char) -> bool {
+pub fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
@@ -186,6 +186,12 @@ fn write_moved(element: &Element, moved: bool, default: &str, out: &mut String) 
 
 /// The namespace bound to the `xml` prefix.
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// Appends `text` escaped for an attribute value quoted with `'`; `false`
+/// (and `out` perhaps cut short) for a character XML does not allow.
+pub fn escape_attribute(text: &str, out: &mut String) -> bool {
+    escape_into(text, true, out).is_some()
+}
 
 /// Appends `text` escaped as minidom's writer escapes it, in an attribute
 /// value (quoted with `'`) or in content. `None` for a character XML does

@@ -23,15 +23,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_xmpp::xmlstream::ReadError;
 use xmpp_lambda_shared::COMPONENT_NS;
 
 use super::{Outcome, human};
 use crate::config::Config;
-use crate::link::{self, LinkError, LinkSettings, StreamError};
+use crate::link::{self, LinkError, LinkSettings, Read, StreamError};
 
 /// How long the name lookup may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,17 +144,19 @@ pub async fn handshake(connection: TcpStream, config: &Config) -> Outcome {
             let linked_at = Instant::now();
             // Our stream footer first, then whatever the server still says
             // until it closes its side.
-            let closed = timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
+            let closed = timeout(CLOSE_TIMEOUT, stream.close()).await;
             let mut stanzas = 0;
             if matches!(closed, Ok(Ok(()))) {
                 // Whether the server closes its side in time or not, the
                 // check is done with the link either way.
                 let _ = timeout(CLOSE_TIMEOUT, async {
-                    while let Some(item) = stream.next().await {
-                        match item {
-                            Ok(element) if element.ns() == COMPONENT_NS => stanzas += 1,
-                            Ok(_) | Err(ReadError::SoftTimeout) => {}
-                            Err(_) => break,
+                    loop {
+                        match stream.next().await {
+                            Ok(Read::Element(element)) if element.ns() == COMPONENT_NS => {
+                                stanzas += 1;
+                            }
+                            Ok(Read::Element(_) | Read::Silent) => {}
+                            Ok(Read::Closed) | Err(_) => break,
                         }
                     }
                 })

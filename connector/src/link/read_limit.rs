@@ -1,28 +1,19 @@
-//! A bound on what the component link reads from the XMPP server.
+//! A bound on what the component link reads from the XMPP server, and where
+//! each unit of the stream ends.
 //!
-//! The link parses the stream with rxml (under tokio-xmpp's `xmlstream`),
-//! which already refuses a DTD (so entity declarations and "billion laughs"
-//! never get defined), any entity but the five predefined ones, comments and
-//! processing instructions, and hands long text over in pieces. It bounds
-//! neither the size of a whole stanza nor its depth: minidom builds each
-//! stanza in memory, and the builder passes every event down through one
-//! nested builder per open element (recursion as deep as the element, and
-//! time that grows with the square of the depth).
-//!
-//! [`LimitedReader`] sits under the parser and scans the raw bytes for tag
-//! boundaries only. It counts the bytes of each top-level element (a stanza,
-//! or the stream header), its elements and attributes (each costs a few
-//! hundred bytes once parsed, so a megabyte of `<a/>` would take over a
-//! hundred) and the depth of nesting, and once one passes its limit it
-//! hands over what came before the offending byte and fails
-//! every later read. The parser then ends the stream with that error, the
-//! link logs it and reconnects: whatever comes after an unbounded element
-//! cannot be read anyway.
+//! [`ReadLimit`] scans the raw bytes as they arrive for tag boundaries only.
+//! It counts the bytes of each top-level element (a stanza, or the stream
+//! header), its elements and attributes (each costs a few hundred bytes
+//! once parsed, so a megabyte of `<a/>` would take over a hundred) and the
+//! depth of nesting, and once one passes its limit every later scan fails:
+//! the link logs it and reconnects, since whatever comes after an unbounded
+//! element cannot be read anyway. It also refuses at once what XMPP forbids
+//! and would otherwise keep it scanning (a DTD or comment, a processing
+//! instruction, text between stanzas), and it says where each unit ends (the
+//! XML declaration, the stream header, a stanza, the footer), so that
+//! [`super::xml`] parses every unit once, whole.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The largest stanza the connector reads, in bytes of XML as received.
 /// Prosody accepts at most 256 KiB from a client and 512 KiB from another
@@ -40,19 +31,22 @@ pub const MAX_STANZA_MARKUP: usize = 16 * 1024;
 /// result is five).
 pub const MAX_STANZA_DEPTH: usize = 128;
 
-/// Which limit the server's stream passed.
+/// Which limit the server's stream passed, or what it sent that XMPP
+/// forbids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum LimitExceeded {
+pub enum Refusal {
     #[error("the server sent an element larger than the read limit of {limit} bytes")]
     Bytes { limit: usize },
     #[error("the server sent an element with more than {limit} elements and attributes")]
     Markup { limit: usize },
     #[error("the server sent elements nested deeper than the limit of {limit}")]
     Depth { limit: usize },
+    #[error("the server sent {what}, which XMPP forbids")]
+    Forbidden { what: &'static str },
 }
 
-impl From<LimitExceeded> for io::Error {
-    fn from(exceeded: LimitExceeded) -> io::Error {
+impl From<Refusal> for io::Error {
+    fn from(exceeded: Refusal) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, exceeded)
     }
 }
@@ -73,10 +67,11 @@ enum Markup {
     /// Inside `<?…?>` (the XML declaration before the stream header);
     /// `question` says the last byte was `?`.
     Declaration { question: bool },
-    /// Inside `<!…`: a CDATA section, ended by `]]>`; `brackets` counts the
-    /// `]` just seen (up to two). rxml refuses every other `<!` (DOCTYPE,
-    /// comments), and it is scanned the same way until rxml says so.
-    Bang { brackets: u8 },
+    /// Just after `<!`: only a CDATA section may follow.
+    Bang,
+    /// Inside a CDATA section, ended by `]]>`; `brackets` counts the `]`
+    /// just seen (up to two).
+    CData { brackets: u8 },
 }
 
 /// Tracks tag boundaries in the byte stream and enforces the limits.
@@ -98,7 +93,9 @@ pub struct ReadLimit {
     /// Elements and attributes of the current top-level element so far.
     element_markup: usize,
     /// Once a limit is passed, every later read fails with it.
-    exceeded: Option<LimitExceeded>,
+    exceeded: Option<Refusal>,
+    /// The last byte stepped over ended a unit of the stream.
+    unit_ended: bool,
 }
 
 impl Default for ReadLimit {
@@ -119,13 +116,17 @@ impl ReadLimit {
             element_bytes: 0,
             element_markup: 0,
             exceeded: None,
+            unit_ended: false,
         }
     }
 
-    /// Scans `bytes`, the next ones from the stream. On success all may be
-    /// parsed; otherwise returns how many of them may (every byte before
-    /// the one that passed a limit) and the limit passed.
-    pub fn scan(&mut self, bytes: &[u8]) -> Result<(), (usize, LimitExceeded)> {
+    /// Scans `bytes`, the next ones from the stream, up to the end of the
+    /// next unit (the XML declaration, the stream header, a top-level
+    /// element or the footer): `Some(n)` when it ends after `n` of them,
+    /// `None` when all were scanned and it goes on. Fails with where and
+    /// why the stream was refused: every byte before the offending one may
+    /// be parsed.
+    pub fn scan(&mut self, bytes: &[u8]) -> Result<Option<usize>, (usize, Refusal)> {
         if let Some(exceeded) = self.exceeded {
             return Err((0, exceeded));
         }
@@ -138,7 +139,7 @@ impl ReadLimit {
                 let room = self.max_bytes - self.element_bytes;
                 if counted && run > room {
                     // The byte after the room passes the limit.
-                    let exceeded = LimitExceeded::Bytes {
+                    let exceeded = Refusal::Bytes {
                         limit: self.max_bytes,
                     };
                     self.exceeded = Some(exceeded);
@@ -155,8 +156,17 @@ impl ReadLimit {
                 return Err((offset, exceeded));
             }
             offset += 1;
+            if std::mem::take(&mut self.unit_ended) {
+                return Ok(Some(offset));
+            }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Whether the scanner is between units: what it scanned since the last
+    /// one ended is whitespace, and need not be kept.
+    pub fn between_units(&self) -> bool {
+        self.markup == Markup::Text && self.depth <= 1
     }
 
     /// How many of `bytes`, from the start, leave the state as it is (text
@@ -165,11 +175,16 @@ impl ReadLimit {
     /// count them one by one).
     fn plain_run(&self, bytes: &[u8]) -> (usize, bool) {
         match self.markup {
-            // Whitespace between stanzas is free.
-            Markup::Text => (
-                memchr::memchr(b'<', bytes).unwrap_or(bytes.len()),
-                self.depth > 1,
+            // Whitespace between stanzas is free; anything else there is
+            // refused by `step`.
+            Markup::Text if self.depth <= 1 => (
+                bytes
+                    .iter()
+                    .position(|&b| !is_whitespace(b))
+                    .unwrap_or(bytes.len()),
+                false,
             ),
+            Markup::Text => (memchr::memchr(b'<', bytes).unwrap_or(bytes.len()), true),
             Markup::StartTag {
                 quote: Some(quote), ..
             } => (memchr::memchr(quote, bytes).unwrap_or(bytes.len()), true),
@@ -178,24 +193,40 @@ impl ReadLimit {
     }
 
     /// Advances over one byte.
-    fn step(&mut self, byte: u8) -> Result<(), LimitExceeded> {
+    fn step(&mut self, byte: u8) -> Result<(), Refusal> {
         // Whitespace between stanzas is free; the `<` of the next one counts.
         let between_stanzas = self.markup == Markup::Text && self.depth <= 1 && byte != b'<';
         if !between_stanzas {
             self.element_bytes += 1;
             if self.element_bytes > self.max_bytes {
-                return Err(LimitExceeded::Bytes {
+                return Err(Refusal::Bytes {
                     limit: self.max_bytes,
                 });
             }
         }
         self.markup = match self.markup {
             Markup::Text if byte == b'<' => Markup::Open,
+            Markup::Text if self.depth <= 1 && !is_whitespace(byte) => {
+                return Err(Refusal::Forbidden {
+                    what: "text between stanzas",
+                });
+            }
             Markup::Text => Markup::Text,
             Markup::Open => match byte {
                 b'/' => Markup::EndTag,
-                b'?' => Markup::Declaration { question: false },
-                b'!' => Markup::Bang { brackets: 0 },
+                // Only the XML declaration, before the stream header.
+                b'?' if self.depth == 0 => Markup::Declaration { question: false },
+                b'?' => {
+                    return Err(Refusal::Forbidden {
+                        what: "a processing instruction",
+                    });
+                }
+                b'!' if self.depth >= 2 => Markup::Bang,
+                b'!' => {
+                    return Err(Refusal::Forbidden {
+                        what: "a DTD or a comment",
+                    });
+                }
                 // The first byte of the element's name.
                 _ => {
                     self.count_markup()?;
@@ -216,19 +247,26 @@ impl ReadLimit {
             Markup::Declaration { .. } => Markup::Declaration {
                 question: byte == b'?',
             },
-            Markup::Bang { brackets } => match byte {
+            // `<![CDATA[`: the parser checks the rest of the opening.
+            Markup::Bang if byte == b'[' => Markup::CData { brackets: 0 },
+            Markup::Bang => {
+                return Err(Refusal::Forbidden {
+                    what: "a DTD or a comment",
+                });
+            }
+            Markup::CData { brackets } => match byte {
                 b'>' if brackets >= 2 => Markup::Text,
-                b']' => Markup::Bang {
+                b']' => Markup::CData {
                     brackets: (brackets + 1).min(2),
                 },
-                _ => Markup::Bang { brackets: 0 },
+                _ => Markup::CData { brackets: 0 },
             },
         };
         Ok(())
     }
 
     /// One byte of a start tag, whose attribute quote so far is `quote`.
-    fn in_start_tag(&mut self, quote: Option<u8>, byte: u8) -> Result<(), LimitExceeded> {
+    fn in_start_tag(&mut self, quote: Option<u8>, byte: u8) -> Result<(), Refusal> {
         self.markup = match (quote, byte) {
             (Some(open), _) if byte == open => Markup::StartTag {
                 quote: None,
@@ -252,7 +290,7 @@ impl ReadLimit {
                     self.depth += 1;
                     // The stream element itself is depth 1.
                     if self.depth > self.max_depth + 1 {
-                        return Err(LimitExceeded::Depth {
+                        return Err(Refusal::Depth {
                             limit: self.max_depth,
                         });
                     }
@@ -269,120 +307,63 @@ impl ReadLimit {
     }
 
     /// One more element or attribute in the current top-level element.
-    fn count_markup(&mut self) -> Result<(), LimitExceeded> {
+    fn count_markup(&mut self) -> Result<(), Refusal> {
         self.element_markup += 1;
         if self.element_markup > self.max_markup {
-            return Err(LimitExceeded::Markup {
+            return Err(Refusal::Markup {
                 limit: self.max_markup,
             });
         }
         Ok(())
     }
 
-    /// A tag just ended: if that completed a top-level element (or opened
-    /// the stream), the next element starts its counts from zero.
+    /// A tag just ended: if that completed a unit (a top-level element, the
+    /// stream header or footer, the XML declaration), the next one starts
+    /// its counts from zero.
     fn tag_closed(&mut self) {
         if self.depth <= 1 {
             self.element_bytes = 0;
             self.element_markup = 0;
+            self.unit_ended = true;
         }
     }
 }
 
-/// A byte stream whose reads are checked by a [`ReadLimit`]; writes pass
-/// through untouched.
-#[derive(Debug)]
-pub struct LimitedReader<S> {
-    /// The connection to the server.
-    inner: S,
-    /// What has been read so far, as far as the limits care.
-    limit: ReadLimit,
-}
-
-impl<S> LimitedReader<S> {
-    /// Reads from `inner` with the default limits.
-    pub fn new(inner: S) -> LimitedReader<S> {
-        LimitedReader {
-            inner,
-            limit: ReadLimit::default(),
-        }
-    }
-
-    /// The connection underneath.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for LimitedReader<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if let Some(exceeded) = this.limit.exceeded {
-            return Poll::Ready(Err(exceeded.into()));
-        }
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        match this.limit.scan(&buf.filled()[before..]) {
-            Ok(()) => Poll::Ready(Ok(())),
-            // Nothing usable: fail now (an empty read would mean the end).
-            Err((0, exceeded)) => Poll::Ready(Err(exceeded.into())),
-            // The stanzas before the offending byte still reach the parser;
-            // the next read fails.
-            Err((usable, _)) => {
-                buf.set_filled(before + usable);
-                Poll::Ready(Ok(()))
-            }
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for LimitedReader<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
+/// XML's whitespace (§2.3), which may come between stanzas.
+fn is_whitespace(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
 
     const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
                           xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='bot.example.com'>";
     /// A stream header short enough for tiny limits.
     const OPEN: &str = "<stream:stream>";
 
+    /// Scans all of `bytes`: where each unit ended, or where and why the
+    /// stream was refused (offsets from the start of `bytes`).
+    fn scan_all(limit: &mut ReadLimit, bytes: &[u8]) -> Result<Vec<usize>, (usize, Refusal)> {
+        let mut ends = Vec::new();
+        let mut at = 0;
+        loop {
+            match limit.scan(&bytes[at..]) {
+                Ok(Some(n)) => {
+                    at += n;
+                    ends.push(at);
+                }
+                Ok(None) => return Ok(ends),
+                Err((usable, refusal)) => return Err((at + usable, refusal)),
+            }
+        }
+    }
+
     /// Scans `xml` in one go with the given byte and depth limits.
-    fn scan(xml: &str, max_bytes: usize, max_depth: usize) -> Result<(), (usize, LimitExceeded)> {
-        ReadLimit::new(max_bytes, usize::MAX, max_depth).scan(xml.as_bytes())
+    fn scan(xml: &str, max_bytes: usize, max_depth: usize) -> Result<(), (usize, Refusal)> {
+        let mut limit = ReadLimit::new(max_bytes, usize::MAX, max_depth);
+        scan_all(&mut limit, xml.as_bytes()).map(|_| ())
     }
 
     fn nested(depth: usize) -> String {
@@ -401,7 +382,7 @@ mod tests {
         // One byte less is refused.
         let limit = stanza.len() - 1;
         let (usable, exceeded) = scan(&format!("{HEADER}{stanza}"), limit, 4).unwrap_err();
-        assert_eq!(exceeded, LimitExceeded::Bytes { limit });
+        assert_eq!(exceeded, Refusal::Bytes { limit });
         assert_eq!(usable, HEADER.len() + limit);
     }
 
@@ -411,18 +392,28 @@ mod tests {
             "{HEADER}<iq type='get' id='x'><query xmlns='q' a='>'/></iq>{}<message><body>x</body></message>",
             nested(4)
         );
-        let whole = ReadLimit::new(256, 16, 4).scan(stream.as_bytes());
-        assert_eq!(whole, Ok(()));
+        let whole = scan_all(&mut ReadLimit::new(256, 16, 4), stream.as_bytes());
+        let ends = whole.expect("a valid stream");
+        assert_eq!(
+            ends.len(),
+            5,
+            "declaration, header, iq, nest, message: {ends:?}"
+        );
         for split in 0..stream.len() {
             let mut limit = ReadLimit::new(256, 16, 4);
-            assert_eq!(limit.scan(&stream.as_bytes()[..split]), Ok(()), "{split}");
-            assert_eq!(limit.scan(&stream.as_bytes()[split..]), Ok(()), "{split}");
+            let first = scan_all(&mut limit, &stream.as_bytes()[..split]).expect("first part");
+            let second = scan_all(&mut limit, &stream.as_bytes()[split..]).expect("second part");
+            let split_ends: Vec<usize> = first
+                .into_iter()
+                .chain(second.into_iter().map(|end| end + split))
+                .collect();
+            assert_eq!(split_ends, ends, "split at {split}");
             assert_eq!(limit.depth, 1, "back at the stream level after {split}");
         }
     }
 
     /// Where stepping through `bytes` one at a time stops, and why.
-    fn scan_bytewise(limit: &mut ReadLimit, bytes: &[u8]) -> Result<(), (usize, LimitExceeded)> {
+    fn scan_bytewise(limit: &mut ReadLimit, bytes: &[u8]) -> Result<(), (usize, Refusal)> {
         for (offset, &byte) in bytes.iter().enumerate() {
             limit.step(byte).map_err(|exceeded| (offset, exceeded))?;
         }
@@ -437,7 +428,7 @@ mod tests {
         for max_bytes in 1..=stanza.len() + 1 {
             let mut whole = ReadLimit::new(max_bytes, usize::MAX, 8);
             let mut single = ReadLimit::new(max_bytes, usize::MAX, 8);
-            let outcome = whole.scan(stream.as_bytes());
+            let outcome = scan_all(&mut whole, stream.as_bytes()).map(|_| ());
             assert_eq!(
                 outcome,
                 scan_bytewise(&mut single, stream.as_bytes()),
@@ -458,7 +449,7 @@ mod tests {
     fn depth_is_limited_below_the_stream_element() {
         assert_eq!(scan(&format!("{HEADER}{}", nested(8)), 1024, 8), Ok(()));
         let (usable, exceeded) = scan(&format!("{HEADER}{}", nested(9)), 1024, 8).unwrap_err();
-        assert_eq!(exceeded, LimitExceeded::Depth { limit: 8 });
+        assert_eq!(exceeded, Refusal::Depth { limit: 8 });
         // Up to and including the ninth `<a>`'s closing bracket is refused.
         assert_eq!(usable, HEADER.len() + 9 * 3 - 1);
         // Empty elements do not nest.
@@ -472,13 +463,13 @@ mod tests {
         assert_eq!(scan(&keepalives, OPEN.len(), 2), Ok(()));
         let endless_text = format!("{OPEN}<message><body>{}", "a".repeat(100));
         let (_, exceeded) = scan(&endless_text, 64, 4).unwrap_err();
-        assert_eq!(exceeded, LimitExceeded::Bytes { limit: 64 });
+        assert_eq!(exceeded, Refusal::Bytes { limit: 64 });
         let endless_tag = format!("{OPEN}<message {}", "a='b' ".repeat(100));
         let (_, exceeded) = scan(&endless_tag, 64, 4).unwrap_err();
-        assert_eq!(exceeded, LimitExceeded::Bytes { limit: 64 });
+        assert_eq!(exceeded, Refusal::Bytes { limit: 64 });
         // An oversized stream header counts too.
         let (_, exceeded) = scan(HEADER, 32, 4).unwrap_err();
-        assert_eq!(exceeded, LimitExceeded::Bytes { limit: 32 });
+        assert_eq!(exceeded, Refusal::Bytes { limit: 32 });
     }
 
     #[test]
@@ -487,11 +478,11 @@ mod tests {
         // not one).
         let stanza = "<message a='1' b=\"it's\"><x c='2'/></message>";
         let stream = format!("{OPEN}{}", stanza.repeat(100));
-        assert_eq!(ReadLimit::new(1024, 5, 4).scan(stream.as_bytes()), Ok(()));
-        let (usable, exceeded) = ReadLimit::new(1024, 4, 4)
-            .scan(stream.as_bytes())
-            .unwrap_err();
-        assert_eq!(exceeded, LimitExceeded::Markup { limit: 4 });
+        let ends = scan_all(&mut ReadLimit::new(1024, 5, 4), stream.as_bytes());
+        assert_eq!(ends.map(|ends| ends.len()), Ok(101));
+        let (usable, exceeded) =
+            scan_all(&mut ReadLimit::new(1024, 4, 4), stream.as_bytes()).unwrap_err();
+        assert_eq!(exceeded, Refusal::Markup { limit: 4 });
         // The fifth is the attribute value of `c`.
         assert_eq!(usable, OPEN.len() + stanza.find("'2'").unwrap_or(0));
     }
@@ -500,30 +491,66 @@ mod tests {
     fn once_exceeded_every_scan_fails() {
         let mut limit = ReadLimit::new(4, 4, 4);
         assert!(limit.scan(b"<stream><message>").is_err());
+        assert_eq!(limit.scan(b"<a/>"), Err((0, Refusal::Bytes { limit: 4 })));
+    }
+
+    #[test]
+    fn each_unit_ends_where_its_last_tag_does() {
+        let stream =
+            format!("{HEADER}\n<message><body>a</body><x/></message> <iq/>\n\t</stream:stream>");
+        let ends = scan_all(&mut ReadLimit::default(), stream.as_bytes()).expect("valid");
+        let after = |unit: &str| stream.find(unit).map(|at| at + unit.len());
+        let declaration = "<?xml version='1.0'?>".len();
         assert_eq!(
-            limit.scan(b"<a/>"),
-            Err((0, LimitExceeded::Bytes { limit: 4 }))
+            ends,
+            vec![
+                declaration,
+                HEADER.len(),
+                after("</message>").unwrap_or(0),
+                after("<iq/>").unwrap_or(0),
+                stream.len(),
+            ]
         );
     }
 
-    #[tokio::test]
-    async fn the_reader_hands_over_what_came_before_and_then_fails() {
-        let stream = format!("{OPEN}<a/><b>{}</b>", "x".repeat(100));
-        let mut reader = LimitedReader {
-            inner: stream.as_bytes(),
-            limit: ReadLimit::new(64, 64, 4),
-        };
-        let mut read = Vec::new();
-        let error = reader.read_to_end(&mut read).await.unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    #[test]
+    fn what_xmpp_forbids_is_refused_at_once() {
+        let forbidden = |what| Refusal::Forbidden { what };
+        let cases = [
+            (
+                "<!DOCTYPE x [<!ENTITY a 'b'>]>",
+                forbidden("a DTD or a comment"),
+            ),
+            ("<!-- a comment -->", forbidden("a DTD or a comment")),
+            (
+                "<message><!-- inside --></message>",
+                forbidden("a DTD or a comment"),
+            ),
+            ("<?pi data?>", forbidden("a processing instruction")),
+            (
+                "<message><?pi?></message>",
+                forbidden("a processing instruction"),
+            ),
+            ("this is not a stanza", forbidden("text between stanzas")),
+        ];
+        for (xml, refusal) in cases {
+            let stream = format!("{OPEN}  {xml}<message/>");
+            let (at, why) = scan_all(&mut ReadLimit::default(), stream.as_bytes()).expect_err(xml);
+            assert_eq!(why, refusal, "{xml}");
+            assert!(
+                at < OPEN.len() + 2 + xml.len(),
+                "{xml}: refused only at {at}"
+            );
+        }
+        // A CDATA section is text, whatever it holds.
+        let cdata = format!("{OPEN}<message><![CDATA[<!-- <? ]]></message>");
+        assert_eq!(scan(&cdata, 1024, 4), Ok(()));
         assert_eq!(
-            error.to_string(),
-            "the server sent an element larger than the read limit of 64 bytes"
+            Refusal::Forbidden {
+                what: "a processing instruction"
+            }
+            .to_string(),
+            "the server sent a processing instruction, which XMPP forbids"
         );
-        // `<b>` and 61 bytes of text make 64; the 62nd is refused.
-        assert_eq!(read, format!("{OPEN}<a/><b>{}", "x".repeat(61)).as_bytes());
-        // And it stays failed.
-        let mut more = [0; 16];
-        assert!(reader.read(&mut more).await.is_err());
     }
 }

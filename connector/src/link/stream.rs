@@ -1,0 +1,402 @@
+//! The component stream (XEP-0114) over one TCP connection: the stream
+//! header both ways, then stanzas as [`minidom::Element`]s in, text out.
+//!
+//! Bytes read pass the [`ReadLimit`] scanner, which also says where each
+//! unit of the stream ends; each unit is then parsed once, whole, by
+//! [`super::xml`]. Silence is watched here: after the read timeout the
+//! caller is told ([`Read::Silent`]) so it can ping, and a server that stays
+//! silent for the answer timeout after that has lost the link.
+
+use super::read_limit::ReadLimit;
+use super::socket::LinkSocket;
+use super::xml::{NO_SCOPE, StreamScope, Unit, parse_unit};
+use minidom::Element;
+use std::io;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+use xmpp_lambda_shared::{COMPONENT_NS, escape_attribute};
+
+/// The namespace of the stream element.
+const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
+/// How much room each read gets.
+const READ_SIZE: usize = 8 * 1024;
+/// The most read-buffer memory kept once a large stanza is handled.
+const BUFFER_KEPT: usize = 64 * 1024;
+
+/// How long the server may stay silent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadTimeouts {
+    /// Silence this long is reported, so the link can ping.
+    pub silence: Duration,
+    /// Silence this much longer still loses the link.
+    pub answer: Duration,
+}
+
+/// What the server sent next.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// A top-level element: a stanza, or a stream error.
+    Element(Element),
+    /// Nothing came for [`ReadTimeouts::silence`].
+    Silent,
+    /// The server ended the stream (its footer, or the end of the
+    /// connection).
+    Closed,
+}
+
+/// An open component stream.
+#[derive(Debug)]
+pub(crate) struct ComponentStream {
+    /// The connection, and what is queued for it.
+    socket: LinkSocket,
+    /// What was read and not yet handed out.
+    reader: Reader,
+    timeouts: ReadTimeouts,
+    /// When the server last sent anything.
+    last_read: Instant,
+    /// Whether [`Read::Silent`] was reported since then.
+    silence_reported: bool,
+    /// Fires at the next timeout check. It is moved on only when it fires
+    /// (to the timeout counted from `last_read`), not on every read.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl ComponentStream {
+    /// Sends our stream header for `domain` and reads the server's; returns
+    /// the stream and the id the server gave it (none when it refuses the
+    /// stream, and says why next).
+    pub(crate) async fn open(
+        tcp: TcpStream,
+        domain: &str,
+        timeouts: ReadTimeouts,
+    ) -> io::Result<(ComponentStream, Option<String>)> {
+        let mut socket = LinkSocket::new(tcp);
+        let mut header = format!(
+            "<?xml version='1.0'?><stream:stream xmlns='{COMPONENT_NS}' \
+             xmlns:stream='{STREAMS_NS}' to='"
+        );
+        if !escape_attribute(domain, &mut header) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the component domain has a character XML does not allow",
+            ));
+        }
+        header.push_str("' version='1.0'>");
+        socket.queue_text(&header);
+        socket.flush().await?;
+        let now = Instant::now();
+        let mut stream = ComponentStream {
+            socket,
+            reader: Reader::default(),
+            timeouts,
+            last_read: now,
+            silence_reported: false,
+            timer: Box::pin(tokio::time::sleep_until(now + timeouts.silence)),
+        };
+        loop {
+            match stream.next_unit().await? {
+                // The caller bounds the whole handshake in time.
+                Next::Unit(Unit::Declaration) | Next::Silent => {}
+                Next::Unit(Unit::Header { id, .. }) => return Ok((stream, id)),
+                Next::Unit(Unit::Element(_) | Unit::Footer) => {
+                    unreachable!("the parser reads only a header before the header")
+                }
+                Next::End => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection before its stream header",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The next element, or why there is none. Cancel-safe: dropping the
+    /// future loses nothing that was read.
+    pub(crate) async fn next(&mut self) -> io::Result<Read> {
+        match self.next_unit().await? {
+            Next::Unit(Unit::Element(element)) => Ok(Read::Element(element)),
+            Next::Unit(Unit::Footer) | Next::End => Ok(Read::Closed),
+            Next::Silent => Ok(Read::Silent),
+            Next::Unit(Unit::Declaration | Unit::Header { .. }) => {
+                unreachable!("the parser reads no header after the header")
+            }
+        }
+    }
+
+    /// Queues `stanza`, written by the next [`ComponentStream::flush`].
+    pub(crate) fn queue(&mut self, stanza: &Element) {
+        self.socket.queue(stanza);
+    }
+
+    /// Queues raw text (the handshake).
+    pub(crate) fn queue_text(&mut self, text: &str) {
+        self.socket.queue_text(text);
+    }
+
+    /// Writes everything queued.
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        self.socket.flush().await
+    }
+
+    /// Sends our stream footer. The server still sends what it routed here
+    /// before reading it, then its own footer; read on for those.
+    pub(crate) async fn close(&mut self) -> io::Result<()> {
+        self.socket.queue_text("</stream:stream>");
+        self.socket.flush().await
+    }
+
+    /// The next unit, a silence, or the end of the connection.
+    async fn next_unit(&mut self) -> io::Result<Next> {
+        loop {
+            if let Some(unit) = self.reader.next_unit()? {
+                return Ok(Next::Unit(unit));
+            }
+            let ComponentStream {
+                socket,
+                reader,
+                timer,
+                ..
+            } = self;
+            tokio::select! {
+                read = socket.read(reader.room()) => {
+                    if read? == 0 {
+                        return Ok(Next::End);
+                    }
+                    self.last_read = Instant::now();
+                    self.silence_reported = false;
+                }
+                () = timer.as_mut() => {
+                    if self.silence()? {
+                        return Ok(Next::Silent);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The timer fired: moves it on to the next check; `true` when a
+    /// silence is to be reported, an error once the server has been silent
+    /// too long.
+    fn silence(&mut self) -> io::Result<bool> {
+        let silent_until = self.last_read + self.timeouts.silence;
+        let given_up_at = silent_until + self.timeouts.answer;
+        let now = Instant::now();
+        if now < silent_until {
+            self.timer.as_mut().reset(silent_until);
+            return Ok(false);
+        }
+        if now >= given_up_at {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout"));
+        }
+        self.timer.as_mut().reset(given_up_at);
+        Ok(!std::mem::replace(&mut self.silence_reported, true))
+    }
+}
+
+/// What reading the stream came to.
+enum Next {
+    Unit(Unit),
+    /// Nothing came for the silence timeout.
+    Silent,
+    /// The connection ended.
+    End,
+}
+
+/// The bytes read and not yet handed out, and what is known of them.
+#[derive(Debug, Default)]
+struct Reader {
+    buffer: Vec<u8>,
+    /// Where the next unit starts in `buffer`.
+    start: usize,
+    /// How far the scanner got.
+    scanned: usize,
+    limit: ReadLimit,
+    /// The stream header's namespace bindings, once it is read.
+    scope: Option<StreamScope>,
+}
+
+impl Reader {
+    /// The next whole unit already read, parsed.
+    fn next_unit(&mut self) -> io::Result<Option<Unit>> {
+        if self.scanned == self.buffer.len() {
+            return Ok(None);
+        }
+        match self.limit.scan(&self.buffer[self.scanned..]) {
+            Ok(None) => {
+                self.scanned = self.buffer.len();
+                Ok(None)
+            }
+            Ok(Some(length)) => {
+                self.scanned += length;
+                let bytes = &self.buffer[self.start..self.scanned];
+                self.start = self.scanned;
+                let unit = match &self.scope {
+                    Some(scope) => parse_unit(bytes, false, scope),
+                    None => parse_unit(bytes, true, &NO_SCOPE),
+                }
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                if let Unit::Header { scope, .. } = &unit {
+                    self.scope = Some(scope.clone());
+                }
+                Ok(Some(unit))
+            }
+            Err((_, refusal)) => Err(refusal.into()),
+        }
+    }
+
+    /// The buffer, with room for the next read after what is kept.
+    fn room(&mut self) -> &mut Vec<u8> {
+        if self.limit.between_units() {
+            // Only whitespace since the last unit: not worth keeping.
+            self.start = self.scanned;
+        }
+        if self.start > 0 {
+            self.buffer.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        if self.buffer.is_empty() && self.buffer.capacity() > BUFFER_KEPT {
+            self.buffer = Vec::new();
+        }
+        self.buffer.reserve(READ_SIZE);
+        &mut self.buffer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Short, so the silence test waits in real time (the stream's own
+    /// I/O on loopback does not mix with paused time).
+    const TIMEOUTS: ReadTimeouts = ReadTimeouts {
+        silence: Duration::from_millis(300),
+        answer: Duration::from_millis(200),
+    };
+
+    /// A stream opened against a fake server on loopback, the server's end
+    /// and what the stream sent first.
+    async fn opened(
+        server_header: &str,
+    ) -> (
+        io::Result<(ComponentStream, Option<String>)>,
+        TcpStream,
+        String,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (client, server) = tokio::join!(TcpStream::connect(address), listener.accept());
+        let mut server = server.expect("accept").0;
+        let header = server_header.to_owned();
+        let serving = tokio::spawn(async move {
+            let mut ours = vec![0u8; 4096];
+            let n = server.read(&mut ours).await.expect("our header");
+            server.write_all(header.as_bytes()).await.expect("header");
+            (server, String::from_utf8_lossy(&ours[..n]).into_owned())
+        });
+        let stream =
+            ComponentStream::open(client.expect("connect"), "bot.example.com", TIMEOUTS).await;
+        let (server, ours) = serving.await.expect("server");
+        (stream, server, ours)
+    }
+
+    const SERVER_HEADER: &str = "<?xml version='1.0'?><stream:stream \
+        xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:component:accept' \
+        id='s1' from='bot.example.com'>";
+
+    #[tokio::test]
+    async fn headers_both_ways_then_stanzas_in_any_pieces() {
+        let (stream, mut server, ours) = opened(SERVER_HEADER).await;
+        assert_eq!(
+            ours,
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+             xmlns:stream='http://etherx.jabber.org/streams' to='bot.example.com' version='1.0'>"
+        );
+        let (mut stream, id) = stream.expect("opened");
+        assert_eq!(id.as_deref(), Some("s1"));
+        let stanzas = "<message from='a@b/c' to='bot.example.com' id='1'><body>one &amp; two</body></message>\n\
+                       <iq type='get' id='2'><ping xmlns='urn:xmpp:ping'/></iq>";
+        for piece in stanzas.as_bytes().chunks(7) {
+            server.write_all(piece).await.expect("write");
+        }
+        let Read::Element(first) = stream.next().await.expect("read") else {
+            panic!("a message");
+        };
+        assert!(first.is("message", COMPONENT_NS));
+        assert_eq!(
+            first
+                .get_child("body", COMPONENT_NS)
+                .map(Element::text)
+                .as_deref(),
+            Some("one & two")
+        );
+        let Read::Element(second) = stream.next().await.expect("read") else {
+            panic!("an iq");
+        };
+        assert!(second.has_child("ping", "urn:xmpp:ping"));
+        server
+            .write_all(b" </stream:stream>")
+            .await
+            .expect("footer");
+        assert!(matches!(stream.next().await, Ok(Read::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_refused_stream_has_no_id_and_a_broken_one_fails() {
+        let (stream, _server, _) = opened(
+            "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:component:accept'>",
+        )
+        .await;
+        assert_eq!(stream.expect("opened").1, None);
+        let (stream, _server, _) = opened("<stream xmlns='jabber:client'>").await;
+        assert_eq!(
+            stream.expect_err("not a stream").to_string(),
+            "invalid XML from the server: <stream> in place of the stream header"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_came_before_a_refusal_is_still_read() {
+        let (stream, mut server, _) = opened(SERVER_HEADER).await;
+        let (mut stream, _) = stream.expect("opened");
+        server
+            .write_all(b"<message><body>ok</body></message><!-- no -->")
+            .await
+            .expect("write");
+        assert!(matches!(stream.next().await, Ok(Read::Element(_))));
+        let error = stream.next().await.expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "the server sent a DTD or a comment, which XMPP forbids"
+        );
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn silence_is_reported_once_and_then_loses_the_link() {
+        let (stream, mut server, _) = opened(SERVER_HEADER).await;
+        let (mut stream, _) = stream.expect("opened");
+        let started = Instant::now();
+        assert!(matches!(stream.next().await, Ok(Read::Silent)));
+        assert!(
+            started.elapsed() >= TIMEOUTS.silence,
+            "{:?}",
+            started.elapsed()
+        );
+        // Anything from the server counts as an answer, and starts over.
+        server.write_all(b" ").await.expect("write");
+        let answered = Instant::now();
+        assert!(matches!(stream.next().await, Ok(Read::Silent)));
+        let error = stream.next().await.expect_err("silent too long");
+        assert_eq!(error.to_string(), "read timeout");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        let waited = answered.elapsed();
+        assert!(waited >= TIMEOUTS.silence + TIMEOUTS.answer, "{waited:?}");
+    }
+}
