@@ -14,6 +14,7 @@ use minidom::Element;
 use minidom::rxml::{Namespace, NcName};
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 use xmpp_lambda_shared::is_xml_char;
 
 /// The namespace of the `xml:` prefix, bound in every document.
@@ -341,7 +342,7 @@ impl<'b> Cursor<'b> {
                     Some("xml") => Namespace::XML,
                     Some(prefix) => Namespace::from(bindings.lookup(Some(prefix))?.to_owned()),
                 };
-                let name = ncname(local)?;
+                let name = attribute_name(local)?;
                 if element
                     .attrs_mut()
                     .insert(namespace, name, value.into_owned())
@@ -439,9 +440,7 @@ fn bind<'b>(
         Some(prefix) if value.is_empty() => {
             return error(format!("the prefix {prefix} bound to no namespace"));
         }
-        Some(prefix) => {
-            ncname(prefix)?;
-        }
+        Some(prefix) => check_ncname(prefix)?,
         None => {}
     }
     if value == XMLNS_NS || (value == XML_NS && prefix != Some("xml")) {
@@ -465,14 +464,47 @@ fn split_name(raw: &[u8]) -> Result<(Option<&str>, &str), XmlError> {
     };
     match name.split_once(':') {
         Some((prefix, local)) => {
-            ncname(prefix)?;
-            ncname(local)?;
+            check_ncname(prefix)?;
+            check_ncname(local)?;
             Ok((Some(prefix), local))
         }
         None => {
-            ncname(name)?;
+            check_ncname(name)?;
             Ok((None, name))
         }
+    }
+}
+
+/// Checks `name` is an XML name without a colon: most are plain ASCII and
+/// checked here at once, the rest by rxml's full rules.
+fn check_ncname(name: &str) -> Result<(), XmlError> {
+    let bytes = name.as_bytes();
+    let plain = bytes
+        .first()
+        .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if plain {
+        Ok(())
+    } else {
+        ncname(name).map(drop)
+    }
+}
+
+/// An attribute's (checked) local name as the attribute map keys it; the
+/// names nearly every stanza carries are made once.
+fn attribute_name(local: &str) -> Result<NcName, XmlError> {
+    static COMMON: OnceLock<Vec<NcName>> = OnceLock::new();
+    let common = COMMON.get_or_init(|| {
+        ["from", "to", "id", "type", "lang", "xmlns"]
+            .into_iter()
+            .filter_map(|name| NcName::try_from(name).ok())
+            .collect()
+    });
+    match common.iter().find(|name| name.as_str() == local) {
+        Some(name) => Ok(name.clone()),
+        None => ncname(local),
     }
 }
 
@@ -492,10 +524,15 @@ fn lossy(bytes: &[u8]) -> Cow<'_, str> {
 /// normalised (§2.11) and, in attribute values, whitespace too (§3.3.3).
 fn decode(raw: &[u8], attribute: bool) -> Result<Cow<'_, str>, XmlError> {
     let text = checked_text(raw)?;
-    let special: &[u8] = if attribute { b"&\r\n\t" } else { b"&\r" };
-    if !text.bytes().any(|b| special.contains(&b)) {
+    let plain = if attribute {
+        memchr::memchr3(b'&', b'\r', b'\n', raw).is_none() && memchr::memchr(b'\t', raw).is_none()
+    } else {
+        memchr::memchr2(b'&', b'\r', raw).is_none()
+    };
+    if plain {
         return Ok(text);
     }
+    let special: &[u8] = if attribute { b"&\r\n\t" } else { b"&\r" };
     let mut decoded = String::with_capacity(text.len());
     let mut rest: &str = &text;
     while let Some(at) = rest.find(|c: char| c.is_ascii() && special.contains(&(c as u8))) {
@@ -554,7 +591,11 @@ fn checked_text(raw: &[u8]) -> Result<Cow<'_, str>, XmlError> {
         return error("text that is not UTF-8");
     };
     // Below U+0020 only tab and the line ends; U+FFFE and U+FFFF never
-    // (EF BF BE/BF in UTF-8). Surrogates are not valid UTF-8 at all.
+    // (EF BF BE/BF in UTF-8). Surrogates are not valid UTF-8 at all. Most
+    // text has no byte that needs the closer look.
+    if !raw.iter().any(|&b| b < 0x20 || b == 0xEF) {
+        return Ok(Cow::Borrowed(text));
+    }
     let forbidden = text.bytes().enumerate().any(|(at, b)| {
         (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
             || (b == 0xEF && matches!(raw.get(at + 1..at + 3), Some([0xBF, 0xBE | 0xBF])))
@@ -664,6 +705,19 @@ mod tests {
         for stanza in cases {
             assert_same_as_rxml(stanza);
         }
+    }
+
+    /// XML reads a carriage return in an attribute value as a space
+    /// (§2.11 makes it a line end, §3.3.3 a space). rxml refuses one not
+    /// followed by a line feed, and drops one just before the closing
+    /// quote; the first would have cost the link a stanza Prosody can send
+    /// (it writes a decoded `&#13;` back raw).
+    #[test]
+    fn a_lone_carriage_return_in_an_attribute_is_a_space() {
+        let element = ours(b"<message a='x\ry' b='x\r\ny' c='x\r'/>").expect("valid XML");
+        assert_eq!(element.attr("a"), Some("x y"));
+        assert_eq!(element.attr("b"), Some("x y"));
+        assert_eq!(element.attr("c"), Some("x "));
     }
 
     #[test]
@@ -858,12 +912,17 @@ mod tests {
             let mut bytes = stanza.as_bytes().to_vec();
             let at = at % bytes.len();
             bytes[at] = byte;
-            if let Ok(ours) = ours(&bytes) {
+            // rxml mishandles a carriage return in an attribute value (see
+            // `a_lone_carriage_return_in_an_attribute_is_a_space`): there it
+            // is no reference.
+            let compared = byte != b'\r';
+            if let (Ok(ours), true) = (ours(&bytes), compared) {
                 let text = String::from_utf8(bytes).expect("taken, so UTF-8");
                 let document = format!("{HEADER}{text}</stream:stream>");
-                let reference: Result<Element, _> = document.parse();
-                let reference = reference.map_err(|e| format!("{text}: rxml refuses: {e}"));
-                let reference = reference.expect("rxml takes it too");
+                let reference = match document.parse::<Element>() {
+                    Ok(reference) => reference,
+                    Err(e) => panic!("{text}: we take it, rxml refuses: {e}"),
+                };
                 let first = reference.children().next().map(canonical);
                 prop_assert_eq!(Some(canonical(&ours)), first);
             }
