@@ -45,7 +45,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout};
 use tracing::{debug, info, trace, warn};
 use xmpp_lambda_shared::{
-    COMPONENT_NS, ErrorType, StanzaErrorSpec, error_reply, stanza_to_request,
+    COMPONENT_NS, ErrorType, StanzaErrorSpec, attribute_name as name, error_reply,
+    stanza_to_request,
 };
 use xmpp_parsers::component::Handshake;
 
@@ -822,9 +823,6 @@ fn is_keepalive_echo(element: &Element, domain: &str) -> bool {
             .is_some_and(|id| id.starts_with(KEEPALIVE_ID_PREFIX))
 }
 
-fn name(static_name: &'static str) -> minidom::rxml::NcName {
-    minidom::rxml::NcName::try_from(static_name).expect("attribute names here are valid XML names")
-}
 
 #[cfg(test)]
 mod tests {

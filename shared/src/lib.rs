@@ -51,9 +51,13 @@ pub use outbound::{bad_message_text, outbound_to_stanza};
 pub use reply::{
     BadReply, MAX_BODY_BYTES, Reply, bad_reply_error, response_to_stanzas, stanzas_to_send,
 };
+/// An attribute name known at compile time, as attribute maps key it.
+#[cfg(feature = "xml")]
+pub use stanza::name as attribute_name;
 #[cfg(feature = "xml")]
 pub use stanza::{
     CLIENT_NS, COMPONENT_NS, InvalidStanza, STANZAS_NS, append_stanza_text, client_stanza_text,
+    common_name,
     element_to_string, escape_attribute, is_xml_char, parse_stanza, stanza_to_request,
     with_namespace,
 };

@@ -30,8 +30,24 @@ pub enum InvalidStanza {
 }
 
 /// An attribute name known at compile time.
-pub(crate) fn name(static_name: &'static str) -> NcName {
-    NcName::try_from(static_name).expect("attribute names in this crate are valid XML names")
+pub fn name(static_name: &'static str) -> NcName {
+    common_name(static_name).unwrap_or_else(|| {
+        NcName::try_from(static_name).expect("attribute names in this crate are valid XML names")
+    })
+}
+
+/// `name` as an attribute map keys it, if it is one of the attribute names
+/// nearly every stanza carries: those are checked and made once, not for
+/// every stanza read or written.
+pub fn common_name(name: &str) -> Option<NcName> {
+    static COMMON: std::sync::OnceLock<Vec<NcName>> = std::sync::OnceLock::new();
+    let common = COMMON.get_or_init(|| {
+        ["from", "to", "id", "type", "lang"]
+            .into_iter()
+            .filter_map(|name| NcName::try_from(name).ok())
+            .collect()
+    });
+    common.iter().find(|known| known.as_str() == name).cloned()
 }
 
 /// Sets (or replaces) an attribute without a namespace.

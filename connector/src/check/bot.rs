@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use minidom::Element;
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
-use xmpp_lambda_shared::{COMPONENT_NS, Request, StanzaKind, error_for_status, stanza_to_request};
+use xmpp_lambda_shared::{
+    COMPONENT_NS, Request, StanzaKind, attribute_name as name, error_for_status,
+    stanza_to_request,
+};
 
 use super::{Outcome, Report, error_chain, human, masked_key, root_cause, shown_url};
 use crate::config::Config;
@@ -405,9 +408,6 @@ fn signing_failure(error: &SignError) -> Outcome {
     }
 }
 
-fn name(static_name: &'static str) -> minidom::rxml::NcName {
-    minidom::rxml::NcName::try_from(static_name).expect("attribute names here are valid XML names")
-}
 
 #[cfg(test)]
 mod tests {

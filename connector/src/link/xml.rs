@@ -14,8 +14,7 @@ use minidom::Element;
 use minidom::rxml::{Namespace, NcName};
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::OnceLock;
-use xmpp_lambda_shared::is_xml_char;
+use xmpp_lambda_shared::{common_name, is_xml_char};
 
 /// The namespace of the `xml:` prefix, bound in every document.
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
@@ -495,15 +494,8 @@ fn check_ncname(name: &str) -> Result<(), XmlError> {
 /// An attribute's (checked) local name as the attribute map keys it; the
 /// names nearly every stanza carries are made once.
 fn attribute_name(local: &str) -> Result<NcName, XmlError> {
-    static COMMON: OnceLock<Vec<NcName>> = OnceLock::new();
-    let common = COMMON.get_or_init(|| {
-        ["from", "to", "id", "type", "lang", "xmlns"]
-            .into_iter()
-            .filter_map(|name| NcName::try_from(name).ok())
-            .collect()
-    });
-    match common.iter().find(|name| name.as_str() == local) {
-        Some(name) => Ok(name.clone()),
+    match common_name(local) {
+        Some(name) => Ok(name),
         None => ncname(local),
     }
 }
