@@ -295,6 +295,16 @@ impl Dispatcher {
     }
 }
 
+/// A fresh id for a stanza the connector sends: a random UUID, written
+/// without the formatting machinery `to_string` goes through.
+pub(crate) fn new_stanza_id() -> String {
+    let mut buffer = uuid::Uuid::encode_buffer();
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut buffer)
+        .to_owned()
+}
+
 /// A conversation's task: answers its requests one after the other, and
 /// ends (removing the conversation) when its queue is empty.
 async fn converse(shared: Arc<Shared>, key: String, first: Job) {
@@ -356,9 +366,8 @@ impl Shared {
                 return;
             }
         };
-        let (stanzas, refused) = stanzas_to_send(request, &response, &self.domain, &mut || {
-            uuid::Uuid::new_v4().to_string()
-        });
+        let (stanzas, refused) =
+            stanzas_to_send(request, &response, &self.domain, &mut new_stanza_id);
         outcomes.answered(&response, stanzas.len(), refused.is_some());
         if let Some(reason) = refused {
             warn!(%reason, from = %request.from, to = %request.to, status = response.status, "bot reply refused");

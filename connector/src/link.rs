@@ -823,7 +823,6 @@ fn is_keepalive_echo(element: &Element, domain: &str) -> bool {
             .is_some_and(|id| id.starts_with(KEEPALIVE_ID_PREFIX))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! The API waits until the link confirms they are flushed; the reply poller
 //! does the same before it deletes the envelope.
 
+use crate::dispatch::new_stanza_id;
 use crate::link::{LinkState, Outbound};
 use crate::rooms::RoomDirectory;
 use minidom::Element;
@@ -94,10 +95,8 @@ impl Pusher {
         let occupant = |room: &str| self.rooms.occupant(room);
         let mut stanzas = Vec::with_capacity(messages.len());
         for (index, message) in messages.iter().enumerate() {
-            let stanza = outbound_to_stanza(message, &self.domain, &occupant, &mut || {
-                uuid::Uuid::new_v4().to_string()
-            })
-            .map_err(|reason| {
+            let stanza = outbound_to_stanza(message, &self.domain, &occupant, &mut new_stanza_id)
+                .map_err(|reason| {
                 PushError::Invalid(bad_message_text(listed.then_some(index), &reason))
             })?;
             stanzas.push(stanza);

@@ -57,7 +57,6 @@ pub use stanza::name as attribute_name;
 #[cfg(feature = "xml")]
 pub use stanza::{
     CLIENT_NS, COMPONENT_NS, InvalidStanza, STANZAS_NS, append_stanza_text, client_stanza_text,
-    common_name,
-    element_to_string, escape_attribute, is_xml_char, parse_stanza, stanza_to_request,
+    common_name, element_to_string, escape_attribute, is_xml_char, parse_stanza, stanza_to_request,
     with_namespace,
 };

@@ -84,6 +84,96 @@ pub struct Request {
     pub mention: Option<bool>,
 }
 
+impl Request {
+    /// Appends the request JSON to `out`: the same bytes as `serde_json`
+    /// writes for it (field order, escapes), in a fraction of the
+    /// instructions, since the connector writes one per message and the
+    /// stanza text is most of it.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        json_field(out, "to", true);
+        json_string(&self.to, out);
+        json_field(out, "from", false);
+        json_string(&self.from, out);
+        json_field(out, "kind", false);
+        json_string(self.kind.as_str(), out);
+        json_field(out, "stanza", false);
+        json_string(&self.stanza, out);
+        let optional = [
+            ("body", &self.body),
+            ("type", &self.stanza_type),
+            ("id", &self.id),
+            ("room", &self.room),
+            ("nick", &self.nick),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                json_field(out, name, false);
+                json_string(value, out);
+            }
+        }
+        if let Some(mention) = self.mention {
+            json_field(out, "mention", false);
+            out.extend_from_slice(if mention { b"true" } else { b"false" });
+        }
+        out.push(b'}');
+    }
+}
+
+/// `"name":`, after a comma unless it is the first field.
+fn json_field(out: &mut Vec<u8>, name: &str, first: bool) {
+    if !first {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// `text` as a JSON string, escaped as `serde_json` escapes: `"`, `\\` and
+/// the C0 controls (with the short forms where JSON has them), nothing
+/// else.
+fn json_string(text: &str, out: &mut Vec<u8>) {
+    let bytes = text.as_bytes();
+    out.push(b'"');
+    // Most strings need no escape at all; this test runs over whole
+    // vectors of bytes at once.
+    let plain = !bytes.iter().fold(false, |found, &b| {
+        found | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    let mut rest = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        let short: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0C => b"\\f",
+            0x00..=0x1F => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[rest..at]);
+        if short.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 0xF)]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        rest = at + 1;
+    }
+    out.extend_from_slice(&bytes[rest..]);
+    out.push(b'"');
+}
+
 /// The conversation a request belongs to: the sender's bare JID and the
 /// recipient. Requests of one conversation are kept in order; different
 /// conversations never wait for each other.
@@ -125,6 +215,31 @@ fn fnv1a(text: &str, seed: u8) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_json_escapes_what_serde_escapes() {
+        // Every C0 control, the two JSON specials, and characters JSON
+        // leaves alone (DEL, U+2028, a slash, non-ASCII).
+        let mut hostile: String = (0u8..0x20).map(char::from).collect();
+        hostile.push_str("\"\\/\u{7f}\u{2028}é😀");
+        let mut request = request("alice@example.com/x", "bot.example.com");
+        request.stanza = hostile.clone();
+        request.body = Some(hostile);
+        request.stanza_type = Some("chat".into());
+        request.id = Some("i\"d".into());
+        request.room = Some("room@muc".into());
+        request.nick = Some("n".into());
+        for mention in [None, Some(true), Some(false)] {
+            request.mention = mention;
+            let mut ours = Vec::new();
+            request.write_json(&mut ours);
+            let serde = serde_json::to_vec(&request).expect("serialises");
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&serde)
+            );
+        }
+    }
 
     fn request(from: &str, to: &str) -> Request {
         Request {

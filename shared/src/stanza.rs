@@ -214,6 +214,23 @@ pub fn escape_attribute(text: &str, out: &mut String) -> bool {
 /// not allow, which minidom's writer refuses.
 fn escape_into(text: &str, attribute: bool, out: &mut String) -> Option<()> {
     let bytes = text.as_bytes();
+    // Most text needs no look at all; this test runs over whole vectors of
+    // bytes at once, where the table below goes byte by byte.
+    let plain = !bytes.iter().fold(false, |found, &b| {
+        found
+            | (b < 0x20)
+            | (b == b'<')
+            | (b == b'>')
+            | (b == b'&')
+            | (b == b'\'')
+            | (b == b'"')
+            | (b == 0xBE)
+            | (b == 0xBF)
+    });
+    if plain {
+        out.push_str(text);
+        return Some(());
+    }
     let mut rest = 0;
     for (at, &byte) in bytes.iter().enumerate() {
         // Every byte that needs a look is ASCII or the last of U+FFFE and

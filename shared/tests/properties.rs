@@ -666,6 +666,24 @@ fn any_stanza_becomes_a_faithful_request_or_a_clear_refusal() {
 }
 
 #[test]
+fn the_request_json_is_written_byte_for_byte_as_serde_writes_it() {
+    let request = (any_request(), any_text(40)).prop_map(|(mut request, stanza)| {
+        request.stanza = stanza;
+        request
+    });
+    check("request → JSON", 1000, request, |request| {
+        let mut ours = Vec::new();
+        request.write_json(&mut ours);
+        let serde = serde_json::to_vec(&request).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(
+            String::from_utf8_lossy(&ours),
+            String::from_utf8_lossy(&serde)
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn any_bot_answer_to_a_received_stanza_gives_only_sendable_stanzas() {
     let request = stanza_xml(Shape::Received).prop_filter_map("a stanza the rules read", |xml| {
         read_stanza(&xml).and_then(|s| stanza_to_request(&s).ok())

@@ -21,8 +21,7 @@ use minidom::Element;
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use xmpp_lambda_shared::{
-    COMPONENT_NS, Request, StanzaKind, attribute_name as name, error_for_status,
-    stanza_to_request,
+    COMPONENT_NS, Request, StanzaKind, attribute_name as name, error_for_status, stanza_to_request,
 };
 
 use super::{Outcome, Report, error_chain, human, masked_key, root_cause, shown_url};
@@ -407,7 +406,6 @@ fn signing_failure(error: &SignError) -> Outcome {
         ),
     }
 }
-
 
 #[cfg(test)]
 mod tests {

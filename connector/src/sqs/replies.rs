@@ -15,6 +15,7 @@
 
 use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error};
 use crate::backoff::Backoff;
+use crate::dispatch::new_stanza_id;
 use crate::health::QueueHealth;
 use crate::link::{LinkState, Outbound};
 use crate::metrics::Metrics;
@@ -243,7 +244,7 @@ impl ReplyPoller {
             request,
             &envelope.response,
             self.pusher.domain(),
-            &mut || uuid::Uuid::new_v4().to_string(),
+            &mut new_stanza_id,
         );
         self.metrics
             .requests

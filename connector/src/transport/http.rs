@@ -116,13 +116,7 @@ impl HttpTransport {
         // of it, and growing the buffer step by step copies it each time.
         let size = request.stanza.len() + request.body.as_ref().map_or(0, String::len) + 256;
         let mut body = Vec::with_capacity(size);
-        let body = match serde_json::to_writer(&mut body, request) {
-            Ok(()) => body,
-            Err(error) => {
-                warn!(%error, from = %request.from, to = %request.to, "cannot encode the request");
-                return BotResponse::no_response();
-            }
-        };
+        request.write_json(&mut body);
         let signing_headers = match &self.signer {
             // The signer logs its failure itself, once. Boxed: the AWS
             // credential chain makes its future ~11 KB, and every request's
