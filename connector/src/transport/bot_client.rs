@@ -18,7 +18,6 @@ use hyper::Uri;
 use hyper::header::{HeaderName, HeaderValue};
 use reqwest::Url;
 use rustls::pki_types::ServerName;
-use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -67,20 +66,6 @@ struct Connection {
     /// What was read and not yet used: empty between exchanges, kept so
     /// its memory is reused.
     buffer: Vec<u8>,
-}
-
-/// Why a POST got no answer. The transport tries again only what was
-/// never sent.
-#[derive(Debug, thiserror::Error)]
-pub enum PostError {
-    /// No connection could carry the request (no address, refused, TLS
-    /// handshake failed, closed before a byte was written): the bot has not
-    /// seen it.
-    #[error("cannot connect: {0}")]
-    Connect(#[source] io::Error),
-    /// The request may have reached the bot, but no whole answer came.
-    #[error("{0}")]
-    Exchange(#[source] io::Error),
 }
 
 /// Why a URL cannot be used.
@@ -153,7 +138,7 @@ impl BotClient {
         headers: impl Iterator<Item = (HeaderName, HeaderValue)>,
         body: &[u8],
         max_body: usize,
-    ) -> Result<Answer, PostError> {
+    ) -> Result<Answer, ExchangeError> {
         let request = self.request(headers, body);
         let (mut connection, mut fresh) = self.connection().await?;
         let answer = loop {
@@ -171,8 +156,7 @@ impl BotClient {
                     debug!(%error, "idle connection to the bot closed; using another");
                     (connection, fresh) = self.connection().await?;
                 }
-                Err(ExchangeError::NotSent(error)) => return Err(PostError::Connect(error)),
-                Err(ExchangeError::Failed(error)) => return Err(PostError::Exchange(error)),
+                Err(error) => return Err(error),
             }
         };
         if answer.reusable {
@@ -219,7 +203,7 @@ impl BotClient {
     }
 
     /// An idle connection, or else a new one (then `true`).
-    async fn connection(&self) -> Result<(Connection, bool), PostError> {
+    async fn connection(&self) -> Result<(Connection, bool), ExchangeError> {
         match self.idle_connection() {
             Some(connection) => Ok((connection, false)),
             // Boxed: connecting (TLS included) is a large future, and every
@@ -244,20 +228,21 @@ impl BotClient {
         None
     }
 
-    /// A new connection, TLS included.
-    async fn connect(&self) -> Result<Connection, PostError> {
+    /// A new connection, TLS included. A failure here is
+    /// [`ExchangeError::NotSent`]: the bot has not seen the request.
+    async fn connect(&self) -> Result<Connection, ExchangeError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(PostError::Connect)?;
+            .map_err(ExchangeError::NotSent)?;
         // Requests are small and waited on: never hold one back.
-        tcp.set_nodelay(true).map_err(PostError::Connect)?;
+        tcp.set_nodelay(true).map_err(ExchangeError::NotSent)?;
         let io: Box<dyn Io> = match &self.tls {
             None => Box::new(tcp),
             Some((connector, server_name)) => Box::new(
                 connector
                     .connect(server_name.clone(), tcp)
                     .await
-                    .map_err(PostError::Connect)?,
+                    .map_err(ExchangeError::NotSent)?,
             ),
         };
         Ok(Connection {

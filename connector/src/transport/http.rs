@@ -6,7 +6,8 @@
 //! does not bounce every user who wrote meanwhile. Once the request may
 //! have been sent it is never sent again, since the bot may have acted on it.
 
-use super::bot_client::{BotClient, PostError};
+use super::bot_client::BotClient;
+use super::http1::ExchangeError;
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use reqwest::Url;
@@ -206,8 +207,8 @@ impl HttpTransport {
                         answer.content_type.as_deref(),
                         &answer.body,
                     )),
-                    Ok(Err(PostError::Connect(error))) => Err(Attempt::NotSent(error.into())),
-                    Ok(Err(PostError::Exchange(error))) => Err(Attempt::Failed(error.into())),
+                    Ok(Err(ExchangeError::NotSent(error))) => Err(Attempt::NotSent(error.into())),
+                    Ok(Err(ExchangeError::Failed(error))) => Err(Attempt::Failed(error.into())),
                     Err(_) => Err(Attempt::Failed(
                         format!("no answer within {} ms", self.timeout.as_millis()).into(),
                     )),

@@ -23,12 +23,14 @@ const READ_SIZE: usize = 8 * 1024;
 /// large answer does not keep its memory.
 const BUFFER_KEPT: usize = 64 * 1024;
 
-/// Why an exchange got no answer.
+/// Why an exchange got no answer. The transport tries again only what was
+/// never sent.
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
-    /// Not one byte of the request was written: the bot has not seen it,
-    /// and it may go on another connection.
-    #[error("the connection failed before the request was sent: {0}")]
+    /// Not one byte of the request was written (no connection could be
+    /// made, or it was closed already): the bot has not seen it, and it may
+    /// go on another connection.
+    #[error("the request was not sent: {0}")]
     NotSent(#[source] io::Error),
     /// The bot may have seen the request, but no whole answer came.
     #[error("{0}")]
