@@ -100,8 +100,12 @@ impl ComponentStream {
                 // The caller bounds the whole handshake in time.
                 Next::Unit(Unit::Declaration) | Next::Silent => {}
                 Next::Unit(Unit::Header { id, .. }) => return Ok((stream, id)),
+                // The parser reads nothing else before the header.
                 Next::Unit(Unit::Element(_) | Unit::Footer) => {
-                    unreachable!("the parser reads only a header before the header")
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the server sent an element before its stream header",
+                    ));
                 }
                 Next::End => {
                     return Err(io::Error::new(
@@ -120,9 +124,11 @@ impl ComponentStream {
             Next::Unit(Unit::Element(element)) => Ok(Read::Element(element)),
             Next::Unit(Unit::Footer) | Next::End => Ok(Read::Closed),
             Next::Silent => Ok(Read::Silent),
-            Next::Unit(Unit::Declaration | Unit::Header { .. }) => {
-                unreachable!("the parser reads no header after the header")
-            }
+            // The parser reads no header after the header.
+            Next::Unit(Unit::Declaration | Unit::Header { .. }) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the server sent a second stream header",
+            )),
         }
     }
 

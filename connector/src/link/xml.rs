@@ -569,12 +569,25 @@ fn reference(name: &str) -> Result<char, XmlError> {
         },
     };
     let Some(code) = code else {
-        return error(format!("the entity &{};", &name[..name.len().min(32)]));
+        return error(format!("the entity &{};", shortened(name)));
     };
     match char::from_u32(code).filter(|&c| is_xml_char(c)) {
         Some(c) => Ok(c),
-        None => error(format!("a reference to a character XML forbids (&{name};)")),
+        None => error(format!(
+            "a reference to a character XML forbids (&{};)",
+            shortened(name)
+        )),
     }
+}
+
+/// At most the first 32 bytes of `text`, cut where a character ends: for
+/// messages about what the server sent.
+fn shortened(text: &str) -> &str {
+    let mut end = text.len().min(32);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// `raw` as text: UTF-8 of characters XML allows.
@@ -738,6 +751,11 @@ mod tests {
 
     #[test]
     fn invalid_xml_is_refused_with_what_is_wrong() {
+        let long_entity = format!("<message><body>&{};</body></message>", "é".repeat(40));
+        assert_eq!(
+            ours(long_entity.as_bytes()),
+            Err(XmlError(format!("the entity &{};", "é".repeat(16))))
+        );
         let cases: [(&[u8], &str); 24] = [
             (
                 b"<message><body>x</bdy></message>",
