@@ -201,7 +201,7 @@ fn write_moved(element: &Element, moved: bool, default: &str, out: &mut String) 
 }
 
 /// The namespace bound to the `xml` prefix.
-const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+const XML_NS: &str = minidom::rxml::XMLNS_XML;
 
 /// Appends `text` escaped for an attribute value quoted with `'`; `false`
 /// (and `out` perhaps cut short) for a character XML does not allow.
@@ -222,8 +222,7 @@ fn escape_into(text: &str, attribute: bool, out: &mut String) -> Option<()> {
             | (b == b'<')
             | (b == b'>')
             | (b == b'&')
-            | (b == b'\'')
-            | (b == b'"')
+            | (attribute & ((b == b'\'') | (b == b'"')))
             | (b == 0xBE)
             | (b == 0xBF)
     });

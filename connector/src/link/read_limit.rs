@@ -329,8 +329,9 @@ impl ReadLimit {
     }
 }
 
-/// XML's whitespace (§2.3), which may come between stanzas.
-fn is_whitespace(byte: u8) -> bool {
+/// XML's whitespace (§2.3), which may come between stanzas (and, for the
+/// parser, between the parts of a tag).
+pub(super) fn is_whitespace(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
 }
 

@@ -7,6 +7,7 @@
 //! caller is told ([`Read::Silent`]) so it can ping, and a server that stays
 //! silent for the answer timeout after that has lost the link.
 
+use super::STREAMS_NS;
 use super::read_limit::ReadLimit;
 use super::socket::LinkSocket;
 use super::xml::{NO_SCOPE, StreamScope, Unit, parse_unit};
@@ -18,8 +19,6 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use xmpp_lambda_shared::{COMPONENT_NS, escape_attribute};
 
-/// The namespace of the stream element.
-const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
 /// How much room each read gets.
 const READ_SIZE: usize = 8 * 1024;
 /// The most read-buffer memory kept once a large stanza is handled.

@@ -10,18 +10,13 @@
 //! parser would, at a fraction of the cost per stanza. What XMPP forbids
 //! (a DTD, comments, processing instructions, other entities) is refused.
 
+use super::STREAMS_NS;
+use super::read_limit::is_whitespace;
 use minidom::Element;
-use minidom::rxml::{Namespace, NcName};
+use minidom::rxml::{Namespace, NcName, XMLNS_XML as XML_NS, XMLNS_XMLNS as XMLNS_NS};
 use std::borrow::Cow;
 use std::fmt;
 use xmpp_lambda_shared::{common_name, is_xml_char};
-
-/// The namespace of the `xml:` prefix, bound in every document.
-const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
-/// The namespace of the `xmlns:` prefix itself.
-const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
-/// The namespace of the stream element.
-const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
 
 /// Why the server's XML cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -502,10 +497,6 @@ fn attribute_name(local: &str) -> Result<NcName, XmlError> {
 
 fn ncname(name: &str) -> Result<NcName, XmlError> {
     NcName::try_from(name).map_err(|_| XmlError(format!("the invalid name {name:?}")))
-}
-
-fn is_whitespace(byte: u8) -> bool {
-    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 fn lossy(bytes: &[u8]) -> Cow<'_, str> {
