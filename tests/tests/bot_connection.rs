@@ -34,6 +34,9 @@ const RETRY_LOGS: &str = "info,xmpp_lambda_connector::transport=debug";
 enum Behaviour {
     /// Answers 200 with the echo bot's JSON.
     Echo,
+    /// The same answer in chunked transfer coding: two chunks (one with an
+    /// extension) and a trailer, each written on its own.
+    ChunkedEcho,
     /// Closes the connection without a byte of answer.
     HangUp,
 }
@@ -99,6 +102,22 @@ async fn answer(mut stream: TcpStream, behaviour: Behaviour, requests: &AtomicUs
         let request: serde_json::Value = serde_json::from_slice(&body)?;
         let said = request["body"].as_str().unwrap_or_default();
         let reply = json!({ "body": format!("Did you say {said}?") }).to_string();
+        if behaviour == Behaviour::ChunkedEcho {
+            let (first, second) = reply.split_at(reply.len() / 2);
+            let pieces = [
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                 transfer-encoding: chunked\r\n\r\n"
+                    .to_owned(),
+                format!("{:x};part=1\r\n{first}\r\n", first.len()),
+                format!("{:x}\r\n{second}\r\n", second.len()),
+                "0\r\nx-trailer: done\r\n\r\n".to_owned(),
+            ];
+            for piece in pieces {
+                stream.write_all(piece.as_bytes()).await?;
+                stream.flush().await?;
+            }
+            continue;
+        }
         let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
             reply.len()
@@ -182,6 +201,30 @@ async fn a_bot_that_starts_a_second_late_still_answers() -> Result<()> {
     assert_eq!(body_of(&reply).as_deref(), Some("Did you say hello?"));
     assert_eq!(bot.requests(), 1, "the bot got the request once");
     assert!(alice.recv_message(QUIET).await.is_none(), "one answer only");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_chunked_answer_is_read_whole_and_its_connection_kept() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/bot", listener.local_addr()?);
+    let bot = RawBot::serve(listener, Behaviour::ChunkedEcho);
+    let _connector = connector(&prosody, &url, "10").await?;
+
+    for text in ["one", "two", "three"] {
+        alice
+            .send_message(&format!("echo@{}", prosody.component_domain()), text)
+            .await?;
+        let reply = alice.expect_message("the chunked answer", WAIT).await?;
+        assert_eq!(
+            body_of(&reply).as_deref(),
+            Some(format!("Did you say {text}?").as_str())
+        );
+    }
+    assert_eq!(bot.requests(), 3);
+    assert_eq!(bot.connections(), 1, "the connection carried all three");
     Ok(())
 }
 
