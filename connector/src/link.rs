@@ -24,10 +24,16 @@
 //! with the limit passed) before it can take the connector's memory or
 //! stack.
 
+#[cfg(test)]
+mod counted_alloc;
 mod read_limit;
 mod socket;
 mod stream;
 mod xml;
+
+#[cfg(test)]
+pub(crate) use counted_alloc::peak_of;
+pub(crate) use read_limit::Oversize;
 
 use crate::backoff::Backoff;
 use crate::config::Secret;
@@ -79,6 +85,30 @@ const STABLE_LINK: Duration = Duration::from_secs(10);
 const STANDBY_RETRY: Duration = Duration::from_secs(1);
 /// The stream error a server answers when the component is linked already.
 const CONFLICT: &str = "conflict";
+
+/// What the link hands on from the server.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A stanza, read whole.
+    Stanza(Element),
+    /// A stanza that passed one of the read limits or the memory budget
+    /// and was not read: its start tag, when that was read whole, so that
+    /// its sender can be told.
+    Skipped {
+        head: Option<Element>,
+        oversize: Oversize,
+    },
+}
+
+impl Inbound {
+    /// The stanza, or what is left of it.
+    fn stanza(&self) -> Option<&Element> {
+        match self {
+            Inbound::Stanza(stanza) => Some(stanza),
+            Inbound::Skipped { head, .. } => head.as_ref(),
+        }
+    }
+}
 
 /// One stanza for the link to write.
 #[derive(Debug)]
@@ -378,7 +408,7 @@ enum SessionEnd {
 /// of `outbound` is gone and all was written, or the link is down.
 pub async fn run(
     settings: LinkSettings,
-    inbound: mpsc::Sender<Element>,
+    inbound: mpsc::Sender<Inbound>,
     mut outbound: mpsc::UnboundedReceiver<Outbound>,
     link_state: watch::Sender<LinkState>,
     mut shutdown: Shutdown,
@@ -390,7 +420,7 @@ pub async fn run(
     let mut unsent: Vec<Outbound> = Vec::new();
     // A stanza read while the dispatcher was full: handed over first, on
     // this connection or the next.
-    let mut held: Option<Element> = None;
+    let mut held: Option<Inbound> = None;
     // Set while another connector holds the link and this one stands by:
     // since when, for the one line logged on taking over.
     let mut standby_since: Option<Instant> = None;
@@ -586,6 +616,10 @@ async fn next_element(stream: &mut ComponentStream) -> Result<Element, LinkError
     loop {
         match stream.next().await? {
             Read::Element(element) => return Ok(element),
+            Read::Skipped { head, oversize } => {
+                let name = head.as_ref().map_or("a stanza", |head| head.name());
+                return Err(LinkError::UnexpectedElement(format!("{name}, {oversize},")));
+            }
             Read::Silent => continue,
             Read::Closed => return Err(LinkError::Closed),
         }
@@ -597,10 +631,10 @@ async fn next_element(stream: &mut ComponentStream) -> Result<Element, LinkError
 async fn session(
     stream: &mut ComponentStream,
     settings: &LinkSettings,
-    inbound: &mpsc::Sender<Element>,
+    inbound: &mpsc::Sender<Inbound>,
     outbound: &mut mpsc::UnboundedReceiver<Outbound>,
     unsent: &mut Vec<Outbound>,
-    held: &mut Option<Element>,
+    held: &mut Option<Inbound>,
 ) -> SessionEnd {
     let mut unconfirmed = Unconfirmed::default();
     // Written first after relinking, unless their pusher gave up.
@@ -619,9 +653,11 @@ async fn session(
         tokio::select! {
             // The dispatcher has room again for the stanza held back.
             permit = inbound.reserve(), if held.is_some() => match (permit, held.take()) {
-                (Ok(permit), Some(stanza)) => permit.send(stanza),
-                (Err(_), Some(stanza)) => {
-                    if let Err(cause) = refuse_at_shutdown(stream, &stanza).await {
+                (Ok(permit), Some(read)) => permit.send(read),
+                (Err(_), Some(read)) => {
+                    if let Some(stanza) = read.stanza()
+                        && let Err(cause) = refuse_at_shutdown(stream, stanza).await
+                    {
                         return SessionEnd::Lost(cause);
                     }
                 }
@@ -646,14 +682,22 @@ async fn session(
                         debug!(name = element.name(), ns = %element.ns(), "ignoring a non-stanza element");
                         continue;
                     }
-                    match inbound.try_send(element) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(stanza)) => *held = Some(stanza),
-                        Err(mpsc::error::TrySendError::Closed(stanza)) => {
-                            if let Err(cause) = refuse_at_shutdown(stream, &stanza).await {
-                                return SessionEnd::Lost(cause);
-                            }
-                        }
+                    if let Err(cause) = hand_over(stream, inbound, held, Inbound::Stanza(element)).await {
+                        return SessionEnd::Lost(cause);
+                    }
+                }
+                Ok(Read::Skipped { head, oversize }) => {
+                    let head_attr = |name| head.as_ref().and_then(|head| head.attr(name)).unwrap_or_default();
+                    warn!(
+                        kind = head.as_ref().map_or("", |head| head.name()),
+                        from = head_attr("from"),
+                        to = head_attr("to"),
+                        id = head_attr("id"),
+                        "stanza skipped: {oversize}"
+                    );
+                    let skipped = Inbound::Skipped { head, oversize };
+                    if let Err(cause) = hand_over(stream, inbound, held, skipped).await {
+                        return SessionEnd::Lost(cause);
                     }
                 }
                 Ok(Read::Silent) => {
@@ -712,6 +756,27 @@ async fn session(
     }
 }
 
+/// Hands what was read to the dispatcher, or holds it back while the
+/// dispatcher is full; refuses it once the dispatcher has stopped.
+async fn hand_over(
+    stream: &mut ComponentStream,
+    inbound: &mpsc::Sender<Inbound>,
+    held: &mut Option<Inbound>,
+    read: Inbound,
+) -> Result<(), LinkError> {
+    match inbound.try_send(read) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(read)) => {
+            *held = Some(read);
+            Ok(())
+        }
+        Err(mpsc::error::TrySendError::Closed(read)) => match read.stanza() {
+            Some(stanza) => refuse_at_shutdown(stream, stanza).await,
+            None => Ok(()),
+        },
+    }
+}
+
 /// After our stream footer: reads until the server closes its side, and
 /// logs each stanza that wanted an answer and arrived meanwhile (the
 /// server routed it here before it read the footer). XEP-0114 has no way to
@@ -720,7 +785,13 @@ async fn session(
 async fn read_until_closed(stream: &mut ComponentStream, domain: &str) {
     loop {
         match stream.next().await {
-            Ok(Read::Element(element)) => {
+            Ok(
+                Read::Element(element)
+                | Read::Skipped {
+                    head: Some(element),
+                    ..
+                },
+            ) => {
                 if wants_answer(&element) && !is_keepalive_echo(&element, domain) {
                     warn!(
                         kind = element.name(),
@@ -730,7 +801,7 @@ async fn read_until_closed(stream: &mut ComponentStream, domain: &str) {
                     );
                 }
             }
-            Ok(Read::Silent) => {}
+            Ok(Read::Skipped { head: None, .. } | Read::Silent) => {}
             Ok(Read::Closed) | Err(_) => return,
         }
     }
@@ -768,7 +839,7 @@ async fn refuse_at_shutdown(
 
 /// Whether a stanza's sender waits for an answer: a message to the bot
 /// (never a room's message, never an error) or an IQ request.
-fn wants_answer(stanza: &Element) -> bool {
+pub(crate) fn wants_answer(stanza: &Element) -> bool {
     if stanza.ns() != COMPONENT_NS {
         return false;
     }

@@ -24,6 +24,7 @@ mod health;
 mod link;
 mod metrics;
 mod push;
+mod request_memory;
 mod rooms;
 mod routes;
 mod shutdown;
@@ -205,6 +206,7 @@ async fn run(config: Config) -> ExitCode {
         router,
         outbound_tx,
         rooms,
+        request_memory::RequestMemory::new(request_memory::MAX_REQUEST_MEMORY),
         metrics.clone(),
     );
     let settings = LinkSettings {

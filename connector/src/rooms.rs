@@ -226,6 +226,13 @@ pub struct Rooms {
 
 impl Rooms {
     /// Where `stanza` goes; presences and invitations go to the keeper.
+    /// Whether `from` is a room the connector is in, or an occupant of
+    /// one: nothing may be answered there with an error.
+    pub fn is_room(&self, from: &str) -> bool {
+        let room = from.split('/').next().unwrap_or(from);
+        self.directory.nick(room).is_some()
+    }
+
     pub fn route(&self, stanza: &Element) -> RoomRoute {
         let Some(from) = stanza.attr("from") else {
             return RoomRoute::NotRooms;

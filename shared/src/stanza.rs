@@ -263,6 +263,34 @@ fn escape_into(text: &str, attribute: bool, out: &mut String) -> Option<()> {
     Some(())
 }
 
+/// How long `text` is once [`escape_into`] has escaped it (in an attribute
+/// value or in content): what writing it will cost, known before anything
+/// is written. A character XML does not allow counts as itself.
+pub fn escaped_len(text: &str, attribute: bool) -> usize {
+    let bytes = text.as_bytes();
+    let plain = !bytes.iter().fold(false, |found, &b| {
+        found
+            | (b == b'<')
+            | (b == b'>')
+            | (b == b'&')
+            | (b == b'\r')
+            | (attribute & ((b == b'\'') | (b == b'"') | (b == b'\n') | (b == b'\t')))
+    });
+    if plain {
+        return bytes.len();
+    }
+    let extra: usize = bytes
+        .iter()
+        .map(|&b| match b {
+            b'<' | b'>' => 3,
+            b'&' | b'\r' => 4,
+            b'\'' | b'"' | b'\n' | b'\t' if attribute => 4,
+            _ => 0,
+        })
+        .sum();
+    bytes.len() + extra
+}
+
 /// The bytes [`escape_into`] looks at: markup characters, whitespace that
 /// attributes escape, the C0 controls, and 0xBE and 0xBF.
 const NEEDS_A_LOOK: [bool; 256] = {
@@ -584,6 +612,13 @@ mod tests {
                     escape_by_chars(&text, attribute),
                     "{text:?} {attribute}"
                 );
+                if let Some(written) = written {
+                    assert_eq!(
+                        escaped_len(&text, attribute),
+                        written.len(),
+                        "{text:?} {attribute}"
+                    );
+                }
             }
         }
     }

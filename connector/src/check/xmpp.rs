@@ -155,6 +155,7 @@ pub async fn handshake(connection: TcpStream, config: &Config) -> Outcome {
                             Ok(Read::Element(element)) if element.ns() == COMPONENT_NS => {
                                 stanzas += 1;
                             }
+                            Ok(Read::Skipped { .. }) => stanzas += 1,
                             Ok(Read::Element(_) | Read::Silent) => {}
                             Ok(Read::Closed) | Err(_) => break,
                         }

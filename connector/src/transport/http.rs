@@ -113,10 +113,10 @@ impl HttpTransport {
     /// answer within the timeout.
     pub async fn exchange(&self, request: &Request) -> BotResponse {
         let deadline = Instant::now() + self.timeout;
-        // Room for the JSON at once: the stanza text and the body are most
-        // of it, and growing the buffer step by step copies it each time.
-        let size = request.stanza.len() + request.body.as_ref().map_or(0, String::len) + 256;
-        let mut body = Vec::with_capacity(size);
+        // Room for the JSON at once: growing the buffer step by step copies
+        // it each time, and holds two copies while it does (the request's
+        // memory budget counts one).
+        let mut body = Vec::with_capacity(request.json_len());
         request.write_json(&mut body);
         let signing_headers = match &self.signer {
             // The signer logs its failure itself, once. Boxed: the AWS
