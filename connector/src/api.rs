@@ -711,6 +711,104 @@ mod tests {
         }
     }
 
+    /// Any request head, however malformed, and any body: the connection
+    /// ends (answered, or closed) within the read timeouts, and nothing
+    /// panics.
+    #[test]
+    fn any_request_ends_without_a_panic() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngSeed, TestRunner};
+        let bytes_or = |choices: &'static [&'static str]| {
+            prop_oneof![
+                3 => prop::sample::select(choices).prop_map(|s| s.as_bytes().to_vec()),
+                1 => prop::collection::vec(any::<u8>(), 0..12),
+            ]
+        };
+        let method = bytes_or(&["GET", "POST", "DELETE", "OPTIONS", "CONNECT", "PRI", "get"]);
+        let target = bytes_or(&[
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/v1/send",
+            "*",
+            "http://x/healthz",
+            "/%ff",
+            "//",
+        ]);
+        let version = bytes_or(&["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 x", "HTTP/0.9"]);
+        let header = (
+            bytes_or(&[
+                "host",
+                "content-length",
+                "transfer-encoding",
+                "authorization",
+                "connection",
+                "expect",
+            ]),
+            bytes_or(&[
+                "0",
+                "10",
+                "-1",
+                "99999999999999999999",
+                "chunked",
+                "Bearer a-test-token-of-more-than-32-characters",
+                "close",
+                "100-continue",
+            ]),
+        );
+        let request = (
+            method,
+            target,
+            version,
+            prop::collection::vec(header, 0..5),
+            prop::sample::select(&["\r\n", "\r\n", "\n", "\r"][..]),
+            prop::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(method, target, version, headers, end, body)| {
+                let mut bytes = [method, target, version].join(&b' ');
+                bytes.extend_from_slice(end.as_bytes());
+                for (name, value) in headers {
+                    bytes.extend_from_slice(&name);
+                    bytes.extend_from_slice(b": ");
+                    bytes.extend_from_slice(&value);
+                    bytes.extend_from_slice(end.as_bytes());
+                }
+                bytes.extend_from_slice(end.as_bytes());
+                bytes.extend_from_slice(&body);
+                bytes
+            });
+        let config = Config {
+            cases: 2000,
+            rng_seed: RngSeed::Fixed(0x6170_6931),
+            failure_persistence: None,
+            ..Config::default()
+        };
+        let result = TestRunner::new(config).run(&request, |bytes| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let (mut client, served) = connect();
+                client.write_all(&bytes).await.expect("write");
+                let (answer, waited) = until_closed(&mut client).await;
+                prop_assert!(served.await.is_ok(), "panicked on {bytes:?}");
+                prop_assert!(
+                    waited <= HEADER_READ_TIMEOUT + BODY_READ_TIMEOUT,
+                    "{bytes:?} held the connection for {waited:?}"
+                );
+                for status in statuses(&answer) {
+                    prop_assert!((200..600).contains(&status), "{answer}");
+                }
+                Ok(())
+            })
+        });
+        if let Err(error) = result {
+            panic!("{error}");
+        }
+    }
+
     #[test]
     fn the_connection_cap_leaves_most_descriptors_to_the_rest() {
         assert_eq!(connection_cap(1024), 128);

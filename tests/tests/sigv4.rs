@@ -171,6 +171,14 @@ fn checker_signs_the_body_like_the_published_suite() {
     assert!(error.contains("x-amz-content-sha256"), "{error}");
 }
 
+/// No credentials from the environment: empty counts as unset for the
+/// SDK.
+const NO_ENV_CREDENTIALS: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", ""),
+    ("AWS_SECRET_ACCESS_KEY", ""),
+    ("AWS_SESSION_TOKEN", ""),
+];
+
 /// The key the test bot accepts.
 fn lambda_key() -> SigV4Key {
     SigV4Key {
@@ -318,12 +326,10 @@ async fn without_credentials_the_user_gets_connection_failure() -> Result<()> {
         &prosody,
         &bot,
         &[
-            // Empty counts as unset for the SDK.
-            ("AWS_ACCESS_KEY_ID", ""),
-            ("AWS_SECRET_ACCESS_KEY", ""),
-            ("AWS_SESSION_TOKEN", ""),
-            ("COMPONENT_POST_SIGV4_REGION", "eu-west-1"),
-        ],
+            NO_ENV_CREDENTIALS.as_slice(),
+            &[("COMPONENT_POST_SIGV4_REGION", "eu-west-1")],
+        ]
+        .concat(),
     )
     .await?;
     let mut alice = login(&prosody, "alice").await?;
@@ -379,13 +385,14 @@ async fn a_credential_provider_that_never_answers_costs_only_the_timeout() -> Re
         &prosody,
         &bot,
         &[
-            ("AWS_ACCESS_KEY_ID", ""),
-            ("AWS_SECRET_ACCESS_KEY", ""),
-            ("AWS_SESSION_TOKEN", ""),
-            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &endpoint),
-            ("COMPONENT_POST_SIGV4_REGION", "eu-west-1"),
-            ("COMPONENT_POST_TIMEOUT", "1.5"),
-        ],
+            NO_ENV_CREDENTIALS.as_slice(),
+            &[
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &endpoint),
+                ("COMPONENT_POST_SIGV4_REGION", "eu-west-1"),
+                ("COMPONENT_POST_TIMEOUT", "1.5"),
+            ],
+        ]
+        .concat(),
     )
     .await?;
     let mut alice = login(&prosody, "alice").await?;

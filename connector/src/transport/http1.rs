@@ -718,18 +718,26 @@ mod tests {
         }
     }
 
+    /// Asserts that `answer`, sent in each of these piece sizes (the bot
+    /// closing after it when `close` is set), reads as `expected`.
+    async fn assert_reads(answer: &[u8], pieces: &[usize], close: bool, expected: &Answer) {
+        for &piece in pieces {
+            let (result, seen) = answered(answer, piece, close).await;
+            assert_eq!(seen, REQUEST);
+            assert_eq!(
+                &result.expect("answer"),
+                expected,
+                "{:?} in pieces of {piece}",
+                String::from_utf8_lossy(answer)
+            );
+        }
+    }
+
     #[tokio::test]
     async fn content_length_answers_in_any_pieces() {
         let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"body\":\"hi\"}";
-        for piece in [1, 2, 7, 64, answer.len()] {
-            let (result, seen) = answered(answer, piece, false).await;
-            assert_eq!(seen, REQUEST);
-            assert_eq!(
-                result.expect("answer"),
-                ok(200, Some("application/json"), b"{\"body\":\"hi\"}", true),
-                "in pieces of {piece}"
-            );
-        }
+        let expected = ok(200, Some("application/json"), b"{\"body\":\"hi\"}", true);
+        assert_reads(answer, &[1, 2, 7, 64, answer.len()], false, &expected).await;
     }
 
     #[tokio::test]
@@ -737,14 +745,8 @@ mod tests {
         let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
                        5;name=value\r\n{\"bod\r\n0008 ; a=\"b\"\r\ny\":\"hi\"}\r\n\
                        0\r\nX-Trailer: 1\r\nX-Other:\tx y\r\n\r\n";
-        for piece in [1, 3, answer.len()] {
-            let (result, _) = answered(answer, piece, false).await;
-            assert_eq!(
-                result.expect("answer"),
-                ok(200, None, b"{\"body\":\"hi\"}", true),
-                "in pieces of {piece}"
-            );
-        }
+        let expected = ok(200, None, b"{\"body\":\"hi\"}", true);
+        assert_reads(answer, &[1, 3, answer.len()], false, &expected).await;
     }
 
     /// Empty list elements are no codings (RFC 9110 §5.6.1): `chunked,` is
@@ -759,12 +761,13 @@ mod tests {
             "Transfer-Encoding:\r\nTransfer-Encoding: chunked",
         ] {
             let answer = format!("HTTP/1.1 200 OK\r\n{field}\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n");
-            let (result, _) = answered(answer.as_bytes(), 100, false).await;
-            assert_eq!(
-                result.expect("answer"),
-                ok(200, None, b"{}", true),
-                "{field}"
-            );
+            assert_reads(
+                answer.as_bytes(),
+                &[100],
+                false,
+                &ok(200, None, b"{}", true),
+            )
+            .await;
         }
     }
 
@@ -780,51 +783,43 @@ mod tests {
             "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked",
         ] {
             let answer = format!("{head}\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
-            let (result, _) = answered(answer.as_bytes(), 100, false).await;
-            assert_eq!(
-                result.expect("answer"),
-                ok(200, None, b"abc", false),
-                "{head}"
-            );
+            assert_reads(
+                answer.as_bytes(),
+                &[100],
+                false,
+                &ok(200, None, b"abc", false),
+            )
+            .await;
         }
     }
 
     #[tokio::test]
     async fn bodies_to_the_close_and_closing_answers_are_not_reused() {
-        let (result, _) = answered(b"HTTP/1.1 200 OK\r\n\r\n{\"body\":\"x\"}", 4, true).await;
-        assert_eq!(
-            result.expect("answer"),
-            ok(200, None, b"{\"body\":\"x\"}", false)
-        );
-        let (result, _) = answered(
-            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
-            100,
-            true,
-        )
-        .await;
-        assert_eq!(result.expect("answer"), ok(200, None, b"{}", false));
-        let (result, _) = answered(
-            b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
-            100,
-            false,
-        )
-        .await;
-        assert_eq!(
-            result.expect("answer"),
-            ok(200, None, b"{}", false),
-            "HTTP/1.0"
-        );
-        let (result, _) = answered(
-            b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\n{}",
-            100,
-            false,
-        )
-        .await;
-        assert_eq!(
-            result.expect("answer"),
-            ok(200, None, b"{}", true),
-            "HTTP/1.0 kept alive"
-        );
+        let cases: [(&[u8], bool, Answer); 4] = [
+            (
+                b"HTTP/1.1 200 OK\r\n\r\n{\"body\":\"x\"}",
+                true,
+                ok(200, None, b"{\"body\":\"x\"}", false),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+                true,
+                ok(200, None, b"{}", false),
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+                false,
+                ok(200, None, b"{}", false),
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\n{}",
+                false,
+                ok(200, None, b"{}", true),
+            ),
+        ];
+        for (answer, close, expected) in cases {
+            assert_reads(answer, &[4, 100], close, &expected).await;
+        }
     }
 
     /// Listed and repeated Content-Lengths that agree are one length.
@@ -837,13 +832,9 @@ mod tests {
             "Content-Type: text/plain\r\nContent-Type: text/plain\r\nContent-Length: 2",
         ] {
             let answer = format!("HTTP/1.1 200 OK\r\n{fields}\r\n\r\n{{}}");
-            let (result, _) = answered(answer.as_bytes(), 100, false).await;
             let content_type = fields.contains("text/plain").then_some("text/plain");
-            assert_eq!(
-                result.expect("answer"),
-                ok(200, content_type, b"{}", true),
-                "{fields}"
-            );
+            let expected = ok(200, content_type, b"{}", true);
+            assert_reads(answer.as_bytes(), &[100], false, &expected).await;
         }
     }
 
