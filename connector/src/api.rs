@@ -233,7 +233,10 @@ fn http_builder() -> http1::Builder {
 
 /// The API's routes as a hyper service. Each request's future is boxed:
 /// the API is not on any hot path.
-struct Routes(Arc<Api>);
+struct Routes(
+    /// What every handler shares, one per listener.
+    Arc<Api>,
+);
 
 impl hyper::service::Service<Request<Incoming>> for Routes {
     type Response = Answer;
