@@ -13,12 +13,14 @@
 //! * [`metrics`]: what `/metrics` reports.
 //! * [`health`]: what `/readyz` answers.
 //! * [`shutdown`]: the one signal that winds everything down.
+//! * [`descriptors`]: the open-file limit, raised at start.
 //! * [`check`]: `xmpp-lambda-connector check`, a one-shot diagnosis.
 
 mod api;
 mod backoff;
 mod check;
 mod config;
+mod descriptors;
 mod dispatch;
 mod health;
 mod link;
@@ -116,6 +118,29 @@ fn init_logging(format: LogFormat) -> Result<(), String> {
     Ok(())
 }
 
+/// Raises the open-file limit as far as allowed (every connection is a
+/// descriptor) and returns it, saying so when it changed.
+fn open_file_limit() -> u64 {
+    match descriptors::raise() {
+        Ok(limits) => {
+            match limits.raised_from {
+                Some(from) => info!(
+                    from,
+                    to = limits.soft,
+                    "raised the open-file limit (RLIMIT_NOFILE) to the hard limit"
+                ),
+                None => info!(open_files = limits.soft, "open-file limit (RLIMIT_NOFILE)"),
+            }
+            limits.soft
+        }
+        Err(error) => {
+            let soft = descriptors::get().map_or(1024, |(soft, _)| soft);
+            warn!(%error, open_files = soft, "cannot raise the open-file limit (RLIMIT_NOFILE)");
+            soft
+        }
+    }
+}
+
 /// Runs the connector until SIGTERM or SIGINT, then shuts down gracefully.
 async fn run(config: Config) -> ExitCode {
     let (mut terminate, mut interrupt) = match (
@@ -128,6 +153,7 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let open_files = open_file_limit();
     // Bound first: a taken port stops the start before anything links.
     let api_listener = match config.api.listen {
         Some(addr) => match api::bind(addr).await {
@@ -234,7 +260,8 @@ async fn run(config: Config) -> ExitCode {
             shutdown.clone(),
             metrics.clone(),
         );
-        tokio::spawn(api::serve(listener, api, shutdown.clone()))
+        let max_connections = api::connection_cap(open_files);
+        tokio::spawn(api::serve(listener, api, max_connections, shutdown.clone()))
     });
     // The pusher's writer handle lives on in the API and the poller only.
     drop(pusher);

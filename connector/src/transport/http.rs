@@ -119,13 +119,18 @@ impl HttpTransport {
         let mut body = Vec::with_capacity(request.json_len());
         request.write_json(&mut body);
         let signing_headers = match &self.signer {
-            // The signer logs its failure itself, once. Boxed: the AWS
-            // credential chain makes its future ~11 KB, and every request's
-            // task would otherwise carry (and copy) that much.
-            Some(signer) => match Box::pin(signer.signing_headers(&self.url, JSON, &body)).await {
-                Ok(headers) => headers,
-                Err(_) => return BotResponse::no_response(),
-            },
+            // Within the request's timeout: a credential provider that
+            // does not answer must not hold the user longer. The signer
+            // logs its failure itself, once. Boxed: the AWS credential
+            // chain makes its future ~11 KB, and every request's task
+            // would otherwise carry (and copy) that much.
+            Some(signer) => {
+                let signing = signer.signing_headers(&self.url, JSON, &body, deadline);
+                match Box::pin(signing).await {
+                    Ok(headers) => headers,
+                    Err(_) => return BotResponse::no_response(),
+                }
+            }
             None => Vec::new(),
         };
         // Signed once: a retry within the timeout is well inside the
