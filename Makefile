@@ -25,6 +25,8 @@ test: setup lint
 	else \
 	  cargo test --workspace --no-fail-fast; \
 	fi
+	# nextest runs no doctests: the component crate's example is one.
+	cargo test --doc -p xmpp-lambda-component
 	scripts/validate-template.sh
 
 demo: setup

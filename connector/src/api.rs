@@ -17,7 +17,6 @@ use crate::config::{ConfigError, Secret, Sources, invalid};
 use crate::health::Health;
 use crate::metrics::{self, Metrics};
 use crate::push::{PushError, Pusher};
-use crate::shutdown::Shutdown;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -37,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use xmpp_lambda_component::Shutdown;
 
 /// The largest `/v1/send` body: an outbound message is at most 64 KiB of
 /// text, and a bigger body is refused before it is read whole.
@@ -110,7 +110,7 @@ impl ApiOptions {
                     expected: "at least 32 characters",
                 });
             }
-            Some(token) => Some(Secret(token)),
+            Some(token) => Some(Secret::new(token)),
         };
         if token.is_some() && listen.is_none() {
             return Err(ConfigError::Missing {
@@ -506,16 +506,16 @@ mod tests {
     /// An API with a token and a link that is down (pushes get 503).
     fn test_api() -> Arc<Api> {
         let (writer, _) = tokio::sync::mpsc::unbounded_channel();
-        let (_, link) = tokio::sync::watch::channel(crate::link::LinkState::Connecting);
+        let (_, link) = tokio::sync::watch::channel(xmpp_lambda_component::LinkState::Connecting);
         let pusher = Pusher::new(
             "bot.example.com",
             writer,
             link.clone(),
             crate::rooms::RoomDirectory::default(),
         );
-        let (_, shutdown) = crate::shutdown::channel();
+        let (_, shutdown) = xmpp_lambda_component::shutdown_channel();
         Arc::new(Api::new(
-            Some(Secret(TOKEN.into())),
+            Some(Secret::new(TOKEN)),
             pusher,
             Health::new(link, None),
             shutdown,
@@ -827,7 +827,7 @@ mod tests {
 
     #[test]
     fn only_the_exact_bearer_token_is_authorized() {
-        let token = Secret("t".repeat(32));
+        let token = Secret::new("t".repeat(32));
         assert!(authorized(
             Some(&token),
             Some(&header(&format!("Bearer {}", "t".repeat(32))))

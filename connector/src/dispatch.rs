@@ -16,12 +16,10 @@
 //! standard queue keeps no order, so there every request is sent at once,
 //! and one user's burst fills batches instead of going out one call each.
 
-use crate::link::{Inbound, Outbound, Oversize, wants_answer};
 use crate::metrics::Metrics;
 use crate::request_memory::{Held, RequestMemory, TooLarge};
 use crate::rooms::{RoomRoute, Rooms};
 use crate::routes::{Destination, Router};
-use crate::shutdown::Shutdown;
 use crate::transport::Forwarded;
 use minidom::Element;
 use std::collections::{HashMap, VecDeque};
@@ -29,9 +27,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use xmpp_lambda_component::Shutdown;
+use xmpp_lambda_component::{Inbound, Outbound, Oversize};
 use xmpp_lambda_shared::{
     ErrorType, Request, StanzaErrorSpec, StanzaKind, conversation_id, error_reply, iq_auto_answer,
-    presence_auto_answer, stanza_to_request, stanzas_to_send, too_large_error,
+    presence_auto_answer, stanza_to_request, stanzas_to_send, too_large_error, wants_answer,
 };
 
 /// Requests accepted but not yet answered, over all conversations.
@@ -273,15 +273,7 @@ impl Dispatcher {
             self.auto_answer(kind, &stanza);
             return;
         }
-        let spec = StanzaErrorSpec::new(
-            ErrorType::Wait,
-            "remote-server-timeout",
-            Some("The bot is restarting"),
-        );
-        if let Some(error) = stanza_to_request(&stanza)
-            .ok()
-            .and_then(|request| error_reply(&request, &spec))
-        {
+        if let Some(error) = restarting_answer(&stanza) {
             self.shared.write(error);
         }
     }
@@ -370,6 +362,23 @@ impl Dispatcher {
             tokio::spawn(converse(Arc::clone(&self.shared), key, job));
         }
     }
+}
+
+/// The answer to a stanza the bot cannot take because the connector is
+/// shutting down: `wait/remote-server-timeout` "The bot is restarting", so
+/// the sender knows to try again. `None` for a stanza that wants no answer.
+pub fn restarting_answer(stanza: &Element) -> Option<Element> {
+    if !wants_answer(stanza) {
+        return None;
+    }
+    let spec = StanzaErrorSpec::new(
+        ErrorType::Wait,
+        "remote-server-timeout",
+        Some("The bot is restarting"),
+    );
+    stanza_to_request(stanza)
+        .ok()
+        .and_then(|request| error_reply(&request, &spec))
 }
 
 /// A fresh id for a stanza the connector sends: a random UUID, written

@@ -1,10 +1,10 @@
 //! Whether the connector can serve right now, for `/readyz`: linked to the
 //! XMPP server and, when it uses SQS, able to reach its queues.
 
-use crate::link::LinkState;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
+use xmpp_lambda_component::LinkState;
 
 /// The last outcome of the connector's SQS calls; shared by the request
 /// sender and the reply poller, read by `/readyz`.

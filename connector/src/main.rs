@@ -1,8 +1,9 @@
 //! xmpp-lambda-connector: an XMPP component (XEP-0114) that hands every
-//! stanza addressed to it to a bot and sends the bot's answer back.
+//! stanza addressed to it to a bot and sends the bot's answer back. The
+//! link itself (connect, read, write, keepalive, relink, the one shutdown
+//! signal) is the `xmpp-lambda-component` crate.
 //!
 //! * [`config`]: options from the environment or a TOML file.
-//! * [`link`]: the component link to the XMPP server, kept up forever.
 //! * [`dispatch`]: auto-answers, and requests to the bot in conversation order.
 //! * [`transport`]: how requests reach the bot (http or sqs).
 //! * [`sqs`]: the request queue's sender and the reply queue's poller.
@@ -12,24 +13,24 @@
 //! * [`api`]: the HTTP API: health, readiness, metrics, `/v1/send`.
 //! * [`metrics`]: what `/metrics` reports.
 //! * [`health`]: what `/readyz` answers.
-//! * [`shutdown`]: the one signal that winds everything down.
 //! * [`descriptors`]: the open-file limit, raised at start.
 //! * [`check`]: `xmpp-lambda-connector check`, a one-shot diagnosis.
 
 mod api;
-mod backoff;
 mod check;
 mod config;
 mod descriptors;
 mod dispatch;
 mod health;
-mod link;
 mod metrics;
 mod push;
 mod request_memory;
+// The component crate's counting allocator, for the memory tests here.
+#[cfg(test)]
+#[path = "../../component/src/counted_alloc.rs"]
+mod counted_alloc;
 mod rooms;
 mod routes;
-mod shutdown;
 mod sigv4;
 mod sqs;
 mod timer_anchor;
@@ -38,7 +39,6 @@ mod transport;
 use config::{Command, Config, LogFormat};
 use dispatch::Dispatcher;
 use health::{Health, QueueHealth};
-use link::{LinkSettings, LinkState};
 use metrics::Metrics;
 use push::Pusher;
 use rooms::RoomDirectory;
@@ -50,6 +50,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
+use xmpp_lambda_component::{LinkSettings, LinkState};
 
 /// Stanzas read but not yet taken by the dispatcher. Small: when the
 /// dispatcher is at its limit the link should stop reading soon.
@@ -165,7 +166,7 @@ async fn run(config: Config) -> ExitCode {
         },
         None => None,
     };
-    let (trigger, shutdown) = shutdown::channel();
+    let (trigger, shutdown) = xmpp_lambda_component::shutdown_channel();
     tokio::spawn(timer_anchor::hold());
     let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
     let (link_state_tx, link_state) = watch::channel(LinkState::Connecting);
@@ -241,11 +242,12 @@ async fn run(config: Config) -> ExitCode {
         server: config.component_server.clone(),
         ping_interval: config.ping_interval,
     };
-    let link = tokio::spawn(link::run(
+    let link = tokio::spawn(xmpp_lambda_component::run(
         settings,
         inbound_tx,
         outbound_rx,
         link_state_tx,
+        Box::new(dispatch::restarting_answer),
         shutdown.clone(),
     ));
     let poller = poller.map(|poller| tokio::spawn(poller.run(shutdown.clone())));

@@ -5,7 +5,6 @@
 //! the part that counts (an atomic add, no lookup by label on the hot
 //! path). Names start with `xmpp_lambda_`; each has HELP text.
 
-use crate::link::{LinkState, Oversize};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,6 +13,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use tokio::sync::watch;
+use xmpp_lambda_component::{LinkState, Oversize};
 use xmpp_lambda_shared::{BotResponse, StanzaKind};
 
 /// The media type of [`Metrics::encode`]'s text.

@@ -121,7 +121,7 @@ impl RequestMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::peak_of;
+    use crate::counted_alloc::peak_of;
     use minidom::Element;
     use xmpp_lambda_shared::stanza_to_request;
 

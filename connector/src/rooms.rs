@@ -17,10 +17,7 @@
 //! [`RoomDirectory`] is what both share with the pusher: each room's real
 //! JID and current nick.
 
-use crate::backoff::Backoff;
 use crate::config::{ConfigError, Sources, invalid};
-use crate::link::{LinkState, Outbound};
-use crate::shutdown::Shutdown;
 use minidom::Element;
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
@@ -29,6 +26,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use xmpp_lambda_component::Backoff;
+use xmpp_lambda_component::Shutdown;
+use xmpp_lambda_component::{LinkState, Outbound};
 use xmpp_lambda_shared::Request;
 use xmpp_lambda_shared::muc::{
     Invite, RoomMessage, RoomMessages, RoomPresence, instant_room_request, invite_of,

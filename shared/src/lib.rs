@@ -60,5 +60,5 @@ pub use stanza::name as attribute_name;
 pub use stanza::{
     CLIENT_NS, COMPONENT_NS, InvalidStanza, STANZAS_NS, append_stanza_text, client_stanza_text,
     common_name, element_to_string, escape_attribute, escaped_len, is_xml_char, parse_stanza,
-    stanza_to_request, with_namespace,
+    stanza_to_request, wants_answer, with_namespace,
 };

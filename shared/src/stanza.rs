@@ -310,6 +310,21 @@ const NEEDS_A_LOOK: [bool; 256] = {
     table
 };
 
+/// Whether a received stanza's sender waits for an answer: a message (never
+/// a room's message, never an error) or an IQ request. Such a stanza the
+/// connector cannot hand to the bot gets an error instead of silence.
+pub fn wants_answer(stanza: &Element) -> bool {
+    if stanza.ns() != COMPONENT_NS {
+        return false;
+    }
+    match (stanza.name(), stanza.attr("type")) {
+        ("message", Some("groupchat" | "error")) => false,
+        ("message", _) => true,
+        ("iq", Some("get" | "set")) => true,
+        _ => false,
+    }
+}
+
 /// Parses XML text as one stanza (in `jabber:client`,
 /// `jabber:component:accept` or no namespace) and returns it in the
 /// component namespace, ready for the component stream.
@@ -405,6 +420,21 @@ mod tests {
 
     fn component(xml: &str) -> Element {
         xml.parse().expect("test XML is valid")
+    }
+
+    #[test]
+    fn only_messages_to_the_bot_and_iq_requests_want_an_answer() {
+        let wants = |xml: &str| wants_answer(&component(xml));
+        let ns = "xmlns='jabber:component:accept'";
+        assert!(wants(&format!("<message {ns} type='chat'/>")));
+        assert!(wants(&format!("<message {ns}/>")));
+        assert!(wants(&format!("<iq {ns} type='get'/>")));
+        assert!(wants(&format!("<iq {ns} type='set'/>")));
+        assert!(!wants(&format!("<message {ns} type='groupchat'/>")));
+        assert!(!wants(&format!("<message {ns} type='error'/>")));
+        assert!(!wants(&format!("<iq {ns} type='result'/>")));
+        assert!(!wants(&format!("<presence {ns} type='subscribe'/>")));
+        assert!(!wants("<message xmlns='urn:example' type='chat'/>"));
     }
 
     #[test]

@@ -16,7 +16,6 @@
 //! never silence.
 
 use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error, is_fifo};
-use crate::backoff::Backoff;
 use crate::health::QueueHealth;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use std::sync::Arc;
@@ -25,6 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
+use xmpp_lambda_component::Backoff;
 use xmpp_lambda_shared::{Request, RequestEnvelope, conversation_id};
 
 /// The most message bytes in one SendMessageBatch call.

@@ -20,8 +20,8 @@ use xmpp_lambda_shared::signing::{Signer, unix_seconds};
 use xmpp_lambda_shared::{BotResponse, Request};
 
 use super::{JSON, USER_AGENT};
-use crate::backoff::Backoff;
 use crate::sigv4::RequestSigner;
+use xmpp_lambda_component::Backoff;
 
 /// The most of a bot's answer that is read. A reply is at most
 /// [`xmpp_lambda_shared::MAX_BODY_BYTES`] of text plus JSON around it; a

@@ -14,7 +14,7 @@
 //! keep it scanning (a DTD or comment, a processing instruction, text
 //! between stanzas), is a [`Refusal`]: every later scan fails and the link
 //! reconnects. It also says where each unit ends (the XML declaration, the
-//! stream header, a stanza, the footer), so that [`super::xml`] parses every
+//! stream header, a stanza, the footer), so that [`crate::xml`] parses every
 //! unit once, whole.
 
 use std::io;
@@ -29,7 +29,7 @@ pub const MAX_STANZA_BYTES: usize = 1024 * 1024;
 /// The most elements and attributes one stanza may have. A message with a
 /// body and a few extensions has a few dozen. Each costs a few hundred
 /// bytes once parsed, so this many stay within the memory budget
-/// ([`super::xml::MAX_STANZA_MEMORY`]) when their names are short.
+/// ([`crate::MAX_STANZA_MEMORY`]) when their names are short.
 pub const MAX_STANZA_MARKUP: usize = 8 * 1024;
 
 /// The deepest nesting of elements in a stanza, its own element included.
@@ -47,7 +47,7 @@ pub enum Oversize {
     #[error("nested deeper than the limit of {limit}")]
     Depth { limit: usize },
     /// Found by the parser (what the stanza would cost once parsed,
-    /// [`super::xml::MAX_STANZA_MEMORY`]) or by the dispatcher (what its
+    /// [`crate::MAX_STANZA_MEMORY`]) or by the dispatcher (what its
     /// request would hold while in flight), not by the scanner.
     #[error("over the memory budget of {limit} bytes")]
     Memory { limit: usize },

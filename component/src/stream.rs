@@ -3,14 +3,14 @@
 //!
 //! Bytes read pass the [`ReadLimit`] scanner, which also says where each
 //! unit of the stream ends; each unit is then parsed once, whole, by
-//! [`super::xml`]. Silence is watched here: after the read timeout the
+//! [`crate::xml`]. Silence is watched here: after the read timeout the
 //! caller is told ([`Read::Silent`]) so it can ping, and a server that stays
 //! silent for the answer timeout after that has lost the link.
 
-use super::STREAMS_NS;
-use super::read_limit::{Oversize, ReadLimit};
-use super::socket::LinkSocket;
-use super::xml::{NO_SCOPE, StreamScope, Unit, parse_head, parse_unit};
+use crate::STREAMS_NS;
+use crate::read_limit::{Oversize, ReadLimit};
+use crate::socket::LinkSocket;
+use crate::xml::{NO_SCOPE, StreamScope, Unit, parse_head, parse_unit};
 use minidom::Element;
 use std::io;
 use std::pin::Pin;
@@ -26,7 +26,7 @@ const BUFFER_KEPT: usize = 64 * 1024;
 
 /// How long the server may stay silent.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ReadTimeouts {
+pub struct ReadTimeouts {
     /// Silence this long is reported, so the link can ping.
     pub silence: Duration,
     /// Silence this much longer still loses the link.
@@ -35,7 +35,7 @@ pub(crate) struct ReadTimeouts {
 
 /// What the server sent next.
 #[derive(Debug)]
-pub(crate) enum Read {
+pub enum Read {
     /// A top-level element: a stanza, or a stream error.
     Element(Element),
     /// A stanza that passed a limit: its bytes were dropped as they came,
@@ -54,7 +54,7 @@ pub(crate) enum Read {
 
 /// An open component stream.
 #[derive(Debug)]
-pub(crate) struct ComponentStream {
+pub struct ComponentStream {
     /// The connection, and what is queued for it.
     socket: LinkSocket,
     /// What was read and not yet handed out.
@@ -73,7 +73,7 @@ impl ComponentStream {
     /// Sends our stream header for `domain` and reads the server's; returns
     /// the stream and the id the server gave it (none when it refuses the
     /// stream, and says why next).
-    pub(crate) async fn open(
+    pub async fn open(
         tcp: TcpStream,
         domain: &str,
         timeouts: ReadTimeouts,
@@ -125,7 +125,7 @@ impl ComponentStream {
 
     /// The next element, or why there is none. Cancel-safe: dropping the
     /// future loses nothing that was read.
-    pub(crate) async fn next(&mut self) -> io::Result<Read> {
+    pub async fn next(&mut self) -> io::Result<Read> {
         match self.next_unit().await? {
             Next::Unit(Unit::Element(element)) => Ok(Read::Element(element)),
             Next::Unit(Unit::Skipped { head, oversize }) => Ok(Read::Skipped { head, oversize }),
@@ -140,23 +140,23 @@ impl ComponentStream {
     }
 
     /// Queues `stanza`, written by the next [`ComponentStream::flush`].
-    pub(crate) fn queue(&mut self, stanza: &Element) {
+    pub fn queue(&mut self, stanza: &Element) {
         self.socket.queue(stanza);
     }
 
     /// Queues raw text (the handshake).
-    pub(crate) fn queue_text(&mut self, text: &str) {
+    pub fn queue_text(&mut self, text: &str) {
         self.socket.queue_text(text);
     }
 
     /// Writes everything queued.
-    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+    pub async fn flush(&mut self) -> io::Result<()> {
         self.socket.flush().await
     }
 
     /// Sends our stream footer. The server still sends what it routed here
     /// before reading it, then its own footer; read on for those.
-    pub(crate) async fn close(&mut self) -> io::Result<()> {
+    pub async fn close(&mut self) -> io::Result<()> {
         self.socket.queue_text("</stream:stream>");
         self.socket.flush().await
     }
@@ -470,7 +470,7 @@ mod tests {
         let (units, largest) = feed(&mut reader, &stream);
         // What a stanza may take before it passes the byte limit, with
         // the buffer's doubling: never the 50 MB.
-        let limit = super::super::read_limit::MAX_STANZA_BYTES;
+        let limit = crate::MAX_STANZA_BYTES;
         assert!(largest <= 2 * limit, "the buffer grew to {largest} bytes");
         assert!(
             reader.room().capacity() <= BUFFER_KEPT + READ_SIZE,

@@ -1,7 +1,7 @@
 //! The XML of the component stream, read one whole unit at a time: the XML
 //! declaration, the stream header, one stanza, or the stream footer.
 //!
-//! [`super::read_limit`] finds where each unit ends as the bytes arrive, so
+//! [`crate::read_limit`] finds where each unit ends as the bytes arrive, so
 //! this parser only ever sees a complete unit and needs no state between
 //! reads: it checks the unit is well-formed XML with namespaces (names,
 //! matching tags, unique attributes, declared prefixes, the five predefined
@@ -18,8 +18,8 @@
 //! The count also bounds what writing the stanza back out as text costs
 //! (text is counted as long as it is once escaped).
 
-use super::STREAMS_NS;
-use super::read_limit::{Oversize, is_whitespace};
+use crate::STREAMS_NS;
+use crate::read_limit::{Oversize, is_whitespace};
 use minidom::Element;
 use minidom::rxml::{Namespace, NcName, XMLNS_XML as XML_NS, XMLNS_XMLNS as XMLNS_NS};
 use std::borrow::Cow;
@@ -1247,9 +1247,8 @@ mod tests {
         let scope = stream_scope();
         for (name, read, stanza) in worst_stanzas() {
             assert!(stanza.len() <= 1 << 20, "{name}: {} bytes", stanza.len());
-            let (unit, peak) = super::super::counted_alloc::peak_of(|| {
-                parse_unit(stanza.as_bytes(), false, &scope)
-            });
+            let (unit, peak) =
+                crate::counted_alloc::peak_of(|| parse_unit(stanza.as_bytes(), false, &scope));
             let outcome = match &unit {
                 Ok(Unit::Element(_)) => "read",
                 Ok(Unit::Skipped { .. }) => "skipped",
