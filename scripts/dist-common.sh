@@ -42,9 +42,10 @@ DEB_USER=xmpp-lambda
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || echo 0)}
 export SOURCE_DATE_EPOCH
 
-# Highest GLIBC_x.y symbol version a dynamic ELF file asks for.
+# Highest GLIBC_x.y symbol version a dynamic ELF file asks for (its
+# version needs; readelf reads an ELF file of any architecture).
 glibc_needed() {
-  objdump -T "$1" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1
+  readelf -V -W "$1" | grep -o 'Name: GLIBC_[0-9][0-9.]*' | sed 's/.*GLIBC_//' | sort -uV | tail -n 1
 }
 
 # Whether version $1 <= version $2.

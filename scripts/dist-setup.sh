@@ -15,11 +15,13 @@ if [ "${1:-}" != quick ]; then
   # where crun cannot (a host with cgroup v1 and v2 mounted at once).
   command -v podman >/dev/null || need_apt+=(podman)
   command -v runc >/dev/null || need_apt+=(runc)
+  # dist-test reads the image archive with a second tool.
+  command -v skopeo >/dev/null || need_apt+=(skopeo)
   # dist-test installs the .deb into an older Debian made by debootstrap.
   command -v debootstrap >/dev/null || need_apt+=(debootstrap)
   # The image's trust store comes from the build machine's.
   [ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
-  command -v objdump >/dev/null || need_apt+=(binutils)
+  command -v readelf >/dev/null || need_apt+=(binutils)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "dist-setup: apt-get install ${need_apt[*]}"

@@ -389,6 +389,11 @@ podman_run_flags() {
 test_image() {
   command -v podman >/dev/null || die "podman is missing: run scripts/dist-setup.sh"
   [ -f "$DIST_OCI" ] || die "$DIST_OCI is missing: run make dist"
+  # A second tool reads the archive as an OCI image.
+  local inspected
+  inspected=$(skopeo inspect --format '{{.Os}}/{{.Architecture}} {{index .Labels "org.opencontainers.image.version"}}' \
+    "oci-archive:$DIST_OCI" 2>&1 || true)
+  equal "image: skopeo reads the OCI archive" "linux/$OCI_ARCH $VERSION" "$inspected"
   # The archive, not the store: what an operator copies to another host.
   local loaded
   loaded=$(podman load --quiet --input "$DIST_OCI" 2>&1) || true
@@ -459,4 +464,4 @@ else
 fi
 
 echo "dist-test $MODE: $PASSED checks passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+if [ "$FAILED" -ne 0 ]; then exit 1; fi
