@@ -8,7 +8,8 @@
 #                                                in podman's store)
 #   SHA256SUMS
 #
-# Usage: scripts/dist.sh [binary|tarball|deb|image]...   (none: all four)
+# Usage: scripts/dist.sh [binary|tarball|deb|image]...   (none: all four;
+#        no image for another architecture than this machine's)
 #   DIST_BIN=FILE  package FILE (stripped) instead of building the portable
 #                  binary (the quick test packages the debug build)
 #   DIST_FAST=1    compress fast, not small (for tests)
@@ -30,7 +31,11 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 fail() { printf 'dist: %s\n' "$*" >&2; exit 1; }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(binary tarball deb image)
+if [ ${#steps[@]} -eq 0 ]; then
+  steps=(binary tarball deb image)
+  # The image takes this machine's C library: only for its own architecture.
+  [ "$DIST_ARCH" = "$(uname -m)" ] || steps=(binary tarball deb)
+fi
 for step in "${steps[@]}"; do
   case "$step" in
     binary|tarball|deb|image) ;;
@@ -174,7 +179,10 @@ build_image() {
   while read -r lib; do
     real=$(readlink -f "$lib")
     install -D -m 0755 "$real" "$rootfs$lib"
-    owner=$(dpkg-query -S "$real" 2>/dev/null | sed -n 1p | cut -d: -f1 || true)
+    # dpkg knows a file by the path its package ships it at: /lib/... on
+    # a merged /usr, where readlink -f says /usr/lib/...
+    owner=$( { dpkg-query -S "$lib" 2>/dev/null || dpkg-query -S "$real" 2>/dev/null; } |
+      sed -n 1p | cut -d: -f1 || true)
     if [ -n "$owner" ] && [ -f "/usr/share/doc/$owner/copyright" ]; then
       install -D -m 0644 "/usr/share/doc/$owner/copyright" "$rootfs/usr/share/doc/$owner/copyright"
     fi
