@@ -117,6 +117,8 @@ check_deb() {
   equal ".deb: package, version, architecture" \
     "$NAME $DEB_VERSION $DEB_ARCH" \
     "$(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version) $(dpkg-deb -f "$deb" Architecture)"
+  equal ".deb: depends on the glibc it was linked for" "libc6 (>= $DIST_GLIBC), passwd" \
+    "$(dpkg-deb -f "$deb" Depends)"
   # Every file with its mode and owner: what dpkg will create.
   equal ".deb: files, modes and owners" "\
 drwxr-xr-x root/root ./etc/xmpp-lambda/

@@ -151,7 +151,9 @@ build_deb() {
   done
   local size
   size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+  # libc6: the oldest glibc the binary was linked for (DIST_GLIBC).
   sed -e "s/@VERSION@/$DEB_VERSION/" -e "s/@ARCH@/$DEB_ARCH/" -e "s/@INSTALLED_SIZE@/$size/" \
+    -e "s/@GLIBC@/$DIST_GLIBC/" \
     packaging/deb/control.in > "$root/DEBIAN/control"
   # dpkg tracks conffiles by their own sums: md5sums lists the rest.
   (cd "$root" && find . \( -path ./DEBIAN -o -path ./etc \) -prune -o -type f -printf '%P\0' |
