@@ -52,7 +52,7 @@ soak: setup
 
 # What an operator installs (README "Install"), in dist/: the portable
 # binary (glibc >= 2.17, linked with zig), a tarball, a .deb and an OCI
-# image. A release build with fat LTO: 5-7 minutes on 2 cores.
+# image. A release build with fat LTO: about 5.5 minutes of CPU.
 dist: setup
 	@scripts/dist-setup.sh
 	@scripts/dist.sh
