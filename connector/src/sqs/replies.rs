@@ -14,8 +14,8 @@
 //! queue's redrive policy (there is no sender to tell).
 
 use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error};
-use crate::dispatch::new_stanza_id;
 use crate::health::QueueHealth;
+use crate::ids::new_stanza_id;
 use crate::metrics::Metrics;
 use crate::push::Pusher;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};

@@ -11,8 +11,8 @@
 //! kept lean. When the environment names a proxy the http transport uses
 //! `reqwest` instead, which honours it.
 
+use super::headers::{JSON, USER_AGENT};
 use super::http1::{self, Answer, ExchangeError};
-use super::{JSON, USER_AGENT};
 use base64::Engine;
 use hyper::Uri;
 use hyper::header::{HeaderName, HeaderValue};

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use xmpp_lambda_shared::signing::{Signer, unix_seconds};
 use xmpp_lambda_shared::{BotResponse, Request};
 
-use super::{JSON, USER_AGENT};
+use super::headers::{JSON, USER_AGENT};
 use crate::sigv4::RequestSigner;
 use xmpp_lambda_component::Backoff;
 

@@ -1,6 +1,7 @@
 //! How requests reach the bot and answers come back.
 
 mod bot_client;
+mod headers;
 pub mod http;
 mod http1;
 #[cfg(test)]
@@ -8,13 +9,27 @@ mod http1_reference;
 
 pub use http::HttpTransport;
 
-/// The content type of every request to a bot.
-pub const JSON: &str = "application/json";
-/// The user agent of every request to a bot.
-pub const USER_AGENT: &str = concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION"));
+pub use headers::{JSON, USER_AGENT};
 
+use crate::options::RedactedUrl;
 use crate::sqs::RequestSender;
 use xmpp_lambda_shared::{BotResponse, Request};
+
+/// How requests reach a bot, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportConfig {
+    /// POST each request to a URL; the HTTP response is the reply.
+    Http {
+        /// Where requests are POSTed.
+        post_url: RedactedUrl,
+    },
+    /// Send requests to an SQS queue; replies come from the reply queue
+    /// (`REPLY_QUEUE_URL`, required then).
+    Sqs {
+        /// Where request envelopes go.
+        request_queue_url: String,
+    },
+}
 
 /// The way to the bot, chosen by `TRANSPORT`.
 #[derive(Debug)]
