@@ -10,6 +10,7 @@ use xmpp_lambda_shared::StanzaKind;
 use xmpp_lambda_shared::signing::MIN_SECRET_BYTES;
 
 use crate::api::ApiOptions;
+use crate::live::LiveOptions;
 use crate::options::{
     OptionDoc, OptionError, Secret, Sources, help_lines, invalid, parse_kinds, parse_post_url_for,
     parse_seconds,
@@ -64,6 +65,14 @@ pub const OPTIONS: &[OptionDoc] = &[
         default: "30",
     },
     OptionDoc {
+        name: "COMPONENT_POST_CONNECT_RETRY",
+        aliases: &[],
+        meaning: "seconds a bot that refuses connections is tried again (within \
+                  COMPONENT_POST_TIMEOUT), so a dead bot is known quickly and one restarting \
+                  for a second is still reached",
+        default: "3",
+    },
+    OptionDoc {
         name: "COMPONENT_PING_INTERVAL",
         aliases: &[],
         meaning: "seconds between keepalive pings on the link",
@@ -105,6 +114,7 @@ pub fn all_options() -> Vec<OptionDoc> {
         crate::routes::OPTIONS,
         crate::rooms::OPTIONS,
         crate::api::OPTIONS,
+        crate::live::OPTIONS,
     ]
     .concat()
 }
@@ -186,6 +196,11 @@ pub struct Config {
     pub forwarded_kinds: HashSet<StanzaKind>,
     /// How long to wait for the bot before answering "no response".
     pub post_timeout: Duration,
+    /// How long a bot that refuses connections is tried again: a dead bot
+    /// is known in seconds, a restarting one still reached.
+    pub post_connect_retry: Duration,
+    /// Typing, receipts, and messages without a body (DESIGN §10).
+    pub live: LiveOptions,
     /// How often to ping the server so an idle link stays up and a dead
     /// one is noticed.
     pub ping_interval: Duration,
@@ -300,6 +315,8 @@ impl Config {
             },
         };
         let post_timeout = parse_seconds(sources, "COMPONENT_POST_TIMEOUT", 30)?;
+        let post_connect_retry = parse_seconds(sources, "COMPONENT_POST_CONNECT_RETRY", 3)?;
+        let live = LiveOptions::from_sources(sources)?;
         let ping_interval = parse_seconds(sources, "COMPONENT_PING_INTERVAL", 60)?;
         let post_signing = SigningOptions::from_sources(sources)?;
         let api = ApiOptions::from_sources(sources)?;
@@ -329,6 +346,8 @@ impl Config {
             rooms,
             forwarded_kinds,
             post_timeout,
+            post_connect_retry,
+            live,
             ping_interval,
             post_signing,
             post_secret,

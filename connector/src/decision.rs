@@ -3,6 +3,7 @@
 //! and its routes — before anything is done. The dispatcher then carries
 //! the decision out; nothing here writes, sends or counts.
 
+use crate::live::WithoutBody;
 use crate::rooms::{RoomEvent, Rooms};
 use crate::routes::{Destination, Router};
 use minidom::Element;
@@ -29,6 +30,9 @@ pub enum Decision {
         destination: Arc<Destination>,
         request: Request,
     },
+    /// A message without a body (a chat state, a receipt, a marker): not
+    /// a request, so it costs nothing (DESIGN §10).
+    SkipWithoutBody,
 }
 
 /// What the connector knows that decides a stanza's fate.
@@ -40,10 +44,26 @@ pub struct Knowledge<'a> {
     /// The rooms the connector is in, and which of their messages reach
     /// the bot.
     pub rooms: &'a Rooms,
+    /// What becomes of a message without a body.
+    pub without_body: WithoutBody,
 }
 
 /// What becomes of `stanza`.
 pub fn decide(stanza: &Element, knows: &Knowledge<'_>) -> Decision {
+    match decide_by_address(stanza, knows) {
+        Decision::Forward { request, .. }
+            if request.kind == StanzaKind::Message
+                && request.body.is_none()
+                && knows.without_body == WithoutBody::Skip =>
+        {
+            Decision::SkipWithoutBody
+        }
+        decision => decision,
+    }
+}
+
+/// What becomes of `stanza`, by where it comes from and goes.
+fn decide_by_address(stanza: &Element, knows: &Knowledge<'_>) -> Decision {
     let Ok(kind) = stanza.name().parse::<StanzaKind>() else {
         return Decision::Ignore("an element that is not a stanza");
     };
@@ -146,6 +166,7 @@ mod tests {
         let defaults = Defaults {
             transport: Some(&transport),
             timeout: Duration::from_secs(1),
+            connect_retry: Duration::from_secs(1),
             forwarded_kinds: &kinds,
             signing: &SigningOptions::default(),
             secret: None,
@@ -189,6 +210,7 @@ mod tests {
             domain: DOMAIN,
             router: &router,
             rooms: &rooms,
+            without_body: WithoutBody::Skip,
         };
         decide(&stanza(xml), &knows)
     }
@@ -296,6 +318,47 @@ mod tests {
                  <x xmlns='jabber:x:conference' jid='dev@conference.example.com'/></message>"
             ),
             Decision::Room(RoomEvent::Invite(_))
+        ));
+    }
+
+    #[test]
+    fn a_message_without_a_body_is_no_request_unless_asked_for() {
+        let (router, rooms) = knowledge_parts(MESSAGES);
+        let mut knows = Knowledge {
+            domain: DOMAIN,
+            router: &router,
+            rooms: &rooms,
+            without_body: WithoutBody::Skip,
+        };
+        for xml in [
+            // A chat state, a receipt, a displayed marker, and a private
+            // message from a room's occupant.
+            "<message from='alice@example.com/x' to='echo@bot.example.com' type='chat'>\
+             <composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
+            "<message from='alice@example.com/x' to='echo@bot.example.com' id='r'>\
+             <received xmlns='urn:xmpp:receipts' id='m1'/></message>",
+            "<message from='alice@example.com/x' to='echo@bot.example.com' type='chat'>\
+             <displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/></message>",
+            "<message from='ops@conference.example.com/alice' to='rooms@bot.example.com/bot' \
+             type='chat'><paused xmlns='http://jabber.org/protocol/chatstates'/></message>",
+        ] {
+            assert!(
+                matches!(decide(&stanza(xml), &knows), Decision::SkipWithoutBody),
+                "{xml}"
+            );
+            knows.without_body = WithoutBody::Forward;
+            assert!(
+                matches!(decide(&stanza(xml), &knows), Decision::Forward { .. }),
+                "{xml}"
+            );
+            knows.without_body = WithoutBody::Skip;
+        }
+        // An empty body is a body: the person sent something.
+        let empty =
+            "<message from='alice@example.com/x' to='echo@bot.example.com'><body/></message>";
+        assert!(matches!(
+            decide(&stanza(empty), &knows),
+            Decision::Forward { .. }
         ));
     }
 

@@ -18,6 +18,7 @@
 
 use crate::decision::{Decision, Knowledge, decide};
 use crate::ids::new_stanza_id;
+use crate::live::WithoutBody;
 use crate::metrics::Metrics;
 use crate::request_memory::{Held, RequestMemory, TooLarge};
 use crate::rooms::Rooms;
@@ -55,6 +56,8 @@ pub struct Dispatcher {
     /// The bytes requests in flight may hold together: at the limit the
     /// dispatcher waits, as at the in-flight limit.
     memory: RequestMemory,
+    /// What becomes of a message without a body.
+    without_body: WithoutBody,
 }
 
 /// State the conversation tasks share.
@@ -137,6 +140,7 @@ impl Dispatcher {
         writer: mpsc::UnboundedSender<Outbound>,
         rooms: Rooms,
         memory: RequestMemory,
+        without_body: WithoutBody,
         metrics: Metrics,
     ) -> Dispatcher {
         Dispatcher {
@@ -150,6 +154,7 @@ impl Dispatcher {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             rooms,
             memory,
+            without_body,
         }
     }
 
@@ -213,6 +218,7 @@ impl Dispatcher {
             domain: &self.shared.domain,
             router: &self.router,
             rooms: &self.rooms,
+            without_body: self.without_body,
         }
     }
 
@@ -233,6 +239,10 @@ impl Dispatcher {
                 }
             }
             Decision::Room(event) => self.rooms.hand_over(event),
+            Decision::SkipWithoutBody => {
+                self.shared.metrics.messages_without_body.inc();
+                debug!("message without a body not forwarded");
+            }
             Decision::Forward { request, .. } => {
                 warn!(from = %request.from, to = %request.to, "a request not forwarded");
             }

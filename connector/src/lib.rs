@@ -29,6 +29,7 @@ mod descriptors;
 mod dispatch;
 mod health;
 mod ids;
+mod live;
 mod metrics;
 mod options;
 mod push;
@@ -221,6 +222,7 @@ async fn run(config: Config) -> ExitCode {
     let defaults = routes::Defaults {
         transport: config.transport.as_ref(),
         timeout: config.post_timeout,
+        connect_retry: config.post_connect_retry,
         forwarded_kinds: &config.forwarded_kinds,
         signing: &config.post_signing,
         secret: config.post_secret.as_ref(),
@@ -256,6 +258,7 @@ async fn run(config: Config) -> ExitCode {
         outbound_tx,
         rooms,
         request_memory::RequestMemory::new(request_memory::MAX_REQUEST_MEMORY),
+        config.live.without_body,
         metrics.clone(),
     );
     let settings = LinkSettings {

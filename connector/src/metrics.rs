@@ -42,6 +42,8 @@ pub struct Metrics {
     pub requests_in_flight: Gauge,
     /// Bytes the requests in flight hold against their budget.
     pub request_memory_bytes: Gauge,
+    /// Messages without a body not forwarded (DESIGN §10).
+    pub messages_without_body: Counter,
     /// Stanzas skipped for passing a read limit or the memory budget, by
     /// limit.
     stanzas_skipped: SkippedCounters,
@@ -155,6 +157,13 @@ impl Metrics {
             "Bytes held by requests in flight, counted against their memory budget",
             request_memory_bytes.clone(),
         );
+        let messages_without_body = Counter::default();
+        registry.register(
+            "messages_without_body_skipped",
+            "Messages without a body (chat states, receipts, markers) not forwarded to the bot \
+             (COMPONENT_MESSAGES_WITHOUT_BODY=skip)",
+            messages_without_body.clone(),
+        );
         let skipped = Family::<Labels, Counter>::default();
         registry.register(
             "stanzas_skipped",
@@ -231,6 +240,7 @@ impl Metrics {
             bot_answer_seconds,
             requests_in_flight,
             request_memory_bytes,
+            messages_without_body,
             stanzas_skipped: SkippedCounters {
                 bytes: limit("bytes"),
                 markup: limit("markup"),
@@ -348,7 +358,7 @@ mod tests {
             .lines()
             .filter_map(|line| line.strip_prefix("# TYPE "))
             .collect();
-        assert_eq!(families.len(), 13, "{text}");
+        assert_eq!(families.len(), 14, "{text}");
         for family in families {
             let name = family.split(' ').next().unwrap_or_default();
             assert!(

@@ -318,6 +318,8 @@ pub struct Defaults<'a> {
     pub transport: Option<&'a TransportConfig>,
     /// `COMPONENT_POST_TIMEOUT`.
     pub timeout: Duration,
+    /// `COMPONENT_POST_CONNECT_RETRY`.
+    pub connect_retry: Duration,
     /// `COMPONENT_POST_STANZAS`.
     pub forwarded_kinds: &'a HashSet<StanzaKind>,
     /// SigV4 signing, for routes to Function URLs.
@@ -355,7 +357,8 @@ pub fn build(
                     .or(defaults.secret)
                     .map(|secret| xmpp_lambda_shared::signing::Signer::new(secret.expose()));
                 let http = HttpTransport::new(post_url.0.clone(), timeout, sigv4)
-                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?
+                    .with_connect_retry(defaults.connect_retry);
                 Transport::Http(http.with_post_signer(signer))
             }
             TransportConfig::Sqs { request_queue_url } => {

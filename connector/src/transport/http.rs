@@ -45,6 +45,9 @@ pub struct HttpTransport {
     url: Url,
     /// How long one request may take, connection retries included.
     timeout: Duration,
+    /// How long connections the bot refuses are tried again, within
+    /// `timeout`: a dead bot is known in seconds, not at the timeout.
+    connect_retry: Duration,
     /// Signs each request for a Function URL with `AuthType: AWS_IAM`;
     /// `None` sends them unsigned. Boxed: it is large and most
     /// deployments do not sign.
@@ -93,9 +96,16 @@ impl HttpTransport {
             client,
             url,
             timeout,
+            connect_retry: timeout,
             signer: signer.map(Box::new),
             post_signer: None,
         })
+    }
+
+    /// Tries refused connections again for at most `connect_retry`.
+    pub fn with_connect_retry(mut self, connect_retry: Duration) -> Self {
+        self.connect_retry = connect_retry;
+        self
     }
 
     /// Signs every request with `post_signer` (when `Some`): the headers
@@ -112,7 +122,9 @@ impl HttpTransport {
     /// and body, or no response when the bot cannot be reached or does not
     /// answer within the timeout.
     pub async fn exchange(&self, request: &Request) -> BotResponse {
-        let deadline = Instant::now() + self.timeout;
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let retry_until = deadline.min(started + self.connect_retry);
         // Room for the JSON at once: growing the buffer step by step copies
         // it each time, and holds two copies while it does (the request's
         // memory budget counts one).
@@ -173,7 +185,7 @@ impl HttpTransport {
             // try again: the bot has not seen it.
             if let Attempt::NotSent(_) = error {
                 let delay = backoff.next_delay(&mut rand::rng());
-                if Instant::now() + delay < deadline {
+                if Instant::now() + delay < retry_until {
                     debug!(
                         %error,
                         attempts,
