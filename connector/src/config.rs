@@ -18,6 +18,7 @@ use crate::options::{
 use crate::rooms::RoomOptions;
 use crate::routes::{Pattern, RouteConfig};
 use crate::sigv4::SigningOptions;
+use crate::streaming::StreamOptions;
 use crate::transport::TransportConfig;
 
 /// The link's and the default bot's options.
@@ -115,6 +116,7 @@ pub fn all_options() -> Vec<OptionDoc> {
         crate::rooms::OPTIONS,
         crate::api::OPTIONS,
         crate::live::OPTIONS,
+        crate::streaming::OPTIONS,
     ]
     .concat()
 }
@@ -201,6 +203,8 @@ pub struct Config {
     pub post_connect_retry: Duration,
     /// Typing, receipts, and messages without a body (DESIGN §10).
     pub live: LiveOptions,
+    /// How streamed answers are relayed (DESIGN §11).
+    pub streams: StreamOptions,
     /// How often to ping the server so an idle link stays up and a dead
     /// one is noticed.
     pub ping_interval: Duration,
@@ -317,6 +321,7 @@ impl Config {
         let post_timeout = parse_seconds(sources, "COMPONENT_POST_TIMEOUT", 30)?;
         let post_connect_retry = parse_seconds(sources, "COMPONENT_POST_CONNECT_RETRY", 3)?;
         let live = LiveOptions::from_sources(sources)?;
+        let streams = StreamOptions::from_sources(sources)?;
         let ping_interval = parse_seconds(sources, "COMPONENT_PING_INTERVAL", 60)?;
         let post_signing = SigningOptions::from_sources(sources)?;
         let api = ApiOptions::from_sources(sources)?;
@@ -348,6 +353,7 @@ impl Config {
             post_timeout,
             post_connect_retry,
             live,
+            streams,
             ping_interval,
             post_signing,
             post_secret,

@@ -18,11 +18,12 @@
 
 use crate::decision::{Decision, Knowledge, decide};
 use crate::ids::new_stanza_id;
-use crate::live::WithoutBody;
+use crate::live::{LiveOptions, WithoutBody};
 use crate::metrics::Metrics;
 use crate::request_memory::{Held, RequestMemory, TooLarge};
 use crate::rooms::Rooms;
 use crate::routes::{Destination, Router};
+use crate::streaming::{self, StreamEnd, StreamOptions};
 use crate::transport::Forwarded;
 use minidom::Element;
 use std::collections::{HashMap, VecDeque};
@@ -39,6 +40,14 @@ use xmpp_lambda_shared::{
 
 /// Requests accepted but not yet answered, over all conversations.
 pub const MAX_IN_FLIGHT: usize = 256;
+
+/// How conversations with the bot go, as configured: live feedback and
+/// streamed answers (DESIGN §10, §11).
+#[derive(Debug, Clone, Copy)]
+pub struct ConversationOptions {
+    pub live: LiveOptions,
+    pub streams: StreamOptions,
+}
 
 /// Routes stanzas: auto-answers, or requests to the bot.
 pub struct Dispatcher {
@@ -66,6 +75,8 @@ struct Shared {
     domain: String,
     /// The link's writer; it outlives reconnects.
     writer: mpsc::UnboundedSender<Outbound>,
+    /// How streamed answers are relayed.
+    streams: StreamOptions,
     /// What is counted for `/metrics`.
     metrics: Metrics,
     /// The waiting requests of each conversation that has a task running.
@@ -140,13 +151,14 @@ impl Dispatcher {
         writer: mpsc::UnboundedSender<Outbound>,
         rooms: Rooms,
         memory: RequestMemory,
-        without_body: WithoutBody,
+        conversations: ConversationOptions,
         metrics: Metrics,
     ) -> Dispatcher {
         Dispatcher {
             shared: Arc::new(Shared {
                 domain,
                 writer,
+                streams: conversations.streams,
                 metrics,
                 conversations: Mutex::new(HashMap::new()),
             }),
@@ -154,7 +166,7 @@ impl Dispatcher {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             rooms,
             memory,
-            without_body,
+            without_body: conversations.live.without_body,
         }
     }
 
@@ -413,6 +425,39 @@ impl Shared {
                     .bot_answer_seconds
                     .observe(asked_at.elapsed().as_secs_f64());
                 response
+            }
+            Forwarded::Streaming(stream) => {
+                self.metrics
+                    .bot_answer_seconds
+                    .observe(asked_at.elapsed().as_secs_f64());
+                let (end, written) = streaming::relay(
+                    stream,
+                    request,
+                    &self.domain,
+                    self.streams,
+                    &mut new_stanza_id,
+                    &mut |stanza| self.write(stanza),
+                )
+                .await;
+                outcomes.streamed(&end, written);
+                match end {
+                    StreamEnd::Complete => debug!(
+                        from = %request.from,
+                        to = %request.to,
+                        route = %job.destination.name,
+                        stanzas = written,
+                        elapsed_ms = job.received_at.elapsed().as_millis() as u64,
+                        "bot's stream ended"
+                    ),
+                    StreamEnd::Stopped(stop) => warn!(
+                        from = %request.from,
+                        to = %request.to,
+                        route = %job.destination.name,
+                        stanzas = written,
+                        "bot's stream stopped: {stop}"
+                    ),
+                }
+                return;
             }
             Forwarded::Queued => {
                 outcomes.queued.inc();

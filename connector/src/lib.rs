@@ -42,6 +42,7 @@ mod rooms;
 mod routes;
 mod sigv4;
 mod sqs;
+mod streaming;
 mod timer_anchor;
 mod transport;
 
@@ -258,7 +259,10 @@ async fn run(config: Config) -> ExitCode {
         outbound_tx,
         rooms,
         request_memory::RequestMemory::new(request_memory::MAX_REQUEST_MEMORY),
-        config.live.without_body,
+        dispatch::ConversationOptions {
+            live: config.live,
+            streams: config.streams,
+        },
         metrics.clone(),
     );
     let settings = LinkSettings {

@@ -5,6 +5,7 @@
 //! the part that counts (an atomic add, no lookup by label on the hot
 //! path). Names start with `xmpp_lambda_`; each has HELP text.
 
+use crate::streaming::{Stop, StreamEnd};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -319,6 +320,19 @@ impl Metrics {
 }
 
 impl RequestOutcomes {
+    /// Counts the outcome of a streamed answer that wrote `written`
+    /// stanzas: replied when it completed with some, a bad reply when a
+    /// line was refused, no response when it timed out or broke.
+    pub fn streamed(&self, end: &StreamEnd, written: usize) {
+        let counter = match end {
+            StreamEnd::Complete if written > 0 => &self.replied,
+            StreamEnd::Complete => &self.no_reply,
+            StreamEnd::Stopped(Stop::BadLine { .. }) => &self.bad_reply,
+            StreamEnd::Stopped(_) => &self.no_response,
+        };
+        counter.inc();
+    }
+
     /// Counts the outcome of a bot's answer: `replies` stanzas were sent
     /// for it, or it was `refused` by the reply rules.
     pub fn answered(&self, response: &BotResponse, replies: usize, refused: bool) {

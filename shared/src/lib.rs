@@ -27,7 +27,7 @@ pub use envelope::{
 };
 pub use outbound::OutboundMessage;
 pub use request::{Request, StanzaKind, UnknownKind, conversation_id, message_group_id};
-pub use response::BotResponse;
+pub use response::{BotResponse, is_reply_stream};
 pub use signing::{SignatureError, Signer};
 
 #[cfg(feature = "xml")]
@@ -40,6 +40,8 @@ pub mod muc;
 mod reply;
 #[cfg(feature = "xml")]
 mod stanza;
+#[cfg(feature = "xml")]
+mod stream;
 
 #[cfg(feature = "xml")]
 pub use auto::{iq_auto_answer, presence_auto_answer};
@@ -62,3 +64,5 @@ pub use stanza::{
     common_name, element_to_string, escape_attribute, escaped_len, is_xml_char, parse_stanza,
     stanza_to_request, wants_answer, with_namespace,
 };
+#[cfg(feature = "xml")]
+pub use stream::{CORRECTION_NS, as_correction, is_message_with_body, line_replaces};

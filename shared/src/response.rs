@@ -51,11 +51,7 @@ impl BotResponse {
     /// Whether the content type is JSON (`application/json`, parameters
     /// such as `; charset=utf-8` allowed, case-insensitive).
     pub fn is_json(&self) -> bool {
-        self.content_type.as_deref().is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
-        })
+        has_media_type(self.content_type.as_deref(), &["application/json"])
     }
 
     /// Whether this outcome should be tried again later (queue transport):
@@ -63,6 +59,27 @@ impl BotResponse {
     pub fn is_retryable(&self) -> bool {
         self.status == 0 || self.status == 429 || self.status >= 500
     }
+}
+
+/// Whether an answer with this status and content type is a stream of
+/// replies (DESIGN §11): `200` with `application/x-ndjson` or
+/// `application/jsonl`, one reply object per line, each sent as soon as
+/// its line is complete.
+pub fn is_reply_stream(status: u16, content_type: Option<&str>) -> bool {
+    status == 200 && has_media_type(content_type, &["application/x-ndjson", "application/jsonl"])
+}
+
+/// Whether `content_type`'s media type (parameters aside, any case) is
+/// one of `media_types`.
+fn has_media_type(content_type: Option<&str>, media_types: &[&str]) -> bool {
+    content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|media| {
+            let media = media.trim();
+            media_types
+                .iter()
+                .any(|wanted| media.eq_ignore_ascii_case(wanted))
+        })
 }
 
 #[cfg(test)]
@@ -81,6 +98,20 @@ mod tests {
         assert!(!with_type(Some("text/plain")).is_json());
         assert!(!with_type(Some("application/jsonp")).is_json());
         assert!(!with_type(None).is_json());
+    }
+
+    #[test]
+    fn reply_streams_are_ndjson_or_jsonl_with_200() {
+        assert!(is_reply_stream(200, Some("application/x-ndjson")));
+        assert!(is_reply_stream(
+            200,
+            Some("application/jsonl; charset=utf-8")
+        ));
+        assert!(is_reply_stream(200, Some("Application/X-NDJSON")));
+        assert!(!is_reply_stream(201, Some("application/x-ndjson")));
+        assert!(!is_reply_stream(200, Some("application/json")));
+        assert!(!is_reply_stream(200, Some("application/x-ndjsonx")));
+        assert!(!is_reply_stream(200, None));
     }
 
     #[test]

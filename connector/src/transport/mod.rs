@@ -6,8 +6,10 @@ pub mod http;
 mod http1;
 #[cfg(test)]
 mod http1_reference;
+mod reply_stream;
 
-pub use http::HttpTransport;
+pub use http::{Exchanged, HttpTransport};
+pub use reply_stream::{ReplyStream, StreamError};
 
 pub use headers::{JSON, USER_AGENT};
 
@@ -42,10 +44,11 @@ pub enum Transport {
 }
 
 /// What became of a request handed to the transport.
-#[derive(Debug)]
-pub enum Forwarded {
+pub enum Forwarded<'t> {
     /// The bot's answer, to be turned into stanzas now.
     Answered(BotResponse),
+    /// The bot answers with a stream of replies, relayed as they come.
+    Streaming(ReplyStream<'t>),
     /// On the request queue: the reply comes through the reply queue.
     Queued,
     /// Could not be put on the request queue in time (the reason is
@@ -68,9 +71,12 @@ impl Transport {
     /// answer (a bot that cannot be reached is
     /// [`BotResponse::no_response`]); with sqs only until the request is
     /// safely queued.
-    pub async fn forward(&self, request: &Request) -> Forwarded {
+    pub async fn forward(&self, request: &Request) -> Forwarded<'_> {
         match self {
-            Transport::Http(http) => Forwarded::Answered(http.exchange(request).await),
+            Transport::Http(http) => match http.exchange(request).await {
+                Exchanged::Answer(response) => Forwarded::Answered(response),
+                Exchanged::Stream(stream) => Forwarded::Streaming(stream),
+            },
             Transport::Sqs(sqs) => match sqs.enqueue(request).await {
                 Ok(()) => Forwarded::Queued,
                 Err(_) => Forwarded::NotQueued,
