@@ -52,9 +52,7 @@ pub struct Knowledge<'a> {
 pub fn decide(stanza: &Element, knows: &Knowledge<'_>) -> Decision {
     match decide_by_address(stanza, knows) {
         Decision::Forward { request, .. }
-            if request.kind == StanzaKind::Message
-                && request.body.is_none()
-                && knows.without_body == WithoutBody::Skip =>
+            if request.is_bodyless_message() && knows.without_body == WithoutBody::Skip =>
         {
             Decision::SkipWithoutBody
         }

@@ -11,7 +11,9 @@
 //!   and to verify.
 //! * With the `xml` feature: every mapping rule between stanzas and JSON as
 //!   pure functions ([`stanza_to_request`], [`response_to_stanzas`],
-//!   [`presence_auto_answer`], [`iq_auto_answer`], [`outbound_to_stanza`]).
+//!   [`presence_auto_answer`], [`iq_auto_answer`], [`outbound_to_stanza`]),
+//!   and the live conversation rules of [`live`] (typing, receipts,
+//!   markers, skipping messages without a body).
 //!
 //! Nothing here does I/O.
 
@@ -26,7 +28,7 @@ pub use envelope::{
     RequestEnvelope, SendEnvelope,
 };
 pub use outbound::OutboundMessage;
-pub use request::{Request, StanzaKind, UnknownKind, conversation_id, message_group_id};
+pub use request::{ChatState, Request, StanzaKind, UnknownKind, conversation_id, message_group_id};
 pub use response::{BotResponse, is_reply_stream};
 pub use signing::{SignatureError, Signer};
 
@@ -34,6 +36,8 @@ pub use signing::{SignatureError, Signer};
 mod auto;
 #[cfg(feature = "xml")]
 mod errors;
+#[cfg(feature = "xml")]
+pub mod live;
 #[cfg(feature = "xml")]
 pub mod muc;
 #[cfg(feature = "xml")]
@@ -53,7 +57,8 @@ pub use errors::{
 pub use outbound::{bad_message_text, outbound_to_stanza};
 #[cfg(feature = "xml")]
 pub use reply::{
-    BadReply, MAX_BODY_BYTES, Reply, bad_reply_error, response_to_stanzas, stanzas_to_send,
+    BadReply, MAX_BODY_BYTES, MAX_REPLIES, MAX_URL_BYTES, OOB_NS, Reply, bad_reply_error,
+    response_to_stanzas, stanzas_to_send,
 };
 /// An attribute name known at compile time, as attribute maps key it.
 #[cfg(feature = "xml")]

@@ -54,6 +54,13 @@ impl BotResponse {
         has_media_type(self.content_type.as_deref(), &["application/json"])
     }
 
+    /// Whether the bot took the request: it answered with a status below
+    /// 300 (no response at all is not). Only then are delivery receipts
+    /// and displayed markers sent (DESIGN §10).
+    pub fn is_success(&self) -> bool {
+        (100..300).contains(&self.status)
+    }
+
     /// Whether this outcome should be tried again later (queue transport):
     /// no response, 429 and 5xx are passing; everything else is final.
     pub fn is_retryable(&self) -> bool {
@@ -122,6 +129,23 @@ mod tests {
         }
         for status in [200, 204, 400, 403, 404] {
             assert!(!BotResponse::from_http(status, None, b"").is_retryable());
+        }
+    }
+
+    #[test]
+    fn success_is_an_answer_below_300() {
+        assert!(!BotResponse::no_response().is_success());
+        for status in [200, 202, 204, 299] {
+            assert!(
+                BotResponse::from_http(status, None, b"").is_success(),
+                "{status}"
+            );
+        }
+        for status in [300, 304, 400, 429, 500, 503] {
+            assert!(
+                !BotResponse::from_http(status, None, b"").is_success(),
+                "{status}"
+            );
         }
     }
 

@@ -353,6 +353,9 @@ pub fn request(text: Option<&str>) -> Request {
         room: None,
         nick: None,
         mention: None,
+            chat_state: None,
+            receipt_requested: false,
+            markable: false,
     }
 }
 
