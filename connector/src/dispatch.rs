@@ -18,7 +18,7 @@
 
 use crate::decision::{Decision, Knowledge, decide};
 use crate::ids::new_stanza_id;
-use crate::live::{LiveOptions, WithoutBody};
+use crate::live::{LiveOptions, WithoutBody, typing_while};
 use crate::metrics::Metrics;
 use crate::request_memory::{Held, RequestMemory, TooLarge};
 use crate::rooms::Rooms;
@@ -35,8 +35,14 @@ use xmpp_lambda_component::Shutdown;
 use xmpp_lambda_component::{Inbound, Outbound, Oversize};
 use xmpp_lambda_shared::{
     ErrorType, Request, StanzaErrorSpec, StanzaKind, conversation_id, error_reply,
-    stanza_to_request, stanzas_to_send, too_large_error, wants_answer,
+    stanza_to_request, too_large_error, wants_answer,
 };
+use xmpp_lambda_shared::live::{
+    Notified, chat_state_message, delivery_receipt, is_notification, shows_typing,
+    stanzas_to_send_live,
+};
+use xmpp_lambda_shared::ChatState;
+use std::time::Duration;
 
 /// Requests accepted but not yet answered, over all conversations.
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -77,6 +83,9 @@ struct Shared {
     writer: mpsc::UnboundedSender<Outbound>,
     /// How streamed answers are relayed.
     streams: StreamOptions,
+    /// How long a bot may work before its sender sees it typing; `None`
+    /// when typing is off.
+    typing_after: Option<Duration>,
     /// What is counted for `/metrics`.
     metrics: Metrics,
     /// The waiting requests of each conversation that has a task running.
@@ -159,6 +168,7 @@ impl Dispatcher {
                 domain,
                 writer,
                 streams: conversations.streams,
+                typing_after: conversations.live.typing_after,
                 metrics,
                 conversations: Mutex::new(HashMap::new()),
             }),
@@ -419,7 +429,23 @@ impl Shared {
         let request = &job.request;
         let asked_at = Instant::now();
         let outcomes = &self.metrics.requests;
-        let response = match job.destination.transport.forward(request).await {
+        // Typing while the bot works, for a sender whose client shows it.
+        let typing = self.typing_after.filter(|_| shows_typing(request));
+        let forward = job.destination.transport.forward(request);
+        let (forwarded, composing) = typing_while(forward, typing, || {
+            self.write_any(chat_state_message(
+                request,
+                ChatState::Composing,
+                &self.domain,
+                &mut new_stanza_id,
+            ))
+        })
+        .await;
+        let notified = Notified {
+            composing,
+            receipt: false,
+        };
+        let response = match forwarded {
             Forwarded::Answered(response) => {
                 self.metrics
                     .bot_answer_seconds
@@ -430,11 +456,16 @@ impl Shared {
                 self.metrics
                     .bot_answer_seconds
                     .observe(asked_at.elapsed().as_secs_f64());
+                let relay = streaming::Relay {
+                    request,
+                    domain: &self.domain,
+                    options: self.streams,
+                    typing,
+                    notified,
+                };
                 let (end, written) = streaming::relay(
                     stream,
-                    request,
-                    &self.domain,
-                    self.streams,
+                    relay,
                     &mut new_stanza_id,
                     &mut |stanza| self.write(stanza),
                 )
@@ -461,6 +492,8 @@ impl Shared {
             }
             Forwarded::Queued => {
                 outcomes.queued.inc();
+                // The bot has the message once it is on its queue.
+                self.write_any(delivery_receipt(request, &self.domain, &mut new_stanza_id));
                 return;
             }
             Forwarded::NotQueued => {
@@ -471,15 +504,22 @@ impl Shared {
                     "remote-server-timeout",
                     Some("The bot's request queue cannot be reached"),
                 );
-                if let Some(error) = error_reply(request, &spec) {
-                    self.write(error);
+                self.write_any(error_reply(request, &spec));
+                if notified.composing {
+                    self.write_any(chat_state_message(
+                        request,
+                        ChatState::Active,
+                        &self.domain,
+                        &mut new_stanza_id,
+                    ));
                 }
                 return;
             }
         };
         let (stanzas, refused) =
-            stanzas_to_send(request, &response, &self.domain, &mut new_stanza_id);
-        outcomes.answered(&response, stanzas.len(), refused.is_some());
+            stanzas_to_send_live(request, &response, &self.domain, notified, &mut new_stanza_id);
+        let replies = stanzas.iter().filter(|stanza| !is_notification(stanza)).count();
+        outcomes.answered(&response, replies, refused.is_some());
         if let Some(reason) = refused {
             warn!(%reason, from = %request.from, to = %request.to, status = response.status, "bot reply refused");
         }
@@ -489,13 +529,22 @@ impl Shared {
             route = %job.destination.name,
             kind = %request.kind,
             status = response.status,
-            replies = stanzas.len(),
+            replies,
             elapsed_ms = job.received_at.elapsed().as_millis() as u64,
             "bot answered"
         );
         for stanza in stanzas {
             self.write(stanza);
         }
+    }
+
+    /// Queues `stanza` for the link, if there is one; whether there was.
+    fn write_any(&self, stanza: Option<Element>) -> bool {
+        let written = stanza.is_some();
+        if let Some(stanza) = stanza {
+            self.write(stanza);
+        }
+        written
     }
 
     /// Queues a stanza for the link. The link only goes away at the very

@@ -90,3 +90,48 @@ impl LiveOptions {
         })
     }
 }
+
+/// Runs `work` (a bot call), and once it has taken `after` without an
+/// end, calls `composing` (which shows the bot typing, and says whether it
+/// could); returns what `work` came to, and whether typing was shown.
+/// Without `after` (typing off, or the sender's client shows no chat
+/// states) nothing waits beside `work`.
+pub async fn typing_while<F: std::future::Future>(
+    work: F,
+    after: Option<Duration>,
+    composing: impl FnOnce() -> bool,
+) -> (F::Output, bool) {
+    let Some(after) = after else {
+        return (work.await, false);
+    };
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        output = &mut work => return (output, false),
+        () = tokio::time::sleep(after) => {}
+    }
+    let shown = composing();
+    (work.await, shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn typing_shows_only_when_the_bot_takes_longer_than_the_delay() {
+        let after = Some(Duration::from_millis(500));
+        let slow = tokio::time::sleep(Duration::from_millis(2500));
+        let (_, shown) = typing_while(slow, after, || true).await;
+        assert!(shown);
+        let fast = tokio::time::sleep(Duration::from_millis(100));
+        let (_, shown) = typing_while(fast, after, || panic!("not typing for a fast bot")).await;
+        assert!(!shown);
+        let slow = tokio::time::sleep(Duration::from_secs(5));
+        let (_, shown) = typing_while(slow, None, || panic!("typing is off")).await;
+        assert!(!shown);
+        // A composing that could not be written is not shown.
+        let slow = tokio::time::sleep(Duration::from_secs(1));
+        let (_, shown) = typing_while(slow, after, || false).await;
+        assert!(!shown);
+    }
+}

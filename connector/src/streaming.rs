@@ -15,9 +15,12 @@ use crate::transport::{ReplyStream, StreamError};
 use minidom::Element;
 use std::time::Duration;
 use tokio::time::Instant;
+use xmpp_lambda_shared::live::{
+    Notified, add_active, chat_state_message, delivery_receipt, displayed_marker,
+};
 use xmpp_lambda_shared::{
-    BadReply, BotResponse, Request, as_correction, bad_reply_error, error_for_status, error_reply,
-    is_message_with_body, line_replaces, response_to_stanzas,
+    BadReply, BotResponse, ChatState, Request, as_correction, bad_reply_error, error_for_status,
+    error_reply, is_message_with_body, line_replaces, response_to_stanzas,
 };
 
 /// The streams' options.
@@ -129,23 +132,57 @@ struct Corrected {
     last_sent: Instant,
 }
 
-/// Relays `stream`'s lines for `request` through `write`, each line's
-/// stanzas as soon as the line is complete; at the end (or stop) returns
-/// how it ended and how many stanzas were written.
+/// What a stream is relayed for.
+pub struct Relay<'a> {
+    /// The request the stream answers.
+    pub request: &'a Request,
+    /// The component's domain, which every reply must come from.
+    pub domain: &'a str,
+    /// The streams' timeouts and edit interval.
+    pub options: StreamOptions,
+    /// How long a wait for the next line may take before the sender sees
+    /// the bot typing; `None` when typing is off or not shown to them.
+    pub typing: Option<Duration>,
+    /// What was sent for the request before the stream began.
+    pub notified: Notified,
+}
+
+/// Relays `stream`'s lines through `write`, each line's stanzas as soon as
+/// the line is complete, with the conversation's receipt, marker and
+/// typing (DESIGN §10); at the end (or stop) returns how it ended and how
+/// many reply stanzas were written.
 pub async fn relay(
     mut stream: ReplyStream<'_>,
-    request: &Request,
-    domain: &str,
-    options: StreamOptions,
+    relay: Relay<'_>,
     new_id: &mut (dyn FnMut() -> String + Send),
     write: &mut (dyn FnMut(Element) + Send),
 ) -> (StreamEnd, usize) {
+    let Relay {
+        request,
+        domain,
+        options,
+        typing,
+        notified,
+    } = relay;
     let started = Instant::now();
     let stop_at = started + options.max;
     let mut written = 0;
     let mut lines = 0;
     let mut corrected: Option<Corrected> = None;
     let mut pending: Option<Pending> = None;
+    // The bot has the message, and answered it: the receipt (unless it
+    // went out already) and the marker.
+    if !notified.receipt
+        && let Some(receipt) = delivery_receipt(request, domain, new_id)
+    {
+        write(receipt);
+    }
+    if let Some(marker) = displayed_marker(request, domain, new_id) {
+        write(marker);
+    }
+    // Whether the sender sees the bot typing now, and when it will.
+    let mut composing = notified.composing;
+    let mut typing_due = typing.map(|after| Instant::now() + after);
     let end = loop {
         let idle_until = (Instant::now() + options.idle_timeout).min(stop_at);
         let due = pending.as_ref().map(|pending| pending.due);
@@ -158,6 +195,14 @@ pub async fn relay(
                     if let Some(corrected) = &mut corrected {
                         corrected.last_sent = Instant::now();
                     }
+                }
+                continue;
+            }
+            () = sleep_until(typing_due.filter(|_| !composing)) => {
+                typing_due = None;
+                if let Some(message) = chat_state_message(request, ChatState::Composing, domain, new_id) {
+                    write(message);
+                    composing = true;
                 }
                 continue;
             }
@@ -177,21 +222,26 @@ pub async fn relay(
                     write(pending.stanza);
                     written += 1;
                 }
+                if composing {
+                    write_active(request, domain, new_id, write);
+                }
                 stream.finish();
                 return (StreamEnd::Complete, written);
             }
             Err(error) => break Stop::Unreadable { line: lines, error },
         };
         let replaces = line_replaces(&line);
-        let stanzas = match response_to_stanzas(request, &BotResponse::json(line), domain, new_id) {
-            Ok(stanzas) => stanzas,
-            Err(reason) => {
-                break Stop::BadLine {
-                    line: lines,
-                    reason,
-                };
-            }
-        };
+        let mut stanzas =
+            match response_to_stanzas(request, &BotResponse::json(line), domain, new_id) {
+                Ok(stanzas) => stanzas,
+                Err(reason) => break Stop::BadLine { line: lines, reason },
+            };
+        if add_active(request, &mut stanzas) {
+            // A message carries <active/>: typing shows again only if the
+            // next line is slow.
+            composing = false;
+            typing_due = typing.map(|after| Instant::now() + after);
+        }
         match (replaces, &mut corrected, &stanzas[..]) {
             // A correction of the previous message: now, or once the
             // interval since the last one has passed.
@@ -231,7 +281,8 @@ pub async fn relay(
             }
         }
     };
-    // Stopped: the last text of a chain still goes, then the error.
+    // Stopped: the last text of a chain still goes, then the error, and
+    // typing never stays on.
     if let Some(pending) = pending.take() {
         write(pending.stanza);
         written += 1;
@@ -244,7 +295,22 @@ pub async fn relay(
     if let Some(error) = error {
         write(error);
     }
+    if composing {
+        write_active(request, domain, new_id, write);
+    }
     (StreamEnd::Stopped(end), written)
+}
+
+/// A standalone `<active/>`: the bot stopped typing without a message.
+fn write_active(
+    request: &Request,
+    domain: &str,
+    new_id: &mut (dyn FnMut() -> String + Send),
+    write: &mut (dyn FnMut(Element) + Send),
+) {
+    if let Some(active) = chat_state_message(request, ChatState::Active, domain, new_id) {
+        write(active);
+    }
 }
 
 /// Sleeps until `at`, or forever without one.

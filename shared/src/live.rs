@@ -208,6 +208,20 @@ pub fn add_active(request: &Request, stanzas: &mut [Element]) -> bool {
     replied
 }
 
+/// Whether `stanza` is one of the connector's own notifications (a chat
+/// state, receipt or marker with nothing else but hints), not a reply:
+/// what the reply counts leave out.
+pub fn is_notification(stanza: &Element) -> bool {
+    stanza.name() == "message"
+        && stanza.children().next().is_some()
+        && stanza.children().all(|child| {
+            child.has_ns(CHAT_STATES_NS)
+                || child.has_ns(RECEIPTS_NS)
+                || child.has_ns(CHAT_MARKERS_NS)
+                || child.has_ns(HINTS_NS)
+        })
+}
+
 /// What the connector already sent for a request while the bot worked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Notified {
@@ -263,6 +277,28 @@ mod tests {
     //! What no received stanza can produce, but a forged or corrupted reply
     //! envelope can: nothing may be built from it.
     use super::*;
+
+    #[test]
+    fn notifications_are_told_from_replies() {
+        let parse = |xml: &str| -> Element { xml.parse().expect("valid XML") };
+        assert!(is_notification(&parse(
+            "<message xmlns='jabber:component:accept'><composing \
+             xmlns='http://jabber.org/protocol/chatstates'/><no-store xmlns='urn:xmpp:hints'/></message>"
+        )));
+        assert!(is_notification(&parse(
+            "<message xmlns='jabber:component:accept'><received xmlns='urn:xmpp:receipts' \
+             id='m'/><store xmlns='urn:xmpp:hints'/></message>"
+        )));
+        assert!(!is_notification(&parse(
+            "<message xmlns='jabber:component:accept'><body>hi</body><active \
+             xmlns='http://jabber.org/protocol/chatstates'/></message>"
+        )));
+        assert!(!is_notification(&parse("<message xmlns='jabber:component:accept'/>")));
+        assert!(!is_notification(&parse(
+            "<iq xmlns='jabber:component:accept'><received xmlns='urn:xmpp:receipts'/></iq>"
+        )));
+    }
+
     use crate::element_to_string;
 
     fn request() -> Request {
