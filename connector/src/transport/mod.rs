@@ -2,9 +2,8 @@
 
 mod bot_client;
 pub mod http;
-mod http1;
-#[cfg(test)]
-mod http1_reference;
+pub(crate) mod http1;
+pub(crate) mod http1_reference;
 
 pub use http::HttpTransport;
 
