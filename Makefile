@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(HOME)/.cargo/bin:$(PATH)
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup test lint unit demo demo-sqs bench soak profile dist dist-test
+.PHONY: setup test lint unit demo demo-sqs bench soak profile dist dist-test fuzz fuzz-capture
 
 setup:
 	@scripts/setup.sh
@@ -25,6 +25,8 @@ test: setup lint
 	else \
 	  cargo test --workspace --no-fail-fast; \
 	fi
+	# The fuzz targets' short pass ran above, as the fuzz crate's tests: the
+	# committed corpus and mutated server traffic, without libFuzzer.
 	# nextest runs no doctests: the component crate's example is one.
 	cargo test --doc -p xmpp-lambda-component
 	scripts/validate-template.sh
@@ -65,3 +67,15 @@ dist: setup
 # (scripts/dist-test.sh quick).
 dist-test: dist
 	@scripts/dist-test.sh
+
+# Coverage-guided fuzzing (libFuzzer through cargo-fuzz, on the stable
+# toolchain) of the stanza reader, the HTTP answer reader, the reply rules
+# and the API: FUZZ_SECONDS in all (default 600), then executions per
+# target (scripts/fuzz.sh). Installs cargo-fuzz itself.
+fuzz:
+	@scripts/fuzz.sh
+
+# Records what Prosody and ejabberd send on a component stream into
+# fuzz/captures/, the real traffic the stream target starts from.
+fuzz-capture: setup
+	cargo test -p xmpp-lambda-fuzz --test capture -- --ignored --test-threads 1

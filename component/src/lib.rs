@@ -57,6 +57,9 @@ mod backoff;
 #[cfg(test)]
 mod counted_alloc;
 mod errors;
+/// What the fuzz targets in `fuzz/` drive. Not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod link;
 mod outbound;

@@ -67,6 +67,12 @@ impl Outbound {
             .as_ref()
             .is_some_and(oneshot::Sender::is_closed)
     }
+
+    /// The stanza, and who waits for its write: what a stand-in for the
+    /// link (the fuzz targets) checks and confirms.
+    pub(crate) fn into_parts(self) -> (Element, Option<oneshot::Sender<()>>) {
+        (self.stanza, self.written)
+    }
 }
 
 /// Writes that wait for the server to confirm them: each group is

@@ -20,7 +20,7 @@ use tokio::time::{Instant, Sleep};
 use xmpp_lambda_shared::{COMPONENT_NS, escape_attribute};
 
 /// How much room each read gets.
-const READ_SIZE: usize = 8 * 1024;
+pub(crate) const READ_SIZE: usize = 8 * 1024;
 /// The most read-buffer memory kept once a large stanza is handled.
 const BUFFER_KEPT: usize = 64 * 1024;
 
@@ -220,7 +220,7 @@ enum Next {
 
 /// The bytes read and not yet handed out, and what is known of them.
 #[derive(Debug, Default)]
-struct Reader {
+pub(crate) struct Reader {
     buffer: Vec<u8>,
     /// Where the next unit starts in `buffer`.
     start: usize,
@@ -236,7 +236,7 @@ struct Reader {
 
 impl Reader {
     /// The next whole unit already read, parsed.
-    fn next_unit(&mut self) -> io::Result<Option<Unit>> {
+    pub(crate) fn next_unit(&mut self) -> io::Result<Option<Unit>> {
         if self.scanned == self.buffer.len() {
             return Ok(None);
         }
@@ -290,6 +290,23 @@ impl Reader {
         self.start = self.scanned;
     }
 
+    /// The bytes read and kept: those of the units not yet handed out
+    /// (from [`Reader::unit_start`] on), and what comes before them until
+    /// the next read.
+    pub(crate) fn buffer(&self) -> &[u8] {
+        &self.buffer
+    }
+
+    /// Where the unit being read starts in [`Reader::buffer`].
+    pub(crate) fn unit_start(&self) -> usize {
+        self.start
+    }
+
+    /// The stream header's bindings, once it is read.
+    pub(crate) fn scope(&self) -> Option<&StreamScope> {
+        self.scope.as_ref()
+    }
+
     /// The start tag of the unit being read.
     fn head(&self) -> Option<Element> {
         let scope = self.scope.as_ref()?;
@@ -297,7 +314,7 @@ impl Reader {
     }
 
     /// The buffer, with room for the next read after what is kept.
-    fn room(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn room(&mut self) -> &mut Vec<u8> {
         if self.limit.between_units() {
             // Only whitespace since the last unit: not worth keeping.
             self.start = self.scanned;

@@ -44,6 +44,12 @@ const ATTRIBUTE_COST: usize = 96 + ALLOCATION;
 const TEXT_COST: usize = 2 * std::mem::size_of::<minidom::Node>() + ALLOCATION;
 /// What the allocator takes for one allocation beyond the bytes asked for.
 const ALLOCATION: usize = 32;
+/// An element being read, its raw name (to match its end tag) and how
+/// many bindings were in force before it.
+type OpenElement<'b> = (Element, &'b [u8], usize);
+/// What one more level of open elements costs while the stanza is read:
+/// its place in the list of open elements (which grows by doubling).
+const OPEN_COST: usize = 2 * std::mem::size_of::<OpenElement<'static>>();
 
 /// The most namespace declarations a stream header may make. A server
 /// makes two (the default namespace and `stream`); every stanza starts
@@ -148,6 +154,27 @@ pub enum Unit {
 /// when `header` is set, else a stanza or the footer. The XML declaration
 /// may come before the header.
 pub fn parse_unit(bytes: &[u8], header: bool, scope: &StreamScope) -> Result<Unit, XmlError> {
+    parse_unit_charged(bytes, header, scope).0
+}
+
+/// As [`parse_unit`], and how much of [`MAX_STANZA_MEMORY`] the unit was
+/// charged: the fuzz targets hold what parsing really allocates to it.
+pub(crate) fn parse_unit_charged(
+    bytes: &[u8],
+    header: bool,
+    scope: &StreamScope,
+) -> (Result<Unit, XmlError>, usize) {
+    let mut budget = Budget::new(MAX_STANZA_MEMORY);
+    let unit = parse_unit_within(bytes, header, scope, &mut budget);
+    (unit, MAX_STANZA_MEMORY - budget.left)
+}
+
+fn parse_unit_within(
+    bytes: &[u8],
+    header: bool,
+    scope: &StreamScope,
+    budget: &mut Budget,
+) -> Result<Unit, XmlError> {
     let mut cursor = Cursor { bytes, at: 0 };
     cursor.skip_whitespace();
     if !cursor.eat(b"<") {
@@ -179,7 +206,7 @@ pub fn parse_unit(bytes: &[u8], header: bool, scope: &StreamScope) -> Result<Uni
         }
         Some(b'/') => return error("an end tag before the stream header"),
         _ if header => cursor.header()?,
-        _ => match cursor.element(scope) {
+        _ => match cursor.element(scope, budget) {
             Ok(element) => Unit::Element(element),
             Err(Stop::Invalid(error)) => return Err(error),
             Err(Stop::OverBudget) => {
@@ -568,21 +595,23 @@ impl<'b> Cursor<'b> {
     }
 
     /// A whole element after its `<`, its descendants included, each copy
-    /// charged to a budget of [`MAX_STANZA_MEMORY`].
-    fn element(&mut self, scope: &'b StreamScope) -> Result<Element, Stop> {
+    /// charged to `budget`.
+    fn element(&mut self, scope: &'b StreamScope, budget: &mut Budget) -> Result<Element, Stop> {
         let mut bindings = Bindings::new(scope);
-        let mut budget = Budget::new(MAX_STANZA_MEMORY);
         // The open elements: the element, its raw name, the bindings in
         // force before it.
-        let mut open: Vec<(Element, &'b [u8], usize)> = Vec::new();
+        let mut open: Vec<OpenElement<'b>> = Vec::new();
+        // How deep the open elements have been: the list's memory follows
+        // its longest, so each new level is charged once.
+        let mut deepest = 0;
         let mut text = String::new();
         loop {
             // After a `<`: a start tag.
-            let start = self.start_tag(&mut bindings, &mut budget)?;
+            let start = self.start_tag(&mut bindings, budget)?;
             let raw_name = start.raw_name;
             let empty = start.empty;
             let before = start.outer_bindings;
-            let element = new_element(start, &bindings, &mut budget)?;
+            let element = new_element(start, &bindings, budget)?;
             if empty {
                 bindings.truncate(before);
                 match open.last_mut() {
@@ -590,6 +619,10 @@ impl<'b> Cursor<'b> {
                     None => return Ok(element),
                 };
             } else {
+                if open.len() == deepest {
+                    budget.charge(OPEN_COST)?;
+                    deepest += 1;
+                }
                 open.push((element, raw_name, before));
             }
             // Content, up to the next start tag or the end of an element.
@@ -603,7 +636,7 @@ impl<'b> Cursor<'b> {
                         return Err(XmlError("]]> in text".into()).into());
                     }
                     let decoded = decode(raw, false)?;
-                    charge_text(&mut budget, &text, &decoded)?;
+                    charge_text(budget, &text, &decoded)?;
                     text.push_str(&decoded);
                 }
                 self.at += lt + 1;
@@ -653,7 +686,7 @@ impl<'b> Cursor<'b> {
                         let cdata = checked_text(raw)?;
                         // Line ends are normalised here too (§2.11).
                         let cdata = cdata.replace("\r\n", "\n").replace('\r', "\n");
-                        charge_text(&mut budget, &text, &cdata)?;
+                        charge_text(budget, &text, &cdata)?;
                         text.push_str(&cdata);
                     }
                     Some(b'?') => return Err(XmlError("a processing instruction".into()).into()),
@@ -1264,6 +1297,25 @@ mod tests {
                 "{name}: {peak} bytes"
             );
         }
+    }
+
+    /// Found by the stream fuzz target: elements nested to the depth
+    /// limit cost the parser its list of open elements, which the budget
+    /// did not count (a 601-byte stanza peaked at 61 KB with 33 KB
+    /// charged).
+    #[test]
+    fn the_open_elements_of_a_deep_stanza_are_charged() {
+        let depth = crate::MAX_STANZA_DEPTH - 1;
+        let stanza = format!("<iq>{}{}</iq>", "<a>".repeat(depth), "</a>".repeat(depth));
+        let scope = stream_scope();
+        let ((unit, charged), peak) =
+            crate::counted_alloc::peak_of(|| parse_unit_charged(stanza.as_bytes(), false, &scope));
+        assert!(matches!(unit, Ok(Unit::Element(_))), "{unit:?}");
+        assert!(
+            peak <= charged + 4 * stanza.len() + 16 * 1024,
+            "{} bytes peaked at {peak} bytes, {charged} charged",
+            stanza.len()
+        );
     }
 
     #[test]

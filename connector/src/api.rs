@@ -301,10 +301,9 @@ impl Refusals {
     }
 }
 
-/// Serves one connection as the API does (tests drive it over an
-/// in-memory pipe).
-#[cfg(test)]
-async fn serve_one<I>(io: I, api: &Arc<Api>) -> hyper::Result<()>
+/// Serves one connection as the API does (tests and the fuzz target drive
+/// it over an in-memory pipe).
+pub(crate) async fn serve_one<I>(io: I, api: &Arc<Api>) -> hyper::Result<()>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

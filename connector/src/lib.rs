@@ -49,7 +49,7 @@ mod transport;
 /// What the fuzz targets drive: the parsers of what the connector reads
 /// from bots and API clients. Not an API.
 #[doc(hidden)]
-pub mod fuzzing {}
+pub mod fuzzing;
 
 use config::{Command, Config, LogFormat};
 use dispatch::Dispatcher;

@@ -69,9 +69,8 @@ pub struct Answer {
 
 /// Writes `request` (head and body, already in HTTP/1.1 form) to `io` and
 /// reads the answer, at most `max_body` bytes of its body. `buffer` is the
-/// connection's read buffer: empty between exchanges. What the tests
-/// drive; the client itself goes through [`begin`].
-#[cfg(test)]
+/// connection's read buffer: empty between exchanges. What the tests and
+/// the fuzz targets drive; the client itself goes through [`begin`].
 pub async fn exchange<T>(
     io: &mut T,
     buffer: &mut Vec<u8>,

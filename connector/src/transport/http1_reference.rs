@@ -2,6 +2,8 @@
 //! independent reading of the same bytes, and generated and mutated
 //! answers on which the two must agree — the same status, content type,
 //! body and reuse decision, or both refusing, or both waiting for more.
+//! The fuzz target of the answer reader (`fuzz/`) holds the reader to the
+//! same reference, through [`crate::fuzzing`].
 //!
 //! The reference takes the whole answer at once (the reader under test
 //! takes it in arbitrary pieces, as a socket gives it) and is written
@@ -11,18 +13,15 @@
 
 use super::http1::{exchange, is_idle_and_open};
 use futures::FutureExt;
-use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// What became of one answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Outcome {
+pub enum Outcome {
     /// Read: what the transport gets, and whether the connection is used
     /// again.
     Answer {
@@ -53,7 +52,7 @@ enum Stop {
 
 /// The answer in `bytes`, all that the bot sent; `closed` when it then
 /// closed the connection.
-fn reference(bytes: &[u8], closed: bool, max_body: usize) -> Outcome {
+pub fn reference(bytes: &[u8], closed: bool, max_body: usize) -> Outcome {
     match reference_answer(bytes, closed, max_body) {
         Ok(outcome) => outcome,
         Err(Stop::Refused) => Outcome::Refused,
@@ -412,7 +411,7 @@ impl AsyncWrite for Scripted {
 /// What the reader makes of `bytes` given in pieces of `sizes` (cycled);
 /// reusable means the pool would use the connection again: the reader
 /// says so and the idle probe finds it open and silent.
-fn ours(bytes: &[u8], sizes: &[usize], closed: bool, max_body: usize) -> Outcome {
+pub fn ours(bytes: &[u8], sizes: &[usize], closed: bool, max_body: usize) -> Outcome {
     let mut pieces = VecDeque::new();
     let mut rest = bytes;
     for &size in sizes.iter().cycle() {
@@ -442,392 +441,401 @@ fn ours(bytes: &[u8], sizes: &[usize], closed: bool, max_body: usize) -> Outcome
 
 // ------------------------------------------------------------ generator
 
-/// Header fields an answer may carry; `{n}` is the body's length.
-const FIELDS: &[&str] = &[
-    "Content-Type: application/json",
-    "Content-Type: text/plain; charset=utf-8",
-    "Content-Length: {n}",
-    "Content-Length: {n}",
-    "Content-Length: {n+1}",
-    "Content-Length: {n}, {n}",
-    "Content-Length: {n},{n+1}",
-    "Content-Length: +{n}",
-    "Content-Length: 0{n}",
-    "Content-Length: 99999999999999999999",
-    "Transfer-Encoding: chunked",
-    "Transfer-Encoding: chunked",
-    "Transfer-Encoding: Chunked ",
-    "Transfer-Encoding: chunked,",
-    "Transfer-Encoding: , chunked",
-    "Transfer-Encoding: gzip, chunked",
-    "Transfer-Encoding: chunked, chunked",
-    "Transfer-Encoding: ,",
-    "Transfer-Encoding:",
-    "Connection: close",
-    "Connection: keep-alive",
-    "Connection: Keep-Alive, Upgrade",
-    "X-Filler: some value",
-    "X-Folded: a\r\n b",
-    "X-Bare: a\nX-After: b",
-    "Date: Mon, 01 Jan 2024 00:00:00 GMT",
-];
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Header fields that leave the framing as it is.
-const BENIGN_FIELDS: &[&str] = &[
-    "Content-Type: application/json",
-    "Connection: keep-alive",
-    "Connection: close",
-    "X-Filler: some value",
-    "Server: test",
-];
+    /// Header fields an answer may carry; `{n}` is the body's length.
+    const FIELDS: &[&str] = &[
+        "Content-Type: application/json",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Length: {n}",
+        "Content-Length: {n}",
+        "Content-Length: {n+1}",
+        "Content-Length: {n}, {n}",
+        "Content-Length: {n},{n+1}",
+        "Content-Length: +{n}",
+        "Content-Length: 0{n}",
+        "Content-Length: 99999999999999999999",
+        "Transfer-Encoding: chunked",
+        "Transfer-Encoding: chunked",
+        "Transfer-Encoding: Chunked ",
+        "Transfer-Encoding: chunked,",
+        "Transfer-Encoding: , chunked",
+        "Transfer-Encoding: gzip, chunked",
+        "Transfer-Encoding: chunked, chunked",
+        "Transfer-Encoding: ,",
+        "Transfer-Encoding:",
+        "Connection: close",
+        "Connection: keep-alive",
+        "Connection: Keep-Alive, Upgrade",
+        "X-Filler: some value",
+        "X-Folded: a\r\n b",
+        "X-Bare: a\nX-After: b",
+        "Date: Mon, 01 Jan 2024 00:00:00 GMT",
+    ];
 
-/// How each chunk-size line is written; the first five are valid.
-const SIZE_FORMS: &[&str] = &[
-    "{x}",
-    "{x}",
-    "{X}",
-    "000{x}",
-    "{x};ext=1",
-    "{x} ; a=\"b\"",
-    "{x}\t;x",
-    "+{x}",
-    " {x}",
-    "{x} ",
-    "{x}\t",
-    "0x{x}",
-];
+    /// Header fields that leave the framing as it is.
+    const BENIGN_FIELDS: &[&str] = &[
+        "Content-Type: application/json",
+        "Connection: keep-alive",
+        "Connection: close",
+        "X-Filler: some value",
+        "Server: test",
+    ];
 
-/// Trailer sections after the last chunk.
-const TRAILERS: &[&str] = &[
-    "",
-    "",
-    "",
-    "X-Trailer: 1\r\n",
-    "X-Trailer: 1\r\n",
-    " folded\r\n",
-    "X-T: a\x01\r\n",
-];
+    /// How each chunk-size line is written; the first five are valid.
+    const SIZE_FORMS: &[&str] = &[
+        "{x}",
+        "{x}",
+        "{X}",
+        "000{x}",
+        "{x};ext=1",
+        "{x} ; a=\"b\"",
+        "{x}\t;x",
+        "+{x}",
+        " {x}",
+        "{x} ",
+        "{x}\t",
+        "0x{x}",
+    ];
 
-/// What may follow the answer on the connection.
-const AFTER: &[&str] = &["", "", "", "", "x", "HTTP/1.1 200 OK\r\n\r\n"];
+    /// Trailer sections after the last chunk.
+    const TRAILERS: &[&str] = &[
+        "",
+        "",
+        "",
+        "X-Trailer: 1\r\n",
+        "X-Trailer: 1\r\n",
+        " folded\r\n",
+        "X-T: a\x01\r\n",
+    ];
 
-/// Bytes that make interesting mutations.
-const MUTATION_BYTES: &[u8] = b"\r\n \t09afgAFG:;,+-\x00\x7f\xff";
+    /// What may follow the answer on the connection.
+    const AFTER: &[&str] = &["", "", "", "", "x", "HTTP/1.1 200 OK\r\n\r\n"];
 
-/// One generated answer, before mutation.
-#[derive(Debug, Clone)]
-struct Plan {
-    status_line: &'static str,
-    interim: &'static str,
-    /// The field that frames the body as it is written (a length, or
-    /// chunked), if any; most answers are framed right, so that mutations
-    /// and the other fields test a reading that would otherwise succeed.
-    framing: Option<&'static str>,
-    fields: Vec<&'static str>,
-    body: Vec<u8>,
-    /// `None`: the body as it is; else chunk lengths and the size form.
-    chunks: Option<(Vec<usize>, &'static str, &'static str)>,
-    after: &'static str,
-}
+    /// Bytes that make interesting mutations.
+    const MUTATION_BYTES: &[u8] = b"\r\n \t09afgAFG:;,+-\x00\x7f\xff";
 
-impl Plan {
-    fn bytes(&self) -> Vec<u8> {
-        let n = self.body.len();
-        let mut out = Vec::new();
-        out.extend_from_slice(self.interim.as_bytes());
-        out.extend_from_slice(self.status_line.as_bytes());
-        for field in self.framing.iter().chain(&self.fields) {
-            let field = field
-                .replace("{n+1}", &(n + 1).to_string())
-                .replace("{n}", &n.to_string());
-            out.extend_from_slice(field.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        match &self.chunks {
-            None => out.extend_from_slice(&self.body),
-            Some((lengths, form, trailers)) => {
-                let mut rest = &self.body[..];
-                for &length in lengths.iter().cycle() {
-                    if rest.is_empty() {
-                        break;
-                    }
-                    let (chunk, after) = rest.split_at(length.clamp(1, rest.len()));
-                    let size = form
-                        .replace("{x}", &format!("{:x}", chunk.len()))
-                        .replace("{X}", &format!("{:X}", chunk.len()));
-                    out.extend_from_slice(size.as_bytes());
-                    out.extend_from_slice(b"\r\n");
-                    out.extend_from_slice(chunk);
-                    out.extend_from_slice(b"\r\n");
-                    rest = after;
-                }
-                out.extend_from_slice(b"0\r\n");
-                out.extend_from_slice(trailers.as_bytes());
+    /// One generated answer, before mutation.
+    #[derive(Debug, Clone)]
+    struct Plan {
+        status_line: &'static str,
+        interim: &'static str,
+        /// The field that frames the body as it is written (a length, or
+        /// chunked), if any; most answers are framed right, so that mutations
+        /// and the other fields test a reading that would otherwise succeed.
+        framing: Option<&'static str>,
+        fields: Vec<&'static str>,
+        body: Vec<u8>,
+        /// `None`: the body as it is; else chunk lengths and the size form.
+        chunks: Option<(Vec<usize>, &'static str, &'static str)>,
+        after: &'static str,
+    }
+
+    impl Plan {
+        fn bytes(&self) -> Vec<u8> {
+            let n = self.body.len();
+            let mut out = Vec::new();
+            out.extend_from_slice(self.interim.as_bytes());
+            out.extend_from_slice(self.status_line.as_bytes());
+            for field in self.framing.iter().chain(&self.fields) {
+                let field = field
+                    .replace("{n+1}", &(n + 1).to_string())
+                    .replace("{n}", &n.to_string());
+                out.extend_from_slice(field.as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
+            out.extend_from_slice(b"\r\n");
+            match &self.chunks {
+                None => out.extend_from_slice(&self.body),
+                Some((lengths, form, trailers)) => {
+                    let mut rest = &self.body[..];
+                    for &length in lengths.iter().cycle() {
+                        if rest.is_empty() {
+                            break;
+                        }
+                        let (chunk, after) = rest.split_at(length.clamp(1, rest.len()));
+                        let size = form
+                            .replace("{x}", &format!("{:x}", chunk.len()))
+                            .replace("{X}", &format!("{:X}", chunk.len()));
+                        out.extend_from_slice(size.as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                        out.extend_from_slice(chunk);
+                        out.extend_from_slice(b"\r\n");
+                        rest = after;
+                    }
+                    out.extend_from_slice(b"0\r\n");
+                    out.extend_from_slice(trailers.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            out.extend_from_slice(self.after.as_bytes());
+            out
         }
-        out.extend_from_slice(self.after.as_bytes());
-        out
     }
-}
 
-fn any_plan() -> impl Strategy<Value = Plan> {
-    let status_line = prop::sample::select(
-        &[
-            "HTTP/1.1 200 OK\r\n",
-            "HTTP/1.1 200 OK\r\n",
-            "HTTP/1.1 200 OK\r\n",
-            "HTTP/1.1 200 OK\r\n",
-            "HTTP/1.1 200 OK\r\n",
-            "HTTP/1.1 201 Created\r\n",
-            "HTTP/1.1 204 No Content\r\n",
-            "HTTP/1.1 304 Not Modified\r\n",
-            "HTTP/1.1 404 \r\n",
-            "HTTP/1.1 503 Busy\r\n",
-            "HTTP/1.0 200 OK\r\n",
-            "HTTP/1.0 200 OK\r\n",
-            "HTTP/1.1 000 Zero\r\n",
-            "HTTP/1.1 600 Six\r\n",
-            "HTTP/1.1 101 Switching\r\n",
-        ][..],
-    );
-    let interim = prop::sample::select(
-        &[
-            "",
-            "",
-            "",
-            "HTTP/1.1 100 Continue\r\n\r\n",
-            "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n",
-        ][..],
-    );
-    let fields = prop_oneof![
-        1 => prop::collection::vec(prop::sample::select(FIELDS), 0..4),
-        1 => prop::collection::vec(prop::sample::select(BENIGN_FIELDS), 0..3),
-    ];
-    let body = prop::collection::vec(
-        prop_oneof![
-            3 => prop::sample::select(&b"{}\":abcxyz 0123456789"[..]),
-            1 => any::<u8>(),
-        ],
-        0..40,
-    );
-    let raw = (
-        Just(None),
-        prop::sample::select(
+    fn any_plan() -> impl Strategy<Value = Plan> {
+        let status_line = prop::sample::select(
             &[
-                Some("Content-Length: {n}"),
-                Some("Content-Length: {n}"),
-                None,
+                "HTTP/1.1 200 OK\r\n",
+                "HTTP/1.1 200 OK\r\n",
+                "HTTP/1.1 200 OK\r\n",
+                "HTTP/1.1 200 OK\r\n",
+                "HTTP/1.1 200 OK\r\n",
+                "HTTP/1.1 201 Created\r\n",
+                "HTTP/1.1 204 No Content\r\n",
+                "HTTP/1.1 304 Not Modified\r\n",
+                "HTTP/1.1 404 \r\n",
+                "HTTP/1.1 503 Busy\r\n",
+                "HTTP/1.0 200 OK\r\n",
+                "HTTP/1.0 200 OK\r\n",
+                "HTTP/1.1 000 Zero\r\n",
+                "HTTP/1.1 600 Six\r\n",
+                "HTTP/1.1 101 Switching\r\n",
             ][..],
-        ),
-    );
-    let chunked = (
-        (
-            prop::collection::vec(1usize..12, 1..4),
-            prop_oneof![
-                3 => prop::sample::select(&SIZE_FORMS[..5]),
-                1 => prop::sample::select(SIZE_FORMS),
-            ],
-            prop::sample::select(TRAILERS),
-        )
-            .prop_map(Some),
-        prop::sample::select(
-            &[
-                Some("Transfer-Encoding: chunked"),
-                Some("Transfer-Encoding: chunked"),
-                Some("Transfer-Encoding: chunked,"),
-                Some("Transfer-Encoding: , chunked"),
-                Some("Transfer-Encoding: Chunked"),
-                None,
-            ][..],
-        ),
-    );
-    let framed = prop_oneof![raw, chunked];
-    let after = prop::sample::select(AFTER);
-    (status_line, interim, framed, fields, body, after).prop_map(
-        |(status_line, interim, (chunks, framing), fields, body, after)| Plan {
-            status_line,
-            interim,
-            framing,
-            fields,
-            body,
-            chunks,
-            after,
-        },
-    )
-}
-
-/// A change of one byte: replace, insert or delete at a position given as
-/// a fraction of the length.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Replace(u16, u8),
-    Insert(u16, u8),
-    Delete(u16),
-}
-
-fn any_mutation() -> impl Strategy<Value = Mutation> {
-    let byte = prop_oneof![prop::sample::select(MUTATION_BYTES), any::<u8>()];
-    prop_oneof![
-        (any::<u16>(), byte.clone()).prop_map(|(at, b)| Mutation::Replace(at, b)),
-        (any::<u16>(), byte).prop_map(|(at, b)| Mutation::Insert(at, b)),
-        any::<u16>().prop_map(Mutation::Delete),
-    ]
-}
-
-fn mutate(bytes: &mut Vec<u8>, mutation: &Mutation) {
-    let at = |fraction: u16, len: usize| usize::from(fraction) * len / (usize::from(u16::MAX) + 1);
-    match *mutation {
-        Mutation::Replace(fraction, byte) if !bytes.is_empty() => {
-            let i = at(fraction, bytes.len());
-            bytes[i] = byte;
-        }
-        Mutation::Insert(fraction, byte) => {
-            let i = at(fraction, bytes.len() + 1);
-            bytes.insert(i, byte);
-        }
-        Mutation::Delete(fraction) if !bytes.is_empty() => {
-            let i = at(fraction, bytes.len());
-            bytes.remove(i);
-        }
-        _ => {}
-    }
-}
-
-/// One case: an answer, its mutations, how it is cut into reads, whether
-/// the bot closes after it, and the body limit.
-#[derive(Debug, Clone)]
-struct Case {
-    plan: Plan,
-    mutations: Vec<Mutation>,
-    reads: Vec<usize>,
-    closed: bool,
-    max_body: usize,
-}
-
-fn any_case() -> impl Strategy<Value = Case> {
-    (
-        any_plan(),
-        prop_oneof![
-            1 => Just(Vec::new()),
-            1 => prop::collection::vec(any_mutation(), 1..4),
-        ],
-        prop::collection::vec(1usize..40, 1..8),
-        prop::bool::weighted(0.3),
-        prop::sample::select(&[4usize, 16, 1024, 1024][..]),
-    )
-        .prop_map(|(plan, mutations, reads, closed, max_body)| Case {
-            plan,
-            mutations,
-            reads,
-            closed,
-            max_body,
-        })
-}
-
-/// The cases run; set `PROPTEST_CASES` for more.
-const CASES: u32 = 10_000;
-/// The seed of every run unless `PROPTEST_RNG_SEED` says otherwise.
-const SEED: u64 = 0x6874_7470_3131;
-
-#[test]
-fn the_reader_agrees_with_the_reference_on_generated_and_mutated_answers() {
-    let mut config = Config::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = CASES;
-    }
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        config.rng_seed = RngSeed::Fixed(SEED);
-    }
-    config.failure_persistence = None;
-    let answers = AtomicUsize::new(0);
-    let reused = AtomicUsize::new(0);
-    let refused = AtomicUsize::new(0);
-    let waiting = AtomicUsize::new(0);
-    let result = TestRunner::new(config.clone()).run(&any_case(), |case| {
-        let mut bytes = case.plan.bytes();
-        for mutation in &case.mutations {
-            mutate(&mut bytes, mutation);
-        }
-        let expected = reference(&bytes, case.closed, case.max_body);
-        let got = ours(&bytes, &case.reads, case.closed, case.max_body);
-        let counter = match &expected {
-            Outcome::Answer { reusable: true, .. } => &reused,
-            Outcome::Answer { .. } => &answers,
-            Outcome::Refused => &refused,
-            Outcome::Waiting => &waiting,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if got != expected {
-            return Err(TestCaseError::fail(format!(
-                "{:?} (closed: {}, limit {}, reads {:?}): the reference says {expected:?}, \
-                 the reader {got:?}",
-                String::from_utf8_lossy(&bytes),
-                case.closed,
-                case.max_body,
-                case.reads
-            )));
-        }
-        Ok(())
-    });
-    let counts = [&reused, &answers, &refused, &waiting].map(|c| c.load(Ordering::Relaxed));
-    eprintln!(
-        "differential: {} cases ({:?}): {} answers kept alive, {} answers closed, {} refused, \
-         {} waiting",
-        counts.iter().sum::<usize>(),
-        config.rng_seed,
-        counts[0],
-        counts[1],
-        counts[2],
-        counts[3]
-    );
-    if let Err(error) = result {
-        panic!("{error}");
-    }
-    // The generator reaches every outcome, each many times.
-    for (count, what) in counts
-        .iter()
-        .zip(["kept alive", "closed", "refused", "waiting"])
-    {
-        assert!(*count >= 300, "only {count} answers {what}");
-    }
-}
-
-/// The reference itself, on answers whose reading is known.
-#[test]
-fn the_reference_reads_known_answers() {
-    let answer = |status: u16, body: &[u8], reusable: bool| Outcome::Answer {
-        status,
-        content_type: None,
-        body: body.to_vec(),
-        reusable,
-    };
-    let cases: [(&[u8], bool, Outcome); 8] = [
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", false, answer(200, b"{}", true)),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", true, answer(200, b"{}", false)),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n{}", false, Outcome::Waiting),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n{}", true, Outcome::Refused),
-        (
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
-            false,
-            answer(200, b"{}", true),
-        ),
-        (
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
-            false,
-            answer(200, b"x", false),
-        ),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+1\r\nx\r\n0\r\n\r\n", false, Outcome::Refused),
-        (b"HTTP/1.1 200 OK\r\n\r\nabc", true, answer(200, b"abc", false)),
-    ];
-    for (bytes, closed, expected) in cases {
-        assert_eq!(
-            reference(bytes, closed, 1024),
-            expected,
-            "{:?}",
-            String::from_utf8_lossy(bytes)
         );
-        assert_eq!(ours(bytes, &[3], closed, 1024), expected);
+        let interim = prop::sample::select(
+            &[
+                "",
+                "",
+                "",
+                "HTTP/1.1 100 Continue\r\n\r\n",
+                "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n",
+            ][..],
+        );
+        let fields = prop_oneof![
+            1 => prop::collection::vec(prop::sample::select(FIELDS), 0..4),
+            1 => prop::collection::vec(prop::sample::select(BENIGN_FIELDS), 0..3),
+        ];
+        let body = prop::collection::vec(
+            prop_oneof![
+                3 => prop::sample::select(&b"{}\":abcxyz 0123456789"[..]),
+                1 => any::<u8>(),
+            ],
+            0..40,
+        );
+        let raw = (
+            Just(None),
+            prop::sample::select(
+                &[
+                    Some("Content-Length: {n}"),
+                    Some("Content-Length: {n}"),
+                    None,
+                ][..],
+            ),
+        );
+        let chunked = (
+            (
+                prop::collection::vec(1usize..12, 1..4),
+                prop_oneof![
+                    3 => prop::sample::select(&SIZE_FORMS[..5]),
+                    1 => prop::sample::select(SIZE_FORMS),
+                ],
+                prop::sample::select(TRAILERS),
+            )
+                .prop_map(Some),
+            prop::sample::select(
+                &[
+                    Some("Transfer-Encoding: chunked"),
+                    Some("Transfer-Encoding: chunked"),
+                    Some("Transfer-Encoding: chunked,"),
+                    Some("Transfer-Encoding: , chunked"),
+                    Some("Transfer-Encoding: Chunked"),
+                    None,
+                ][..],
+            ),
+        );
+        let framed = prop_oneof![raw, chunked];
+        let after = prop::sample::select(AFTER);
+        (status_line, interim, framed, fields, body, after).prop_map(
+            |(status_line, interim, (chunks, framing), fields, body, after)| Plan {
+                status_line,
+                interim,
+                framing,
+                fields,
+                body,
+                chunks,
+                after,
+            },
+        )
+    }
+
+    /// A change of one byte: replace, insert or delete at a position given as
+    /// a fraction of the length.
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Replace(u16, u8),
+        Insert(u16, u8),
+        Delete(u16),
+    }
+
+    fn any_mutation() -> impl Strategy<Value = Mutation> {
+        let byte = prop_oneof![prop::sample::select(MUTATION_BYTES), any::<u8>()];
+        prop_oneof![
+            (any::<u16>(), byte.clone()).prop_map(|(at, b)| Mutation::Replace(at, b)),
+            (any::<u16>(), byte).prop_map(|(at, b)| Mutation::Insert(at, b)),
+            any::<u16>().prop_map(Mutation::Delete),
+        ]
+    }
+
+    fn mutate(bytes: &mut Vec<u8>, mutation: &Mutation) {
+        let at =
+            |fraction: u16, len: usize| usize::from(fraction) * len / (usize::from(u16::MAX) + 1);
+        match *mutation {
+            Mutation::Replace(fraction, byte) if !bytes.is_empty() => {
+                let i = at(fraction, bytes.len());
+                bytes[i] = byte;
+            }
+            Mutation::Insert(fraction, byte) => {
+                let i = at(fraction, bytes.len() + 1);
+                bytes.insert(i, byte);
+            }
+            Mutation::Delete(fraction) if !bytes.is_empty() => {
+                let i = at(fraction, bytes.len());
+                bytes.remove(i);
+            }
+            _ => {}
+        }
+    }
+
+    /// One case: an answer, its mutations, how it is cut into reads, whether
+    /// the bot closes after it, and the body limit.
+    #[derive(Debug, Clone)]
+    struct Case {
+        plan: Plan,
+        mutations: Vec<Mutation>,
+        reads: Vec<usize>,
+        closed: bool,
+        max_body: usize,
+    }
+
+    fn any_case() -> impl Strategy<Value = Case> {
+        (
+            any_plan(),
+            prop_oneof![
+                1 => Just(Vec::new()),
+                1 => prop::collection::vec(any_mutation(), 1..4),
+            ],
+            prop::collection::vec(1usize..40, 1..8),
+            prop::bool::weighted(0.3),
+            prop::sample::select(&[4usize, 16, 1024, 1024][..]),
+        )
+            .prop_map(|(plan, mutations, reads, closed, max_body)| Case {
+                plan,
+                mutations,
+                reads,
+                closed,
+                max_body,
+            })
+    }
+
+    /// The cases run; set `PROPTEST_CASES` for more.
+    const CASES: u32 = 10_000;
+    /// The seed of every run unless `PROPTEST_RNG_SEED` says otherwise.
+    const SEED: u64 = 0x6874_7470_3131;
+
+    #[test]
+    fn the_reader_agrees_with_the_reference_on_generated_and_mutated_answers() {
+        let mut config = Config::default();
+        if std::env::var_os("PROPTEST_CASES").is_none() {
+            config.cases = CASES;
+        }
+        if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+            config.rng_seed = RngSeed::Fixed(SEED);
+        }
+        config.failure_persistence = None;
+        let answers = AtomicUsize::new(0);
+        let reused = AtomicUsize::new(0);
+        let refused = AtomicUsize::new(0);
+        let waiting = AtomicUsize::new(0);
+        let result = TestRunner::new(config.clone()).run(&any_case(), |case| {
+            let mut bytes = case.plan.bytes();
+            for mutation in &case.mutations {
+                mutate(&mut bytes, mutation);
+            }
+            let expected = reference(&bytes, case.closed, case.max_body);
+            let got = ours(&bytes, &case.reads, case.closed, case.max_body);
+            let counter = match &expected {
+                Outcome::Answer { reusable: true, .. } => &reused,
+                Outcome::Answer { .. } => &answers,
+                Outcome::Refused => &refused,
+                Outcome::Waiting => &waiting,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if got != expected {
+                return Err(TestCaseError::fail(format!(
+                    "{:?} (closed: {}, limit {}, reads {:?}): the reference says {expected:?}, \
+                     the reader {got:?}",
+                    String::from_utf8_lossy(&bytes),
+                    case.closed,
+                    case.max_body,
+                    case.reads
+                )));
+            }
+            Ok(())
+        });
+        let counts = [&reused, &answers, &refused, &waiting].map(|c| c.load(Ordering::Relaxed));
+        eprintln!(
+            "differential: {} cases ({:?}): {} answers kept alive, {} answers closed, {} refused, \
+             {} waiting",
+            counts.iter().sum::<usize>(),
+            config.rng_seed,
+            counts[0],
+            counts[1],
+            counts[2],
+            counts[3]
+        );
+        if let Err(error) = result {
+            panic!("{error}");
+        }
+        // The generator reaches every outcome, each many times.
+        for (count, what) in counts
+            .iter()
+            .zip(["kept alive", "closed", "refused", "waiting"])
+        {
+            assert!(*count >= 300, "only {count} answers {what}");
+        }
+    }
+
+    /// The reference itself, on answers whose reading is known.
+    #[test]
+    fn the_reference_reads_known_answers() {
+        let answer = |status: u16, body: &[u8], reusable: bool| Outcome::Answer {
+            status,
+            content_type: None,
+            body: body.to_vec(),
+            reusable,
+        };
+        let cases: [(&[u8], bool, Outcome); 8] = [
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", false, answer(200, b"{}", true)),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", true, answer(200, b"{}", false)),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n{}", false, Outcome::Waiting),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n{}", true, Outcome::Refused),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                false,
+                answer(200, b"{}", true),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+                false,
+                answer(200, b"x", false),
+            ),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+1\r\nx\r\n0\r\n\r\n", false, Outcome::Refused),
+            (b"HTTP/1.1 200 OK\r\n\r\nabc", true, answer(200, b"abc", false)),
+        ];
+        for (bytes, closed, expected) in cases {
+            assert_eq!(
+                reference(bytes, closed, 1024),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+            assert_eq!(ours(bytes, &[3], closed, 1024), expected);
+        }
     }
 }

@@ -3,9 +3,8 @@
 mod bot_client;
 mod headers;
 pub mod http;
-mod http1;
-#[cfg(test)]
-mod http1_reference;
+pub(crate) mod http1;
+pub(crate) mod http1_reference;
 mod reply_stream;
 
 pub use http::{Exchanged, HttpTransport};
