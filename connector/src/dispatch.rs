@@ -28,21 +28,21 @@ use crate::transport::Forwarded;
 use minidom::Element;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use xmpp_lambda_component::Shutdown;
 use xmpp_lambda_component::{Inbound, Outbound, Oversize};
-use xmpp_lambda_shared::{
-    ErrorType, Request, StanzaErrorSpec, StanzaKind, conversation_id, error_reply,
-    stanza_to_request, too_large_error, wants_answer,
-};
+use xmpp_lambda_shared::ChatState;
 use xmpp_lambda_shared::live::{
     Notified, chat_state_message, delivery_receipt, is_notification, shows_typing,
     stanzas_to_send_live,
 };
-use xmpp_lambda_shared::ChatState;
-use std::time::Duration;
+use xmpp_lambda_shared::{
+    ErrorType, Request, StanzaErrorSpec, StanzaKind, conversation_id, error_reply,
+    stanza_to_request, too_large_error, wants_answer,
+};
 
 /// Requests accepted but not yet answered, over all conversations.
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -463,13 +463,11 @@ impl Shared {
                     typing,
                     notified,
                 };
-                let (end, written) = streaming::relay(
-                    stream,
-                    relay,
-                    &mut new_stanza_id,
-                    &mut |stanza| self.write(stanza),
-                )
-                .await;
+                let (end, written) =
+                    streaming::relay(stream, relay, &mut new_stanza_id, &mut |stanza| {
+                        self.write(stanza)
+                    })
+                    .await;
                 outcomes.streamed(&end, written);
                 match end {
                     StreamEnd::Complete => debug!(
@@ -516,9 +514,17 @@ impl Shared {
                 return;
             }
         };
-        let (stanzas, refused) =
-            stanzas_to_send_live(request, &response, &self.domain, notified, &mut new_stanza_id);
-        let replies = stanzas.iter().filter(|stanza| !is_notification(stanza)).count();
+        let (stanzas, refused) = stanzas_to_send_live(
+            request,
+            &response,
+            &self.domain,
+            notified,
+            &mut new_stanza_id,
+        );
+        let replies = stanzas
+            .iter()
+            .filter(|stanza| !is_notification(stanza))
+            .count();
         outcomes.answered(&response, replies, refused.is_some());
         if let Some(reason) = refused {
             warn!(%reason, from = %request.from, to = %request.to, status = response.status, "bot reply refused");

@@ -234,7 +234,12 @@ pub async fn relay(
         let mut stanzas =
             match response_to_stanzas(request, &BotResponse::json(line), domain, new_id) {
                 Ok(stanzas) => stanzas,
-                Err(reason) => break Stop::BadLine { line: lines, reason },
+                Err(reason) => {
+                    break Stop::BadLine {
+                        line: lines,
+                        reason,
+                    };
+                }
             };
         if add_active(request, &mut stanzas) {
             // A message carries <active/>: typing shows again only if the

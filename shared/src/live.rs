@@ -293,7 +293,9 @@ mod tests {
             "<message xmlns='jabber:component:accept'><body>hi</body><active \
              xmlns='http://jabber.org/protocol/chatstates'/></message>"
         )));
-        assert!(!is_notification(&parse("<message xmlns='jabber:component:accept'/>")));
+        assert!(!is_notification(&parse(
+            "<message xmlns='jabber:component:accept'/>"
+        )));
         assert!(!is_notification(&parse(
             "<iq xmlns='jabber:component:accept'><received xmlns='urn:xmpp:receipts'/></iq>"
         )));

@@ -202,3 +202,44 @@ async fn a_bad_line_or_a_stall_stops_the_stream_with_an_error_and_keeps_the_link
     connector.wait_for_log("bot's stream stopped", WAIT).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn typing_shows_before_the_first_line_and_again_between_lines() -> Result<()> {
+    const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
+    let bot = RawBot::start(|_| {
+        ndjson_answer(&[
+            (Duration::from_millis(1200), line("first")),
+            (Duration::from_millis(1500), line("second")),
+        ])
+    })
+    .await?;
+    let (prosody, _connector, mut alice) = rig(&bot, &[]).await?;
+    let to = format!("echo@{}", prosody.component_domain());
+    alice
+        .send(&format!(
+            "<message to='{to}' type='chat' id='s1'><body>go</body>\
+             <active xmlns='{CHAT_STATES}'/></message>"
+        ))
+        .await?;
+    // What alice sees, in order: typing, the first line (ending typing),
+    // typing again, the second line.
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let (message, _) = next_message(&mut alice, "the stream").await?;
+        let state = message
+            .children()
+            .find(|child| child.has_ns(CHAT_STATES))
+            .map(|state| state.name().to_owned());
+        seen.push((body_of(&message), state));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (None, Some("composing".to_owned())),
+            (Some("first".to_owned()), Some("active".to_owned())),
+            (None, Some("composing".to_owned())),
+            (Some("second".to_owned()), Some("active".to_owned())),
+        ]
+    );
+    Ok(())
+}
