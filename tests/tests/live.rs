@@ -309,3 +309,61 @@ async fn several_replies_in_order_all_or_nothing_and_attachments() -> Result<()>
     );
     Ok(())
 }
+
+/// What a client that shows typing sends per message, and what reaches the
+/// bot of it with and without `COMPONENT_MESSAGES_WITHOUT_BODY=skip`:
+/// slixmpp with its own chat-state, receipt and marker plugins
+/// (tests/chatty_client.py). Prints a `chat states:` line for the README.
+#[tokio::test]
+async fn a_client_that_shows_typing_costs_one_request_per_message() -> Result<()> {
+    const MESSAGES: usize = 5;
+    let prosody = Prosody::start().await?;
+    let to = format!("echo@{}", prosody.component_domain());
+    let mut requests = Vec::new();
+    // Messages with a body the person got back.
+    let mut answers = Vec::new();
+    let mut sent = 0;
+    for policy in ["skip", "forward"] {
+        let bot = BotServer::start(|request: BotRequest| async move { echo_reply(&request.json) })
+            .await?;
+        let connector = connector(
+            &prosody,
+            &bot.url(),
+            &[("COMPONENT_MESSAGES_WITHOUT_BODY", policy)],
+        )
+        .await?;
+        let user = format!("chatty-{policy}");
+        let jid = prosody.register(&user, "pw").await?;
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("chatty_client.py");
+        let output = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new("/usr/bin/python3")
+                .arg(script)
+                .args(["--host", "127.0.0.1", "--port"])
+                .arg(prosody.c2s_port().to_string())
+                .args(["--jid", &jid, "--password", "pw", "--to", &to, "--messages"])
+                .arg(MESSAGES.to_string())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await??;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let report: serde_json::Value = serde_json::from_str(stdout.trim())
+            .map_err(|e| format!("{e}: {stdout} {}", String::from_utf8_lossy(&output.stderr)))?;
+        sent = report["sent"].as_u64().unwrap_or_default() as usize;
+        answers.push(report["replies"].as_u64().unwrap_or_default() as usize);
+        requests.push(bot.requests().len());
+        connector.terminate();
+    }
+    eprintln!(
+        "chat states: a client that shows typing sent {sent} messages for {MESSAGES} it wrote; \
+         the bot got {} requests with skip, {} with forward, and the person got {} and {} \
+         answers back",
+        requests[0], requests[1], answers[0], answers[1]
+    );
+    assert_eq!(requests[0], MESSAGES, "one request per message written");
+    assert_eq!(answers[0], MESSAGES, "one answer per message written");
+    assert_eq!(requests[1], sent, "every stanza a request when forwarded");
+    assert!(sent > MESSAGES, "the client sent chat states");
+    Ok(())
+}
