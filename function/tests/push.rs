@@ -78,6 +78,41 @@ async fn a_schedule_makes_the_reminder_bot_push() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_schedule_pushes_once() {
+    let moto = Moto::start();
+    let replies = moto.queue("replies.fifo", &[]).await;
+    let lambda = LambdaEmulator::start(
+        &example("reminder_bot"),
+        &env(
+            &moto,
+            &replies,
+            &[("REMINDER_TO", "alice@example.com, bob@example.com")],
+        ),
+    );
+    // EventBridge Scheduler's input as template.yaml sets it up, with
+    // `<aws.scheduler.scheduled-time>` filled in. Lambda retries a failed
+    // asynchronous invocation with the same event.
+    let fired = json!({"schedule": "xmpp-lambda-schedule", "time": "2026-12-24T08:00:00Z"});
+    let (status, first) = lambda.invoke(&fired).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, retried) = lambda.invoke(&fired).await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(first, retried, "the same envelope ids");
+    // The FIFO reply queue drops the repeats (the connector drops them by
+    // id on any queue): one message per recipient.
+    let envelopes = send_envelopes(&moto, &replies).await;
+    let ids: Vec<&str> = envelopes.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(json!({ "envelopes": ids }), first);
+
+    // The next occurrence is new.
+    let next = json!({"schedule": "xmpp-lambda-schedule", "time": "2026-12-25T08:00:00Z"});
+    let (status, outcome) = lambda.invoke(&next).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_ne!(outcome, first);
+    assert_eq!(send_envelopes(&moto, &replies).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_without_on_event_pushes_nothing() {
     let moto = Moto::start();
     let replies = moto.queue("replies", &[]).await;
