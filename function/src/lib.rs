@@ -71,5 +71,9 @@ pub use proxy::{POOL_IDLE_TIMEOUT, ProxyBot};
 /// this crate.
 pub use xmpp_lambda_shared::{BotResponse, OutboundMessage, Request, StanzaKind};
 
+/// The JSON crate events and webhooks arrive in, re-exported for the same
+/// reason.
+pub use serde_json;
+
 /// The error [`run`] ends with (the Lambda runtime's own).
 pub use lambda_runtime::Error;
