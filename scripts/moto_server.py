@@ -18,11 +18,17 @@ visible again together, the first is skipped as "its group is still in
 flight" (the second still is) and the second is handed out alone, ahead
 of it. SQS hands a group's messages out in order, so here a group counts
 as in flight only while one of its messages is still invisible.
+
+With IAM enforced, moto 5.2 asks for `sqs:SendMessageBatch` and
+`sqs:DeleteMessageBatch`, actions IAM does not have: SQS authorises batch
+calls as `sqs:SendMessage` and `sqs:DeleteMessage`, and so does the
+launcher, so a policy that works on AWS works here.
 """
 
 import sys
 
 from moto.server import main
+from moto.iam.access_control import IAMRequestBase
 from moto.sqs.models import Queue
 
 _unlocked_delete = Queue.delete_message
@@ -46,6 +52,22 @@ def _groups_in_flight(self: Queue) -> set:
 
 
 Queue.pending_message_groups = property(_groups_in_flight)
+
+# SQS's batch calls and the single action each is authorised as.
+_AUTHORISED_AS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+_check_action = IAMRequestBase.check_action_permitted
+
+
+def _check_as_sqs_does(self: IAMRequestBase, resource: str) -> None:
+    self._action = _AUTHORISED_AS.get(self._action, self._action)
+    _check_action(self, resource)
+
+
+IAMRequestBase.check_action_permitted = _check_as_sqs_does
 
 if __name__ == "__main__":
     sys.exit(main())
