@@ -21,7 +21,9 @@ pub fn init_logging() {
         .is_ok_and(|format| format.eq_ignore_ascii_case("json"));
     // An error here means a subscriber is already installed: keep it.
     let _ = if json {
-        builder.json().try_init()
+        // The span (the invocation's request id) once, not also as a list:
+        // CloudWatch bills every byte.
+        builder.json().with_span_list(false).try_init()
     } else {
         builder.try_init()
     };
