@@ -5,28 +5,38 @@
 //!
 //! Plain HTTP/1.1 on hyper. It is meant for loopback or a private network
 //! behind a proxy; `/v1/send` needs a bearer token all the same.
+//!
+//! Whatever reaches it, it stays answerable and leaves the connector its
+//! file descriptors: at most [`connection_cap`] connections are open at
+//! once (one more is closed as soon as it is accepted), each must send a
+//! request head within [`HEADER_READ_TIMEOUT`] (an idle kept-alive one
+//! too), of at most [`MAX_HEAD_BYTES`], and a `/v1/send` body within
+//! [`BODY_READ_TIMEOUT`], of at most [`MAX_SEND_BODY`].
 
 use crate::config::{ConfigError, Secret, Sources, invalid};
 use crate::health::Health;
 use crate::metrics::{self, Metrics};
 use crate::push::{PushError, Pusher};
-use crate::shutdown::Shutdown;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{Value, json};
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use xmpp_lambda_component::Shutdown;
 
 /// The largest `/v1/send` body: an outbound message is at most 64 KiB of
 /// text, and a bigger body is refused before it is read whole.
@@ -40,6 +50,36 @@ const WRITE_WAIT: Duration = Duration::from_secs(10);
 const RETRY_AFTER_SECONDS: u32 = 5;
 /// How long open API connections get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a client has to send a request head, from its connection (or
+/// its previous answer) on: a connection that trickles its head or sits
+/// idle is closed then, and cannot hold one of the few API connections
+/// for long. Health checks and scrapers send their head at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a `/v1/send` body may take to arrive once its head has: `408`
+/// after that.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head (request line and header fields): `431`
+/// beyond it. hyper also refuses more than 100 header fields (`431`).
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// hyper's read buffer per connection: at least its own minimum (8 KiB)
+/// and room for a whole head.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// The most API connections open at once, however many descriptors the
+/// process has: the API serves a health checker, a scraper and a few
+/// pushing bots.
+pub const MAX_CONNECTIONS: usize = 128;
+/// How often the API says it is refusing connections at its cap.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The most API connections open at once given the process's open-file
+/// limit: at most a quarter of it, so the link, up to
+/// [`crate::dispatch::MAX_IN_FLIGHT`] connections to bots and the SQS
+/// client always find descriptors, and at most [`MAX_CONNECTIONS`].
+pub fn connection_cap(open_file_limit: u64) -> usize {
+    usize::try_from(open_file_limit / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(1, MAX_CONNECTIONS)
+}
 
 /// The API's options (`COMPONENT_API_LISTEN`, `COMPONENT_API_TOKEN`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,7 +110,7 @@ impl ApiOptions {
                     expected: "at least 32 characters",
                 });
             }
-            Some(token) => Some(Secret(token)),
+            Some(token) => Some(Secret::new(token)),
         };
         if token.is_some() && listen.is_none() {
             return Err(ConfigError::Missing {
@@ -119,13 +159,22 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves the API until shutdown, then gives open connections a moment to
-/// finish. Returning drops every handle to the link's writer it held.
-pub async fn serve(listener: TcpListener, api: Api, mut shutdown: Shutdown) {
+/// Serves the API until shutdown, at most `max_connections` connections
+/// at once, then gives open connections a moment to finish. Returning
+/// drops every handle to the link's writer it held.
+pub async fn serve(
+    listener: TcpListener,
+    api: Api,
+    max_connections: usize,
+    mut shutdown: Shutdown,
+) {
     let api = Arc::new(api);
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, send = api.token.is_some(), "API listening");
+        info!(%addr, send = api.token.is_some(), max_connections, "API listening");
     }
+    let builder = http_builder();
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut refusals = Refusals::default();
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -141,17 +190,22 @@ pub async fn serve(listener: TcpListener, api: Api, mut shutdown: Shutdown) {
             },
             () = shutdown.recv() => break,
         };
-        let api = Arc::clone(&api);
-        let service = service_fn(move |request| {
-            let api = Arc::clone(&api);
-            async move { Ok::<_, std::convert::Infallible>(route(&api, request).await) }
-        });
-        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        // At the cap the new connection is closed at once: its descriptor
+        // is free again, and the ones served go on. Slots come back as
+        // slow or idle clients hit the header timeout.
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            drop(stream);
+            refusals.refused(max_connections);
+            continue;
+        };
+        refusals.accepted();
+        let connection = builder.serve_connection(TokioIo::new(stream), Routes(Arc::clone(&api)));
         let connection = graceful.watch(connection);
         connections.spawn(async move {
             if let Err(error) = connection.await {
                 debug!(%peer, %error, "API connection ended");
             }
+            drop(slot);
         });
         while connections.try_join_next().is_some() {}
     }
@@ -163,6 +217,83 @@ pub async fn serve(listener: TcpListener, api: Api, mut shutdown: Shutdown) {
         debug!("API connections still open at shutdown; closing them");
     }
     connections.shutdown().await;
+}
+
+/// The HTTP/1.1 server settings of every API connection: the head's time
+/// and size limits.
+fn http_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(READ_BUFFER_BYTES);
+    builder
+}
+
+/// The API's routes as a hyper service. Each request's future is boxed:
+/// the API is not on any hot path.
+struct Routes(
+    /// What every handler shares, one per listener.
+    Arc<Api>,
+);
+
+impl hyper::service::Service<Request<Incoming>> for Routes {
+    type Response = Answer;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Answer, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let api = Arc::clone(&self.0);
+        Box::pin(async move { Ok(route(&api, request).await) })
+    }
+}
+
+/// Connections closed at the cap since the last report, and when the last
+/// report was: the log says so at most once a minute, not per connection.
+#[derive(Debug, Default)]
+struct Refusals {
+    /// Refused since the last report.
+    count: u64,
+    /// When the last report was made.
+    reported_at: Option<Instant>,
+}
+
+impl Refusals {
+    fn refused(&mut self, max_connections: usize) {
+        self.count += 1;
+        if self
+            .reported_at
+            .is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL)
+        {
+            warn!(
+                max_connections,
+                refused = self.count,
+                "API connection limit reached: new API connections are closed at once"
+            );
+            self.count = 0;
+            self.reported_at = Some(Instant::now());
+        }
+    }
+
+    fn accepted(&mut self) {
+        if self.count > 0 {
+            info!(refused = self.count, "API connections are accepted again");
+            self.count = 0;
+        }
+    }
+}
+
+/// Serves one connection as the API does (tests drive it over an
+/// in-memory pipe).
+#[cfg(test)]
+async fn serve_one<I>(io: I, api: &Arc<Api>) -> hyper::Result<()>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    http_builder()
+        .serve_connection(TokioIo::new(io), Routes(Arc::clone(api)))
+        .await
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -207,23 +338,37 @@ async fn send(api: &Api, request: Request<Incoming>) -> Answer {
             .insert("www-authenticate", HeaderValue::from_static("Bearer"));
         return answer;
     }
+    // A declared length over the limit is refused before a byte of the
+    // body is read; a chunked body is cut where it passes the limit.
     let declared = request
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > MAX_SEND_BODY) {
-        return too_large();
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_SEND_BODY as u64) {
+        return closing(too_large());
     }
-    let body = match Limited::new(request.into_body(), MAX_SEND_BODY)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(error) => {
+    let body = Limited::new(request.into_body(), MAX_SEND_BODY).collect();
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, body).await {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            return closing(too_large());
+        }
+        Ok(Err(error)) => {
             debug!(%error, "reading a /v1/send body");
-            return error_answer(StatusCode::BAD_REQUEST, "the body could not be read");
+            return closing(error_answer(
+                StatusCode::BAD_REQUEST,
+                "the body could not be read",
+            ));
+        }
+        Err(_) => {
+            return closing(error_answer(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the body did not arrive within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            ));
         }
     };
     let (messages, listed) = match messages_of(&body) {
@@ -325,6 +470,15 @@ fn too_large() -> Answer {
     )
 }
 
+/// `answer`, closing the connection after it: the rest of the body was
+/// not read, so nothing after it on the connection can be trusted.
+fn closing(mut answer: Answer) -> Answer {
+    answer
+        .headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    answer
+}
+
 fn unavailable(reason: &str) -> Answer {
     let mut answer = error_answer(StatusCode::SERVICE_UNAVAILABLE, reason);
     answer
@@ -344,6 +498,328 @@ fn method_not_allowed(allowed: &'static str) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::task::JoinHandle;
+
+    const TOKEN: &str = "a-test-token-of-more-than-32-characters";
+
+    /// An API with a token and a link that is down (pushes get 503).
+    fn test_api() -> Arc<Api> {
+        let (writer, _) = tokio::sync::mpsc::unbounded_channel();
+        let (_, link) = tokio::sync::watch::channel(xmpp_lambda_component::LinkState::Connecting);
+        let pusher = Pusher::new(
+            "bot.example.com",
+            writer,
+            link.clone(),
+            crate::rooms::RoomDirectory::default(),
+        );
+        let (_, shutdown) = xmpp_lambda_component::shutdown_channel();
+        Arc::new(Api::new(
+            Some(Secret::new(TOKEN)),
+            pusher,
+            Health::new(link, None),
+            shutdown,
+            Metrics::new(),
+        ))
+    }
+
+    /// The client's end of one API connection served in the background,
+    /// and the task serving it (which must not panic).
+    fn connect() -> (DuplexStream, JoinHandle<()>) {
+        let (client, server) = tokio::io::duplex(256 * 1024);
+        let api = test_api();
+        let served = tokio::spawn(async move {
+            let _ = serve_one(server, &api).await;
+        });
+        (client, served)
+    }
+
+    /// Everything the API writes until it closes the connection, and the
+    /// time that took.
+    async fn until_closed(client: &mut DuplexStream) -> (String, Duration) {
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer).await;
+        (
+            String::from_utf8_lossy(&answer).into_owned(),
+            started.elapsed(),
+        )
+    }
+
+    /// The status codes of the answers in `text`.
+    fn statuses(text: &str) -> Vec<u16> {
+        text.match_indices("HTTP/1.1 ")
+            .filter_map(|(at, _)| text.get(at + 9..at + 12)?.parse().ok())
+            .collect()
+    }
+
+    /// A connection that sends half a head, or trickles it, is closed at
+    /// the header timeout without an answer.
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_never_ends_is_closed_at_the_header_timeout() {
+        let (mut client, served) = connect();
+        client
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .expect("write");
+        let (answer, waited) = until_closed(&mut client).await;
+        assert_eq!((answer.as_str(), waited), ("", HEADER_READ_TIMEOUT));
+        served.await.expect("no panic");
+
+        let (client, served) = connect();
+        let (mut reader, mut writer) = tokio::io::split(client);
+        let trickle = tokio::spawn(async move {
+            for byte in b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: abcdefghijklmnopqrstuvwxyz" {
+                if writer.write_all(&[*byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let _ = reader.read_to_end(&mut answer).await;
+        assert!(answer.is_empty(), "{answer:?}");
+        assert_eq!(
+            started.elapsed(),
+            HEADER_READ_TIMEOUT,
+            "a trickle does not extend it"
+        );
+        served.await.expect("no panic");
+        trickle.abort();
+    }
+
+    /// A kept-alive connection that sends nothing more is closed at the
+    /// header timeout after its answer.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_closed_at_the_header_timeout() {
+        let (mut client, served) = connect();
+        client
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let (answer, waited) = until_closed(&mut client).await;
+        assert_eq!(statuses(&answer), [200], "{answer}");
+        assert_eq!(waited, HEADER_READ_TIMEOUT);
+        served.await.expect("no panic");
+    }
+
+    fn send_head(extra: &str) -> String {
+        format!(
+            "POST /v1/send HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\
+             content-type: application/json\r\n{extra}\r\n"
+        )
+    }
+
+    /// A body that comes too slowly gets 408 and the connection closed.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_body_gets_408() {
+        let (mut client, served) = connect();
+        let request = format!("{}{{\"to\"", send_head("content-length: 20\r\n"));
+        client.write_all(request.as_bytes()).await.expect("write");
+        let (answer, waited) = until_closed(&mut client).await;
+        assert_eq!(statuses(&answer), [408], "{answer}");
+        assert!(answer.contains("{\"error\":\"the body did not arrive within 10 s\"}"));
+        assert_eq!(waited, BODY_READ_TIMEOUT);
+        served.await.expect("no panic");
+    }
+
+    /// A declared length over the limit is refused before a byte of the
+    /// body is sent; a chunked body is cut where it passes the limit.
+    #[tokio::test(start_paused = true)]
+    async fn bodies_over_the_limit_get_413_without_being_read() {
+        let (mut client, served) = connect();
+        let request = send_head("content-length: 1000000\r\n");
+        client.write_all(request.as_bytes()).await.expect("write");
+        let (answer, waited) = until_closed(&mut client).await;
+        assert_eq!(statuses(&answer), [413], "{answer}");
+        assert_eq!(
+            waited,
+            Duration::ZERO,
+            "answered without waiting for the body"
+        );
+        assert!(answer.contains("connection: close"), "{answer}");
+        served.await.expect("no panic");
+
+        let (mut client, served) = connect();
+        // One chunk claiming 256 MiB; 70 KiB of it sent.
+        let mut request = send_head("transfer-encoding: chunked\r\n").into_bytes();
+        request.extend_from_slice(b"10000000\r\n");
+        request.extend_from_slice(&[b' '; 70 * 1024]);
+        client.write_all(&request).await.expect("write");
+        let (answer, _) = until_closed(&mut client).await;
+        assert_eq!(statuses(&answer), [413], "{answer}");
+        served.await.expect("no panic");
+    }
+
+    /// Heads over the size or field-count limit get 431.
+    #[tokio::test(start_paused = true)]
+    async fn heads_over_the_limits_get_431() {
+        let long_field = format!("x-long: {}\r\n", "a".repeat(MAX_HEAD_BYTES));
+        let many_fields = "x-field: 1\r\n".repeat(101);
+        let long_target = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_HEAD_BYTES));
+        for head in [
+            format!("GET /healthz HTTP/1.1\r\n{long_field}\r\n"),
+            format!("GET /healthz HTTP/1.1\r\n{many_fields}\r\n"),
+            format!("{long_target}\r\n"),
+        ] {
+            let (mut client, served) = connect();
+            client.write_all(head.as_bytes()).await.expect("write");
+            let (answer, _) = until_closed(&mut client).await;
+            assert_eq!(statuses(&answer), [431], "{:.60}: {answer}", head);
+            served.await.expect("no panic");
+        }
+    }
+
+    /// Odd request lines get an answer (or a close), never a panic.
+    #[tokio::test(start_paused = true)]
+    async fn odd_request_lines_get_an_answer_not_a_panic() {
+        let cases: [(&[u8], &[u16]); 14] = [
+            (b"GET /healthz HTTP/1.1\r\n\r\n", &[200]),
+            (
+                b"GET http://elsewhere/healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+                &[200],
+            ),
+            (b"GET /healthz?x=%ff%00 HTTP/1.1\r\nhost: x\r\n\r\n", &[200]),
+            (b"GET * HTTP/1.1\r\nhost: x\r\n\r\n", &[404]),
+            (b"OPTIONS * HTTP/1.1\r\nhost: x\r\n\r\n", &[404]),
+            (
+                b"CONNECT example.com:443 HTTP/1.1\r\nhost: x\r\n\r\n",
+                &[404],
+            ),
+            (b"DELETE /healthz HTTP/1.1\r\nhost: x\r\n\r\n", &[405]),
+            (b"GET /%zz HTTP/1.1\r\nhost: x\r\n\r\n", &[404]),
+            (b"GET /\xff\xfe HTTP/1.1\r\nhost: x\r\n\r\n", &[400]),
+            (b"G\x00T / HTTP/1.1\r\n\r\n", &[400]),
+            (b"GET / HTTP/2.0\r\n\r\n", &[400]),
+            (
+                b"GET /healthz HTTP/1.1\r\nhost: x\r\ncontent-length: -1\r\n\r\n",
+                &[400],
+            ),
+            (b"\r\n\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n", &[200]),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &[]),
+        ];
+        for (request, expected) in cases {
+            let (mut client, served) = connect();
+            client.write_all(request).await.expect("write");
+            let (answer, waited) = until_closed(&mut client).await;
+            assert_eq!(
+                statuses(&answer),
+                expected,
+                "{:?}: {answer}",
+                String::from_utf8_lossy(request)
+            );
+            assert!(waited <= HEADER_READ_TIMEOUT);
+            served.await.expect("no panic");
+        }
+    }
+
+    /// Any request head, however malformed, and any body: the connection
+    /// ends (answered, or closed) within the read timeouts, and nothing
+    /// panics.
+    #[test]
+    fn any_request_ends_without_a_panic() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngSeed, TestRunner};
+        let bytes_or = |choices: &'static [&'static str]| {
+            prop_oneof![
+                3 => prop::sample::select(choices).prop_map(|s| s.as_bytes().to_vec()),
+                1 => prop::collection::vec(any::<u8>(), 0..12),
+            ]
+        };
+        let method = bytes_or(&["GET", "POST", "DELETE", "OPTIONS", "CONNECT", "PRI", "get"]);
+        let target = bytes_or(&[
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/v1/send",
+            "*",
+            "http://x/healthz",
+            "/%ff",
+            "//",
+        ]);
+        let version = bytes_or(&["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 x", "HTTP/0.9"]);
+        let header = (
+            bytes_or(&[
+                "host",
+                "content-length",
+                "transfer-encoding",
+                "authorization",
+                "connection",
+                "expect",
+            ]),
+            bytes_or(&[
+                "0",
+                "10",
+                "-1",
+                "99999999999999999999",
+                "chunked",
+                "Bearer a-test-token-of-more-than-32-characters",
+                "close",
+                "100-continue",
+            ]),
+        );
+        let request = (
+            method,
+            target,
+            version,
+            prop::collection::vec(header, 0..5),
+            prop::sample::select(&["\r\n", "\r\n", "\n", "\r"][..]),
+            prop::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(method, target, version, headers, end, body)| {
+                let mut bytes = [method, target, version].join(&b' ');
+                bytes.extend_from_slice(end.as_bytes());
+                for (name, value) in headers {
+                    bytes.extend_from_slice(&name);
+                    bytes.extend_from_slice(b": ");
+                    bytes.extend_from_slice(&value);
+                    bytes.extend_from_slice(end.as_bytes());
+                }
+                bytes.extend_from_slice(end.as_bytes());
+                bytes.extend_from_slice(&body);
+                bytes
+            });
+        let config = Config {
+            cases: 2000,
+            rng_seed: RngSeed::Fixed(0x6170_6931),
+            failure_persistence: None,
+            ..Config::default()
+        };
+        let result = TestRunner::new(config).run(&request, |bytes| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let (mut client, served) = connect();
+                client.write_all(&bytes).await.expect("write");
+                let (answer, waited) = until_closed(&mut client).await;
+                prop_assert!(served.await.is_ok(), "panicked on {bytes:?}");
+                prop_assert!(
+                    waited <= HEADER_READ_TIMEOUT + BODY_READ_TIMEOUT,
+                    "{bytes:?} held the connection for {waited:?}"
+                );
+                for status in statuses(&answer) {
+                    prop_assert!((200..600).contains(&status), "{answer}");
+                }
+                Ok(())
+            })
+        });
+        if let Err(error) = result {
+            panic!("{error}");
+        }
+    }
+
+    #[test]
+    fn the_connection_cap_leaves_most_descriptors_to_the_rest() {
+        assert_eq!(connection_cap(1024), 128);
+        assert_eq!(connection_cap(256), 64);
+        assert_eq!(connection_cap(1 << 20), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(u64::MAX), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(2), 1);
+    }
 
     fn header(value: &str) -> HeaderValue {
         HeaderValue::from_str(value).expect("valid header")
@@ -351,7 +827,7 @@ mod tests {
 
     #[test]
     fn only_the_exact_bearer_token_is_authorized() {
-        let token = Secret("t".repeat(32));
+        let token = Secret::new("t".repeat(32));
         assert!(authorized(
             Some(&token),
             Some(&header(&format!("Bearer {}", "t".repeat(32))))

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use xmpp_lambda_component::Secret;
 use xmpp_lambda_shared::StanzaKind;
 use xmpp_lambda_shared::signing::{MIN_SECRET_BYTES, Signer};
 
@@ -152,23 +153,6 @@ pub enum ConfigError {
     ConfigFileMissing,
     #[error("config file {path:?}: {reason}")]
     File { path: PathBuf, reason: String },
-}
-
-/// A secret that never shows in logs or `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub(crate) String);
-
-impl Secret {
-    /// The secret itself, for the one place that needs it (the handshake).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
 }
 
 /// How requests reach the bot.
@@ -405,7 +389,7 @@ impl Config {
             "COMPONENT_JID",
             "the component's domain, e.g. bot.example.com",
         )?)?;
-        let component_secret = Secret(required(
+        let component_secret = Secret::new(required(
             sources,
             "COMPONENT_SECRET",
             "the XEP-0114 shared secret",
@@ -482,7 +466,7 @@ impl Config {
                     expected: "at least 16 bytes, e.g. from `openssl rand -hex 32`",
                 });
             }
-            secret => secret.map(Secret),
+            secret => secret.map(Secret::new),
         };
         let log_format = match sources.get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,

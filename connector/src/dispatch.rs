@@ -16,11 +16,10 @@
 //! standard queue keeps no order, so there every request is sent at once,
 //! and one user's burst fills batches instead of going out one call each.
 
-use crate::link::Outbound;
 use crate::metrics::Metrics;
+use crate::request_memory::{Held, RequestMemory, TooLarge};
 use crate::rooms::{RoomRoute, Rooms};
 use crate::routes::{Destination, Router};
-use crate::shutdown::Shutdown;
 use crate::transport::Forwarded;
 use minidom::Element;
 use std::collections::{HashMap, VecDeque};
@@ -28,9 +27,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use xmpp_lambda_component::Shutdown;
+use xmpp_lambda_component::{Inbound, Outbound, Oversize};
 use xmpp_lambda_shared::{
     ErrorType, Request, StanzaErrorSpec, StanzaKind, conversation_id, error_reply, iq_auto_answer,
-    presence_auto_answer, stanza_to_request, stanzas_to_send,
+    presence_auto_answer, stanza_to_request, stanzas_to_send, too_large_error, wants_answer,
 };
 
 /// Requests accepted but not yet answered, over all conversations.
@@ -49,6 +50,9 @@ pub struct Dispatcher {
     /// Which stanzas concern the group chats, and what of them reaches the
     /// bot.
     rooms: Rooms,
+    /// The bytes requests in flight may hold together: at the limit the
+    /// dispatcher waits, as at the in-flight limit.
+    memory: RequestMemory,
 }
 
 /// State the conversation tasks share.
@@ -74,11 +78,38 @@ struct Job {
     /// Held until the reply is queued for writing (http), or the request
     /// is on the request queue (sqs).
     _permit: OwnedSemaphorePermit,
+    /// The request's bytes against the memory budget, held as long as the
+    /// request is.
+    _memory: HeldMemory,
     /// When the stanza arrived, for the latency in the log.
     received_at: Instant,
     /// Counts the request in `xmpp_lambda_requests_in_flight` while it
     /// lives.
     _in_flight: InFlight,
+}
+
+/// A request's bytes against the budget, shown in
+/// `xmpp_lambda_request_memory_bytes` until dropped.
+struct HeldMemory {
+    held: Held,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl HeldMemory {
+    fn new(held: Held, gauge: &prometheus_client::metrics::gauge::Gauge) -> HeldMemory {
+        gauge.inc_by(i64::try_from(held.bytes()).unwrap_or(i64::MAX));
+        HeldMemory {
+            held,
+            gauge: gauge.clone(),
+        }
+    }
+}
+
+impl Drop for HeldMemory {
+    fn drop(&mut self) {
+        self.gauge
+            .dec_by(i64::try_from(self.held.bytes()).unwrap_or(i64::MAX));
+    }
 }
 
 /// One request in `xmpp_lambda_requests_in_flight`, until dropped.
@@ -103,6 +134,7 @@ impl Dispatcher {
         router: Router,
         writer: mpsc::UnboundedSender<Outbound>,
         rooms: Rooms,
+        memory: RequestMemory,
         metrics: Metrics,
     ) -> Dispatcher {
         Dispatcher {
@@ -115,6 +147,7 @@ impl Dispatcher {
             router,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             rooms,
+            memory,
         }
     }
 
@@ -123,11 +156,12 @@ impl Dispatcher {
     /// meanwhile are still auto-answered, and forwarded kinds are refused
     /// with an error so the sender knows to try again. Returning drops the
     /// last writer handles, which tells the link that all is written.
-    pub async fn run(self, mut inbound: mpsc::Receiver<Element>, mut shutdown: Shutdown) {
+    pub async fn run(self, mut inbound: mpsc::Receiver<Inbound>, mut shutdown: Shutdown) {
         loop {
             tokio::select! {
-                stanza = inbound.recv() => match stanza {
-                    Some(stanza) => self.handle(stanza).await,
+                read = inbound.recv() => match read {
+                    Some(Inbound::Stanza(stanza)) => self.handle(stanza).await,
+                    Some(Inbound::Skipped { head, oversize }) => self.skipped(head.as_ref(), oversize),
                     None => break,
                 },
                 () = shutdown.recv() => break,
@@ -144,8 +178,8 @@ impl Dispatcher {
                 // Every permit back: nothing is in flight any more. The
                 // semaphore is never closed, so this cannot fail.
                 _ = self.in_flight.acquire_many(MAX_IN_FLIGHT as u32) => break,
-                stanza = inbound.recv(), if link_open => match stanza {
-                    Some(stanza) => self.refuse(stanza),
+                read = inbound.recv(), if link_open => match read {
+                    Some(read) => self.refuse(read),
                     None => link_open = false,
                 },
             }
@@ -153,8 +187,8 @@ impl Dispatcher {
         // Stanzas the link handed over meanwhile are refused too, not
         // dropped with the channel; the link refuses any later ones itself.
         inbound.close();
-        while let Some(stanza) = inbound.recv().await {
-            self.refuse(stanza);
+        while let Some(read) = inbound.recv().await {
+            self.refuse(read);
         }
         info!("all requests answered");
     }
@@ -200,8 +234,31 @@ impl Dispatcher {
             .cloned()
     }
 
+    /// A stanza the link skipped for passing a limit: counted, and its
+    /// sender told it was too large, when the sender waits for an answer
+    /// and is not in a room.
+    fn skipped(&self, head: Option<&Element>, oversize: Oversize) {
+        self.shared.metrics.stanza_skipped(oversize);
+        let Some(head) = head.filter(|head| wants_answer(head)) else {
+            return;
+        };
+        if self.rooms.is_room(head.attr("from").unwrap_or_default()) {
+            return;
+        }
+        if let Some(error) = stanza_to_request(head)
+            .ok()
+            .and_then(|request| error_reply(&request, &too_large_error()))
+        {
+            self.shared.write(error);
+        }
+    }
+
     /// One stanza, while shutting down: no new requests to the bot.
-    fn refuse(&self, stanza: Element) {
+    fn refuse(&self, read: Inbound) {
+        let stanza = match read {
+            Inbound::Stanza(stanza) => stanza,
+            Inbound::Skipped { head, oversize } => return self.skipped(head.as_ref(), oversize),
+        };
         let Ok(kind) = stanza.name().parse::<StanzaKind>() else {
             return;
         };
@@ -216,15 +273,7 @@ impl Dispatcher {
             self.auto_answer(kind, &stanza);
             return;
         }
-        let spec = StanzaErrorSpec::new(
-            ErrorType::Wait,
-            "remote-server-timeout",
-            Some("The bot is restarting"),
-        );
-        if let Some(error) = stanza_to_request(&stanza)
-            .ok()
-            .and_then(|request| error_reply(&request, &spec))
-        {
+        if let Some(error) = restarting_answer(&stanza) {
             self.shared.write(error);
         }
     }
@@ -255,6 +304,25 @@ impl Dispatcher {
     /// Waits while the in-flight limit is reached.
     async fn forward(&self, destination: Arc<Destination>, request: Request) {
         let received_at = Instant::now();
+        let memory = match self.memory.reserve(RequestMemory::cost(&request)).await {
+            Ok(held) => HeldMemory::new(held, &self.shared.metrics.request_memory_bytes),
+            Err(TooLarge { limit }) => {
+                warn!(
+                    from = %request.from,
+                    to = %request.to,
+                    id = request.id.as_deref().unwrap_or_default(),
+                    bytes = RequestMemory::cost(&request),
+                    "stanza skipped: its request would hold more than the {limit} bytes one request may"
+                );
+                self.shared
+                    .metrics
+                    .stanza_skipped(Oversize::Memory { limit });
+                if let Some(error) = error_reply(&request, &too_large_error()) {
+                    self.shared.write(error);
+                }
+                return;
+            }
+        };
         let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
             // Only a closed semaphore fails, and this one is never closed.
             warn!("in-flight limit unavailable; request dropped");
@@ -264,6 +332,7 @@ impl Dispatcher {
             request,
             destination,
             _permit: permit,
+            _memory: memory,
             received_at,
             _in_flight: InFlight::new(&self.shared.metrics.requests_in_flight),
         };
@@ -293,6 +362,23 @@ impl Dispatcher {
             tokio::spawn(converse(Arc::clone(&self.shared), key, job));
         }
     }
+}
+
+/// The answer to a stanza the bot cannot take because the connector is
+/// shutting down: `wait/remote-server-timeout` "The bot is restarting", so
+/// the sender knows to try again. `None` for a stanza that wants no answer.
+pub fn restarting_answer(stanza: &Element) -> Option<Element> {
+    if !wants_answer(stanza) {
+        return None;
+    }
+    let spec = StanzaErrorSpec::new(
+        ErrorType::Wait,
+        "remote-server-timeout",
+        Some("The bot is restarting"),
+    );
+    stanza_to_request(stanza)
+        .ok()
+        .and_then(|request| error_reply(&request, &spec))
 }
 
 /// A fresh id for a stanza the connector sends: a random UUID, written

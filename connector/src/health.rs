@@ -1,10 +1,10 @@
 //! Whether the connector can serve right now, for `/readyz`: linked to the
 //! XMPP server and, when it uses SQS, able to reach its queues.
 
-use crate::link::LinkState;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
+use xmpp_lambda_component::LinkState;
 
 /// Which of the connector's SQS calls an outcome is about: the request
 /// queue's sends and the reply queue's polls fail for different reasons

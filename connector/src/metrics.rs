@@ -5,7 +5,6 @@
 //! the part that counts (an atomic add, no lookup by label on the hot
 //! path). Names start with `xmpp_lambda_`; each has HELP text.
 
-use crate::link::LinkState;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,6 +13,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use tokio::sync::watch;
+use xmpp_lambda_component::{LinkState, Oversize};
 use xmpp_lambda_shared::{BotResponse, StanzaKind};
 
 /// The media type of [`Metrics::encode`]'s text.
@@ -40,6 +40,11 @@ pub struct Metrics {
     pub bot_answer_seconds: Histogram,
     /// Requests accepted and not yet answered (or queued).
     pub requests_in_flight: Gauge,
+    /// Bytes the requests in flight hold against their budget.
+    pub request_memory_bytes: Gauge,
+    /// Stanzas skipped for passing a read limit or the memory budget, by
+    /// limit.
+    stanzas_skipped: SkippedCounters,
     /// 1 while the link is up.
     link_up: Gauge,
     /// 1 while another connector holds the link and this one waits.
@@ -60,6 +65,15 @@ struct StanzaCounters {
     message: Counter,
     presence: Counter,
     iq: Counter,
+}
+
+/// Stanzas skipped, one counter per limit.
+#[derive(Clone)]
+struct SkippedCounters {
+    bytes: Counter,
+    markup: Counter,
+    depth: Counter,
+    memory: Counter,
 }
 
 /// Requests by outcome (DESIGN §8).
@@ -135,6 +149,20 @@ impl Metrics {
             "Requests accepted and not yet answered (sqs: not yet queued)",
             requests_in_flight.clone(),
         );
+        let request_memory_bytes = Gauge::default();
+        registry.register(
+            "request_memory_bytes",
+            "Bytes held by requests in flight, counted against their memory budget",
+            request_memory_bytes.clone(),
+        );
+        let skipped = Family::<Labels, Counter>::default();
+        registry.register(
+            "stanzas_skipped",
+            "Stanzas not handed to the bot because they passed a limit: bytes, markup \
+             (elements and attributes), depth, memory",
+            skipped.clone(),
+        );
+        let limit = |name: &'static str| skipped.get_or_create(&vec![("limit", name)]).clone();
         let link_up = Gauge::default();
         registry.register(
             "link_up",
@@ -202,6 +230,13 @@ impl Metrics {
             },
             bot_answer_seconds,
             requests_in_flight,
+            request_memory_bytes,
+            stanzas_skipped: SkippedCounters {
+                bytes: limit("bytes"),
+                markup: limit("markup"),
+                depth: limit("depth"),
+                memory: limit("memory"),
+            },
             link_up,
             link_standby,
             link_connects,
@@ -230,6 +265,17 @@ impl Metrics {
             StanzaKind::Presence => self.stanzas.presence.inc(),
             StanzaKind::Iq => self.stanzas.iq.inc(),
         };
+    }
+
+    /// Counts a stanza skipped for passing a limit.
+    pub fn stanza_skipped(&self, oversize: Oversize) {
+        let counter = match oversize {
+            Oversize::Bytes { .. } => &self.stanzas_skipped.bytes,
+            Oversize::Markup { .. } => &self.stanzas_skipped.markup,
+            Oversize::Depth { .. } => &self.stanzas_skipped.depth,
+            Oversize::Memory { .. } => &self.stanzas_skipped.memory,
+        };
+        counter.inc();
     }
 
     /// Everything, in Prometheus' text format.
@@ -302,7 +348,7 @@ mod tests {
             .lines()
             .filter_map(|line| line.strip_prefix("# TYPE "))
             .collect();
-        assert_eq!(families.len(), 11, "{text}");
+        assert_eq!(families.len(), 13, "{text}");
         for family in families {
             let name = family.split(' ').next().unwrap_or_default();
             assert!(

@@ -7,13 +7,13 @@
 //! does the same before it deletes the envelope.
 
 use crate::dispatch::new_stanza_id;
-use crate::link::{LinkState, Outbound};
 use crate::rooms::RoomDirectory;
 use minidom::Element;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+use xmpp_lambda_component::{LinkState, Outbound};
 use xmpp_lambda_shared::{bad_message_text, outbound_to_stanza};
 
 /// Checks pushed messages and writes their stanzas; cheap to clone.

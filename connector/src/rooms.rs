@@ -17,10 +17,7 @@
 //! [`RoomDirectory`] is what both share with the pusher: each room's real
 //! JID and current nick.
 
-use crate::backoff::Backoff;
 use crate::config::{ConfigError, Sources, invalid};
-use crate::link::{LinkState, Outbound};
-use crate::shutdown::Shutdown;
 use minidom::Element;
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
@@ -29,6 +26,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use xmpp_lambda_component::Backoff;
+use xmpp_lambda_component::Shutdown;
+use xmpp_lambda_component::{LinkState, Outbound};
 use xmpp_lambda_shared::Request;
 use xmpp_lambda_shared::muc::{
     Invite, RoomMessage, RoomMessages, RoomPresence, instant_room_request, invite_of,
@@ -226,6 +226,13 @@ pub struct Rooms {
 
 impl Rooms {
     /// Where `stanza` goes; presences and invitations go to the keeper.
+    /// Whether `from` is a room the connector is in, or an occupant of
+    /// one: nothing may be answered there with an error.
+    pub fn is_room(&self, from: &str) -> bool {
+        let room = from.split('/').next().unwrap_or(from);
+        self.directory.nick(room).is_some()
+    }
+
     pub fn route(&self, stanza: &Element) -> RoomRoute {
         let Some(from) = stanza.attr("from") else {
             return RoomRoute::NotRooms;

@@ -209,7 +209,7 @@ fn parse_table(number: usize, table: &toml::Table) -> Result<RouteConfig, Config
                 "\"secret\" is shorter than {MIN_SECRET_BYTES} bytes (the value is not shown)"
             )));
         }
-        secret => secret.map(Secret),
+        secret => secret.map(Secret::new),
     };
     Ok(RouteConfig {
         pattern,

@@ -8,16 +8,27 @@
 //! shortly before they expire. The signature itself is computed by the
 //! `aws-sigv4` crate and covers the method, path, query, host, content
 //! type, date, session token and a hash of the body.
+//!
+//! Finding credentials and signing happen within the request's own
+//! timeout: a provider that never answers (a container-credentials
+//! endpoint that accepts and stays silent) costs each request at most its
+//! timeout, and the user gets the no-response error. The lookup itself
+//! runs in a task of its own, shared by every request waiting for it, so a
+//! request that gives up does not cancel it for the next one.
 
 use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use reqwest::Url;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{Mutex, OnceCell};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
 use tracing::{debug, error, info};
 
 /// The signing name of Lambda, Function URLs included.
@@ -99,6 +110,11 @@ pub enum SignError {
     NoRegion,
     #[error("cannot sign the request: {0}")]
     Signing(String),
+    #[error(
+        "no AWS credentials within the request's timeout: a credential provider \
+         did not answer in time"
+    )]
+    Timeout,
 }
 
 /// Signs requests to one URL with SigV4 for Lambda.
@@ -110,7 +126,8 @@ pub struct RequestSigner {
     /// The SDK's credentials provider and region, found on first use so a
     /// connector that never sends a request never looks for them.
     aws: OnceCell<AwsSource>,
-    /// The last credentials found, shared by every request.
+    /// The last credentials found, and the lookup under way, shared by
+    /// every request. Never held across an await.
     cache: Mutex<CredentialsCache>,
     /// Set once the failure to sign has been logged, so a connector without
     /// credentials logs it once instead of for every stanza; cleared when
@@ -129,13 +146,31 @@ struct AwsSource {
 }
 
 /// Credentials and when to look again.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct CredentialsCache {
     /// The credentials and when they must be fetched again.
     current: Option<(Credentials, SystemTime)>,
     /// The last failed lookup, its message and when it happened.
     last_failure: Option<(String, Instant)>,
+    /// The lookup under way, if any: requests arriving meanwhile wait for
+    /// its result instead of starting their own.
+    lookup: Option<Lookup>,
 }
+
+impl std::fmt::Debug for CredentialsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsCache")
+            .field("current", &self.current)
+            .field("last_failure", &self.last_failure)
+            .field("looking_up", &self.lookup.is_some())
+            .finish()
+    }
+}
+
+/// One credentials lookup, running in a task of its own; every request
+/// waiting for it gets the same result (credentials, or why there are
+/// none).
+type Lookup = Shared<BoxFuture<'static, Result<Credentials, String>>>;
 
 impl RequestSigner {
     /// The signer for requests to `url`, or `None` when they are not signed:
@@ -166,7 +201,8 @@ impl RequestSigner {
 
     /// The headers that sign a POST of `body` with this `content_type` to
     /// `url`: `authorization`, `x-amz-date` and, with temporary
-    /// credentials, `x-amz-security-token`.
+    /// credentials, `x-amz-security-token`. Gives up at `deadline` (the
+    /// request's own timeout) with [`SignError::Timeout`].
     ///
     /// A failure is logged here, once until signing works again.
     pub async fn signing_headers(
@@ -174,8 +210,13 @@ impl RequestSigner {
         url: &Url,
         content_type: &str,
         body: &[u8],
+        deadline: Instant,
     ) -> Result<Vec<(&'static str, String)>, SignError> {
-        let result = self.try_signing_headers(url, content_type, body).await;
+        let signing = self.try_signing_headers(url, content_type, body);
+        let result = match tokio::time::timeout_at(deadline, signing).await {
+            Ok(result) => result,
+            Err(_) => Err(SignError::Timeout),
+        };
         match &result {
             Ok(_) => {
                 if self.failure_reported.swap(false, Ordering::Relaxed) {
@@ -228,52 +269,83 @@ impl RequestSigner {
         .map_err(|e| SignError::Signing(e.to_string()))
     }
 
+    fn cache(&self) -> MutexGuard<'_, CredentialsCache> {
+        // A poisoned cache is still a cache: at worst it looks again.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Cached credentials, or fresh ones from the chain when they are
     /// missing or about to expire. One lookup at a time: requests arriving
-    /// meanwhile wait for its result instead of starting their own.
+    /// meanwhile wait for its result instead of starting their own, and a
+    /// request that stops waiting leaves the lookup running.
     async fn credentials(&self, aws: &AwsSource) -> Result<Credentials, SignError> {
         let provider = aws.credentials.as_ref().ok_or_else(|| {
             SignError::NoCredentials("the AWS SDK has no credentials provider".into())
         })?;
-        let mut cache = self.cache.lock().await;
-        let now = SystemTime::now();
-        if let Some((credentials, refresh_at)) = &cache.current
-            && now < *refresh_at
-        {
-            return Ok(credentials.clone());
-        }
-        if let Some((message, at)) = &cache.last_failure
-            && at.elapsed() < FAILURE_BACKOFF
-        {
-            return Err(SignError::NoCredentials(message.clone()));
-        }
-        match provider.provide_credentials().await {
-            Ok(credentials) => {
-                let refresh_at = match credentials.expiry() {
-                    Some(expiry) => expiry.checked_sub(EXPIRY_MARGIN).unwrap_or(expiry),
-                    None => now + NO_EXPIRY_REFRESH,
-                };
-                debug!(
-                    refresh_in_s = refresh_at.duration_since(now).unwrap_or_default().as_secs(),
-                    "AWS credentials loaded"
-                );
-                cache.current = Some((credentials.clone(), refresh_at));
-                cache.last_failure = None;
-                Ok(credentials)
+        let lookup = {
+            let mut cache = self.cache();
+            if let Some((credentials, refresh_at)) = &cache.current
+                && SystemTime::now() < *refresh_at
+            {
+                return Ok(credentials.clone());
             }
-            Err(e) => {
-                // The error's own text is terse; its source says which
-                // providers were tried and why each failed.
-                let message = match std::error::Error::source(&e) {
-                    Some(source) => format!("{e}: {source}"),
-                    None => e.to_string(),
-                };
-                cache.current = None;
-                cache.last_failure = Some((message.clone(), Instant::now()));
-                Err(SignError::NoCredentials(message))
+            if let Some((message, at)) = &cache.last_failure
+                && at.elapsed() < FAILURE_BACKOFF
+            {
+                return Err(SignError::NoCredentials(message.clone()));
+            }
+            cache
+                .lookup
+                .get_or_insert_with(|| start_lookup(provider.clone()))
+                .clone()
+        };
+        let result = lookup.clone().await;
+        let mut cache = self.cache();
+        // The first request to see the result keeps it.
+        if cache.lookup.as_ref().is_some_and(|l| l.ptr_eq(&lookup)) {
+            cache.lookup = None;
+            match &result {
+                Ok(credentials) => {
+                    let now = SystemTime::now();
+                    let refresh_at = match credentials.expiry() {
+                        Some(expiry) => expiry.checked_sub(EXPIRY_MARGIN).unwrap_or(expiry),
+                        None => now + NO_EXPIRY_REFRESH,
+                    };
+                    debug!(
+                        refresh_in_s = refresh_at.duration_since(now).unwrap_or_default().as_secs(),
+                        "AWS credentials loaded"
+                    );
+                    cache.current = Some((credentials.clone(), refresh_at));
+                    cache.last_failure = None;
+                }
+                Err(message) => {
+                    cache.current = None;
+                    cache.last_failure = Some((message.clone(), Instant::now()));
+                }
             }
         }
+        result.map_err(SignError::NoCredentials)
     }
+}
+
+/// Asks `provider` for credentials in a task of its own.
+fn start_lookup(provider: SharedCredentialsProvider) -> Lookup {
+    let task = tokio::spawn(async move {
+        provider.provide_credentials().await.map_err(|e| {
+            // The error's own text is terse; its source says which
+            // providers were tried and why each failed.
+            match std::error::Error::source(&e) {
+                Some(source) => format!("{e}: {source}"),
+                None => e.to_string(),
+            }
+        })
+    });
+    async move {
+        task.await
+            .unwrap_or_else(|e| Err(format!("the credentials lookup failed: {e}")))
+    }
+    .boxed()
+    .shared()
 }
 
 impl AwsSource {
@@ -470,6 +542,122 @@ mod tests {
 
     fn url(text: &str) -> Url {
         Url::parse(text).expect("test URL")
+    }
+
+    /// A credentials provider that answers after `delay` (never, for
+    /// `None`), counting how often it is asked.
+    #[derive(Debug)]
+    struct SlowProvider {
+        delay: Option<Duration>,
+        calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl ProvideCredentials for SlowProvider {
+        fn provide_credentials<'a>(
+            &'a self,
+        ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let delay = self.delay;
+            aws_credential_types::provider::future::ProvideCredentials::new(async move {
+                match delay {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => std::future::pending().await,
+                }
+                Ok(example_credentials(None))
+            })
+        }
+    }
+
+    /// A signer for a Function URL whose credentials come from `provider`,
+    /// and the count of lookups.
+    fn signer_asking(
+        delay: Option<Duration>,
+    ) -> (
+        RequestSigner,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let calls = std::sync::Arc::default();
+        let signer = RequestSigner::for_post_url(&function_url(), &SigningOptions::default())
+            .expect("a Function URL is signed");
+        let provider = SlowProvider {
+            delay,
+            calls: std::sync::Arc::clone(&calls),
+        };
+        let source = AwsSource {
+            credentials: Some(SharedCredentialsProvider::new(provider)),
+            region: None,
+        };
+        signer.aws.set(source).expect("not looked up yet");
+        (signer, calls)
+    }
+
+    fn function_url() -> Url {
+        url("https://abc123.lambda-url.eu-west-1.on.aws/")
+    }
+
+    /// A provider that never answers (a container-credentials endpoint
+    /// that accepts and stays silent): each request gives up at its own
+    /// deadline, and the one lookup is shared, not started again.
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_that_never_answers_costs_each_request_its_timeout() {
+        let (signer, calls) = signer_asking(None);
+        for _ in 0..3 {
+            let started = Instant::now();
+            let deadline = started + Duration::from_millis(1500);
+            let error = signer
+                .signing_headers(&function_url(), "application/json", b"{}", deadline)
+                .await
+                .expect_err("no credentials");
+            assert!(matches!(error, SignError::Timeout), "{error}");
+            assert_eq!(started.elapsed(), Duration::from_millis(1500));
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one lookup, still waited on"
+        );
+        assert_eq!(
+            SignError::Timeout.to_string(),
+            "no AWS credentials within the request's timeout: a credential provider \
+             did not answer in time"
+        );
+    }
+
+    /// A slow provider: the request that gave up leaves the lookup running,
+    /// and the next request gets its credentials at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_lookup_goes_on_after_a_request_gives_up() {
+        let (signer, calls) = signer_asking(Some(Duration::from_secs(3)));
+        let started = Instant::now();
+        let error = signer
+            .signing_headers(
+                &function_url(),
+                "application/json",
+                b"{}",
+                started + Duration::from_millis(1500),
+            )
+            .await
+            .expect_err("not yet");
+        assert!(matches!(error, SignError::Timeout), "{error}");
+        tokio::time::sleep_until(started + Duration::from_secs(4)).await;
+        let asked = Instant::now();
+        let headers = signer
+            .signing_headers(
+                &function_url(),
+                "application/json",
+                b"{}",
+                asked + Duration::from_millis(1500),
+            )
+            .await
+            .expect("signed");
+        assert_eq!(asked.elapsed(), Duration::ZERO, "the lookup had finished");
+        assert!(
+            header(&headers, "authorization").is_some_and(|v| v.contains("/eu-west-1/lambda/"))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]

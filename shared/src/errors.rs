@@ -75,6 +75,17 @@ pub fn no_response_error() -> StanzaErrorSpec {
     )
 }
 
+/// The error the sender gets for a stanza larger than the connector takes
+/// (DESIGN §12): a limit of the service, so the sender should not retry it
+/// as it is.
+pub fn too_large_error() -> StanzaErrorSpec {
+    StanzaErrorSpec::new(
+        ErrorType::Modify,
+        "policy-violation",
+        Some("The stanza is too large for the bot"),
+    )
+}
+
 /// The error for a non-2xx HTTP status from the bot (`0` = no response).
 pub fn error_for_status(status: u16) -> StanzaErrorSpec {
     use ErrorType::*;

@@ -44,7 +44,9 @@ mod stanza;
 #[cfg(feature = "xml")]
 pub use auto::{iq_auto_answer, presence_auto_answer};
 #[cfg(feature = "xml")]
-pub use errors::{ErrorType, StanzaErrorSpec, error_for_status, error_reply, no_response_error};
+pub use errors::{
+    ErrorType, StanzaErrorSpec, error_for_status, error_reply, no_response_error, too_large_error,
+};
 #[cfg(feature = "xml")]
 pub use outbound::{bad_message_text, outbound_to_stanza};
 #[cfg(feature = "xml")]
@@ -57,6 +59,6 @@ pub use stanza::name as attribute_name;
 #[cfg(feature = "xml")]
 pub use stanza::{
     CLIENT_NS, COMPONENT_NS, InvalidStanza, STANZAS_NS, append_stanza_text, client_stanza_text,
-    common_name, element_to_string, escape_attribute, is_xml_char, parse_stanza, stanza_to_request,
-    with_namespace,
+    common_name, element_to_string, escape_attribute, escaped_len, is_xml_char, parse_stanza,
+    stanza_to_request, wants_answer, with_namespace,
 };

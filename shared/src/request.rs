@@ -120,6 +120,63 @@ impl Request {
     }
 }
 
+impl Request {
+    /// How many bytes [`Request::write_json`] appends: a buffer of exactly
+    /// this size never grows (and never holds two copies while it does).
+    pub fn json_len(&self) -> usize {
+        let mut fields = 0;
+        let mut length = 2; // the braces
+        let mut field = |name: &str, value: usize| {
+            fields += 1;
+            // `"name":` and the value
+            length += name.len() + 3 + value;
+        };
+        field("to", json_string_len(&self.to));
+        field("from", json_string_len(&self.from));
+        field("kind", json_string_len(self.kind.as_str()));
+        field("stanza", json_string_len(&self.stanza));
+        let optional = [
+            ("body", &self.body),
+            ("type", &self.stanza_type),
+            ("id", &self.id),
+            ("room", &self.room),
+            ("nick", &self.nick),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                field(name, json_string_len(value));
+            }
+        }
+        if let Some(mention) = self.mention {
+            field("mention", if mention { 4 } else { 5 });
+        }
+        // A comma between each two fields.
+        length + fields - 1
+    }
+}
+
+/// How long `text` is as a JSON string, quotes included, escaped as
+/// [`json_string`] escapes it.
+fn json_string_len(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let plain = !bytes.iter().fold(false, |found, &b| {
+        found | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    let escapes: usize = if plain {
+        0
+    } else {
+        bytes
+            .iter()
+            .map(|&b| match b {
+                b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0C => 1,
+                0x00..=0x1F => 5,
+                _ => 0,
+            })
+            .sum()
+    };
+    bytes.len() + escapes + 2
+}
+
 /// `"name":`, after a comma unless it is the first field.
 fn json_field(out: &mut Vec<u8>, name: &str, first: bool) {
     if !first {

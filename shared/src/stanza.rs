@@ -263,6 +263,34 @@ fn escape_into(text: &str, attribute: bool, out: &mut String) -> Option<()> {
     Some(())
 }
 
+/// How long `text` is once [`escape_into`] has escaped it (in an attribute
+/// value or in content): what writing it will cost, known before anything
+/// is written. A character XML does not allow counts as itself.
+pub fn escaped_len(text: &str, attribute: bool) -> usize {
+    let bytes = text.as_bytes();
+    let plain = !bytes.iter().fold(false, |found, &b| {
+        found
+            | (b == b'<')
+            | (b == b'>')
+            | (b == b'&')
+            | (b == b'\r')
+            | (attribute & ((b == b'\'') | (b == b'"') | (b == b'\n') | (b == b'\t')))
+    });
+    if plain {
+        return bytes.len();
+    }
+    let extra: usize = bytes
+        .iter()
+        .map(|&b| match b {
+            b'<' | b'>' => 3,
+            b'&' | b'\r' => 4,
+            b'\'' | b'"' | b'\n' | b'\t' if attribute => 4,
+            _ => 0,
+        })
+        .sum();
+    bytes.len() + extra
+}
+
 /// The bytes [`escape_into`] looks at: markup characters, whitespace that
 /// attributes escape, the C0 controls, and 0xBE and 0xBF.
 const NEEDS_A_LOOK: [bool; 256] = {
@@ -281,6 +309,21 @@ const NEEDS_A_LOOK: [bool; 256] = {
     table[0xBF] = true;
     table
 };
+
+/// Whether a received stanza's sender waits for an answer: a message (never
+/// a room's message, never an error) or an IQ request. Such a stanza the
+/// connector cannot hand to the bot gets an error instead of silence.
+pub fn wants_answer(stanza: &Element) -> bool {
+    if stanza.ns() != COMPONENT_NS {
+        return false;
+    }
+    match (stanza.name(), stanza.attr("type")) {
+        ("message", Some("groupchat" | "error")) => false,
+        ("message", _) => true,
+        ("iq", Some("get" | "set")) => true,
+        _ => false,
+    }
+}
 
 /// Parses XML text as one stanza (in `jabber:client`,
 /// `jabber:component:accept` or no namespace) and returns it in the
@@ -377,6 +420,21 @@ mod tests {
 
     fn component(xml: &str) -> Element {
         xml.parse().expect("test XML is valid")
+    }
+
+    #[test]
+    fn only_messages_to_the_bot_and_iq_requests_want_an_answer() {
+        let wants = |xml: &str| wants_answer(&component(xml));
+        let ns = "xmlns='jabber:component:accept'";
+        assert!(wants(&format!("<message {ns} type='chat'/>")));
+        assert!(wants(&format!("<message {ns}/>")));
+        assert!(wants(&format!("<iq {ns} type='get'/>")));
+        assert!(wants(&format!("<iq {ns} type='set'/>")));
+        assert!(!wants(&format!("<message {ns} type='groupchat'/>")));
+        assert!(!wants(&format!("<message {ns} type='error'/>")));
+        assert!(!wants(&format!("<iq {ns} type='result'/>")));
+        assert!(!wants(&format!("<presence {ns} type='subscribe'/>")));
+        assert!(!wants("<message xmlns='urn:example' type='chat'/>"));
     }
 
     #[test]
@@ -584,6 +642,13 @@ mod tests {
                     escape_by_chars(&text, attribute),
                     "{text:?} {attribute}"
                 );
+                if let Some(written) = written {
+                    assert_eq!(
+                        escaped_len(&text, attribute),
+                        written.len(),
+                        "{text:?} {attribute}"
+                    );
+                }
             }
         }
     }

@@ -674,6 +674,7 @@ fn the_request_json_is_written_byte_for_byte_as_serde_writes_it() {
     check("request → JSON", 1000, request, |request| {
         let mut ours = Vec::new();
         request.write_json(&mut ours);
+        prop_assert_eq!(request.json_len(), ours.len(), "json_len");
         let serde = serde_json::to_vec(&request).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(
             String::from_utf8_lossy(&ours),

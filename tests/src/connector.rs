@@ -40,13 +40,33 @@ impl Connector {
     /// Starts the connector linked to `server`'s component (COMPONENT_JID,
     /// COMPONENT_SECRET, COMPONENT_SERVER) plus `env`, which wins.
     pub async fn start_for(server: &impl XmppServer, env: &[(&str, &str)]) -> Result<Self> {
+        Self::start_for_with(server, env, None).await
+    }
+
+    /// [`Connector::start_for`] with the process's open-file limit
+    /// (`RLIMIT_NOFILE`) set to `soft` and `hard` before it starts, as a
+    /// service manager sets it.
+    pub async fn start_with_open_files(
+        server: &impl XmppServer,
+        env: &[(&str, &str)],
+        soft: u64,
+        hard: u64,
+    ) -> Result<Self> {
+        Self::start_for_with(server, env, Some((soft, hard))).await
+    }
+
+    async fn start_for_with(
+        server: &impl XmppServer,
+        env: &[(&str, &str)],
+        open_files: Option<(u64, u64)>,
+    ) -> Result<Self> {
         let component_env = server.component_env();
         let mut all: Vec<(&str, &str)> = component_env
             .iter()
             .map(|(key, value)| (*key, value.as_str()))
             .collect();
         all.extend_from_slice(env);
-        Self::start(&all).await
+        Self::spawn(&[], &all, open_files).await
     }
 
     /// [`Connector::start_for`], returning once the component link is up
@@ -62,6 +82,16 @@ impl Connector {
     /// Starts the connector with command-line arguments (e.g. `--config
     /// FILE`) and environment variables.
     pub async fn start_with_args(args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+        Self::spawn(args, env, None).await
+    }
+
+    /// Starts the connector; `open_files` sets its soft and hard open-file
+    /// limits.
+    async fn spawn(
+        args: &[&str],
+        env: &[(&str, &str)],
+        open_files: Option<(u64, u64)>,
+    ) -> Result<Self> {
         let binary = workspace_bin(CONNECTOR_BIN);
         let mut command = Command::new(&binary);
         command
@@ -75,6 +105,22 @@ impl Connector {
             .kill_on_drop(true);
         for (key, value) in env {
             command.env(key, value);
+        }
+        if let Some((soft, hard)) = open_files {
+            // SAFETY: between fork and exec only setrlimit runs, which is
+            // async-signal-safe and allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = command
             .spawn()

@@ -8,6 +8,8 @@
 //! - [`XmppClient`]: a real XMPP client (slixmpp) driven over stdin/stdout.
 //! - [`BotServer`]: an HTTP bot with a programmable handler that records
 //!   every request it receives.
+//! - [`RawBot`]: an HTTP bot on a plain socket whose answers are exact
+//!   bytes (framings no HTTP library writes), counting connections.
 //! - [`Connector`]: the product's connector binary with captured logs.
 //! - [`CheckCommand`]: one run of `xmpp-lambda-connector check`, its lines
 //!   found by check name ([`CheckRun`]).
@@ -38,6 +40,7 @@ pub mod muc;
 mod net;
 mod process;
 mod prosody;
+mod raw_bot;
 mod serverless;
 pub mod sigv4;
 mod sqs_gate;
@@ -62,6 +65,7 @@ pub use memory::{ProcessMemory, process_memory};
 pub use moto::Moto;
 pub use net::{free_port, wait_for_tcp};
 pub use prosody::Prosody;
+pub use raw_bot::{RawAnswer, RawBot, echo_json, json_answer};
 pub use serverless::{FUNCTION_NAME, LambdaFunction, QueueConsumer, SqsTrigger};
 pub use sqs_gate::SqsGate;
 pub use temp_dir::TempDir;

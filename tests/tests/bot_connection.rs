@@ -6,17 +6,13 @@
 //! again within `COMPONENT_POST_TIMEOUT`; a request that may have reached
 //! the bot is never sent twice.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 use xmpp_lambda_tests::{
-    Connector, Prosody, Result, XmppServer, assert_connection_failure, body_of, free_port, login,
+    Connector, Prosody, RawAnswer, RawBot, Result, XmppServer, assert_connection_failure, body_of,
+    echo_json, free_port, json_answer, login,
 };
 
 /// How long anything that should happen may take.
@@ -29,126 +25,28 @@ const RETRYING: &str = "cannot connect to the bot; retrying";
 /// The connector's retries are logged at debug level.
 const RETRY_LOGS: &str = "info,xmpp_lambda_connector::transport=debug";
 
-/// What the raw bot does with a request once it has read all of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Behaviour {
-    /// Answers 200 with the echo bot's JSON.
-    Echo,
-    /// The same answer in chunked transfer coding: two chunks (one with an
-    /// extension) and a trailer, each written on its own.
-    ChunkedEcho,
-    /// Closes the connection without a byte of answer.
-    HangUp,
+/// Answers 200 with the echo bot's JSON.
+fn echo(request: &serde_json::Value) -> RawAnswer {
+    RawAnswer::whole(json_answer(&[], &echo_json(request)))
 }
 
-/// An HTTP bot on a plain socket, counting what reaches it.
-struct RawBot {
-    /// Connections accepted.
-    connections: Arc<AtomicUsize>,
-    /// Requests read in full.
-    requests: Arc<AtomicUsize>,
-    /// The accept loop; aborted on drop.
-    server: JoinHandle<()>,
-}
-
-impl RawBot {
-    /// Serves on `listener` until dropped.
-    fn serve(listener: TcpListener, behaviour: Behaviour) -> RawBot {
-        let connections = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let server = tokio::spawn({
-            let (connections, requests) = (Arc::clone(&connections), Arc::clone(&requests));
-            async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    connections.fetch_add(1, Ordering::SeqCst);
-                    let requests = Arc::clone(&requests);
-                    tokio::spawn(async move {
-                        let _ = answer(stream, behaviour, &requests).await;
-                    });
-                }
-            }
-        });
-        RawBot {
-            connections,
-            requests,
-            server,
-        }
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for RawBot {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-/// Reads requests from one connection and treats each as `behaviour` says.
-async fn answer(mut stream: TcpStream, behaviour: Behaviour, requests: &AtomicUsize) -> Result<()> {
-    let mut buffer = Vec::new();
-    loop {
-        let body = read_request(&mut stream, &mut buffer).await?;
-        requests.fetch_add(1, Ordering::SeqCst);
-        if behaviour == Behaviour::HangUp {
-            return Ok(());
-        }
-        let request: serde_json::Value = serde_json::from_slice(&body)?;
-        let said = request["body"].as_str().unwrap_or_default();
-        let reply = json!({ "body": format!("Did you say {said}?") }).to_string();
-        if behaviour == Behaviour::ChunkedEcho {
-            let (first, second) = reply.split_at(reply.len() / 2);
-            let pieces = [
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
-                 transfer-encoding: chunked\r\n\r\n"
-                    .to_owned(),
-                format!("{:x};part=1\r\n{first}\r\n", first.len()),
-                format!("{:x}\r\n{second}\r\n", second.len()),
-                "0\r\nx-trailer: done\r\n\r\n".to_owned(),
-            ];
-            for piece in pieces {
-                stream.write_all(piece.as_bytes()).await?;
-                stream.flush().await?;
-            }
-            continue;
-        }
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
-            reply.len()
-        );
-        stream.write_all(response.as_bytes()).await?;
-    }
-}
-
-/// Reads one request's head and body; returns the body.
-async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<Vec<u8>> {
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .and_then(|value| value.trim().parse().ok())
-                .unwrap_or(0);
-            if buffer.len() >= end + 4 + length {
-                let body = buffer[end + 4..end + 4 + length].to_vec();
-                buffer.drain(..end + 4 + length);
-                return Ok(body);
-            }
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err("the connector closed the connection".into());
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
+/// The echo in chunked transfer coding: two chunks (one with an extension)
+/// and a trailer, each written on its own.
+fn chunked_echo(request: &serde_json::Value) -> RawAnswer {
+    let reply = echo_json(request);
+    let (first, second) = reply.split_at(reply.len() / 2);
+    RawAnswer::Pieces(
+        [
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+             transfer-encoding: chunked\r\n\r\n"
+                .to_owned(),
+            format!("{:x};part=1\r\n{first}\r\n", first.len()),
+            format!("{:x}\r\n{second}\r\n", second.len()),
+            "0\r\nx-trailer: done\r\n\r\n".to_owned(),
+        ]
+        .map(String::into_bytes)
+        .into(),
+    )
 }
 
 /// The connector linked to `prosody`, posting to `url`, once its link is up.
@@ -191,10 +89,7 @@ async fn a_bot_that_starts_a_second_late_still_answers() -> Result<()> {
     // The connector found nothing listening and is trying again.
     connector.wait_for_log(RETRYING, WAIT).await?;
     tokio::time::sleep_until(sent + Duration::from_secs(1)).await;
-    let bot = RawBot::serve(
-        TcpListener::bind(("127.0.0.1", port)).await?,
-        Behaviour::Echo,
-    );
+    let bot = RawBot::serve(TcpListener::bind(("127.0.0.1", port)).await?, echo);
 
     let reply = alice.expect_message("the late bot's answer", WAIT).await?;
     assert_eq!(reply.attr("type"), Some("chat"), "{reply:?}");
@@ -208,10 +103,8 @@ async fn a_bot_that_starts_a_second_late_still_answers() -> Result<()> {
 async fn a_chunked_answer_is_read_whole_and_its_connection_kept() -> Result<()> {
     let prosody = Prosody::start().await?;
     let mut alice = login(&prosody, "alice").await?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/bot", listener.local_addr()?);
-    let bot = RawBot::serve(listener, Behaviour::ChunkedEcho);
-    let _connector = connector(&prosody, &url, "10").await?;
+    let bot = RawBot::start(chunked_echo).await?;
+    let _connector = connector(&prosody, bot.url(), "10").await?;
 
     for text in ["one", "two", "three"] {
         alice
@@ -232,10 +125,8 @@ async fn a_chunked_answer_is_read_whole_and_its_connection_kept() -> Result<()> 
 async fn a_request_the_bot_may_have_seen_is_never_sent_again() -> Result<()> {
     let prosody = Prosody::start().await?;
     let mut alice = login(&prosody, "alice").await?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/bot", listener.local_addr()?);
-    let bot = RawBot::serve(listener, Behaviour::HangUp);
-    let connector = connector(&prosody, &url, "5").await?;
+    let bot = RawBot::start(|_| RawAnswer::HangUp).await?;
+    let connector = connector(&prosody, bot.url(), "5").await?;
 
     let id = alice
         .send_message(&format!("echo@{}", prosody.component_domain()), "once")

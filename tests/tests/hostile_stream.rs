@@ -1,9 +1,12 @@
 //! The connector's stream reader against hostile byte streams from a fake
 //! XMPP server: malformed XML, a 50 MB stanza, deep nesting, entity tricks
 //! and elements that never end. Each time the connector must not panic,
-//! must say why in its log, must keep its memory bounded, and must
-//! reconnect and serve the next stanza. Each test prints a `bad input:`
-//! line with the bytes fed and the connector's peak memory.
+//! must say why in its log and must keep its memory bounded. A stanza past
+//! a read limit is skipped as it comes: its sender gets an error and the
+//! link serves the next stanza. XML that is not well-formed ends the link:
+//! the connector reconnects and serves the next stanza on the new one.
+//! Each test prints a `bad input:` line with the bytes fed and the
+//! connector's peak memory.
 
 use std::time::Duration;
 
@@ -17,13 +20,13 @@ const WAIT: Duration = Duration::from_secs(20);
 const DOMAIN: &str = "bot.localhost";
 /// The connector's read limits (connector/src/link/read_limit.rs).
 const MAX_STANZA_BYTES: usize = 1024 * 1024;
-const MAX_STANZA_MARKUP: usize = 16 * 1024;
+const MAX_STANZA_MARKUP: usize = 8 * 1024;
 const MAX_STANZA_DEPTH: usize = 128;
 /// The opening of a message from a user to the bot, as a server writes it.
 const MESSAGE_HEAD: &str =
     "<message from='alice@localhost/x' to='echo@bot.localhost' type='chat' id='m1'>";
-/// A 50 MB stanza is cut off long before this much memory is used; the
-/// connector idles at about 10 MiB.
+/// A 50 MB stanza is dropped as it comes, long before this much memory is
+/// used; the connector idles at about 10 MiB.
 const FLOOD_PEAK_LIMIT_KIB: u64 = 48 * 1024;
 
 /// A fake server, the echo bot, and the connector linked to both.
@@ -118,6 +121,78 @@ async fn assert_answers(link: &mut FakeLink, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Sends `prefix`, `filler` repeated to `total` bytes, then `suffix`; the
+/// connector must take it all.
+async fn send_long(
+    link: &mut FakeLink,
+    prefix: &[u8],
+    filler: &[u8],
+    total: usize,
+    suffix: &[u8],
+) -> Result<usize> {
+    // Whole fillers in each write, so none is cut where a write ends.
+    let chunk = filler.repeat((64 * 1024 / filler.len()).max(1));
+    let mut sent = 0;
+    let sending = async {
+        link.send(prefix).await?;
+        while sent < total {
+            link.send(&chunk).await?;
+            sent += chunk.len();
+        }
+        link.send(suffix).await
+    };
+    tokio::time::timeout(WAIT, sending)
+        .await
+        .map_err(|_| "the connector stopped reading")??;
+    Ok(prefix.len() + sent + suffix.len())
+}
+
+impl Rig {
+    /// After a stanza past a limit on `link`: the connector logs (after
+    /// `mark`) that it skipped it for `reason`, the sender of `id` (if
+    /// any) gets `modify/policy-violation`, and the same link answers the
+    /// next message. Nothing reached the bot.
+    async fn assert_skipped(
+        &self,
+        link: &mut FakeLink,
+        mark: usize,
+        id: Option<&str>,
+        reason: &str,
+    ) -> Result<()> {
+        let requests = self.bot.requests().len();
+        let line = self
+            .connector
+            .wait_for_log_from(mark, &format!("stanza skipped: {reason}"), WAIT)
+            .await?;
+        eprintln!("the connector said: {line}");
+        if let Some(id) = id {
+            let sent = link
+                .wait_for("The stanza is too large for the bot", WAIT)
+                .await?;
+            let error = &sent[sent.rfind("<message").unwrap_or(0)..];
+            assert!(error.contains("type='error'"), "{error}");
+            assert!(error.contains(&format!("id='{id}'")), "{error}");
+            assert!(error.contains("<policy-violation"), "{error}");
+        }
+        assert_answers(link, "still there?").await?;
+        assert_eq!(
+            self.bot.requests().len(),
+            requests + 1,
+            "only the next message"
+        );
+        assert!(
+            !self
+                .connector
+                .logs()
+                .iter()
+                .any(|l| l.contains("component link lost")),
+            "the link was dropped: {:?}",
+            self.connector.logs()
+        );
+        Ok(())
+    }
+}
+
 /// Prints the figures of one test for the README.
 fn report(case: &str, fed: usize, peak_kib: u64) {
     eprintln!("bad input: {case}: {fed} bytes fed, connector peak RSS {peak_kib} KiB");
@@ -154,76 +229,68 @@ async fn malformed_xml_ends_the_link_and_the_connector_links_again() -> Result<(
 }
 
 #[tokio::test]
-async fn a_50_mb_stanza_is_cut_off_at_the_read_limit() -> Result<()> {
-    let (mut rig, mut link) = Rig::start(&[]).await?;
+async fn a_50_mb_stanza_is_skipped_as_it_comes_and_its_sender_told() -> Result<()> {
+    let (rig, mut link) = Rig::start(&[]).await?;
     let mark = rig.mark();
-    let total = 50 * 1024 * 1024;
-    let flood = link
-        .flood(
-            format!("{MESSAGE_HEAD}<body>").as_bytes(),
-            b"0123456789abcdef",
-            total,
-            WAIT,
-        )
-        .await;
-    assert!(flood.cut_off, "the connector took all 50 MB: {flood:?}");
-    assert!(flood.accepted < total / 2, "{flood:?}");
-    rig.assert_recovers(
+    let fed = send_long(
+        &mut link,
+        format!("{MESSAGE_HEAD}<body>").as_bytes(),
+        b"0123456789abcdef",
+        50 * 1024 * 1024,
+        b"</body></message>",
+    )
+    .await?;
+    rig.assert_skipped(
         &mut link,
         mark,
-        "component link lost",
+        Some("m1"),
         &format!("larger than the read limit of {MAX_STANZA_BYTES} bytes"),
     )
     .await?;
     let peak = rig.peak_kib()?;
-    report("a 50 MB stanza", flood.accepted, peak);
+    report("a 50 MB stanza", fed, peak);
     assert!(peak < FLOOD_PEAK_LIMIT_KIB, "peak RSS {peak} KiB");
-    // The bot never saw it.
-    assert_eq!(
-        rig.bot.requests().len(),
-        1,
-        "only the message after relinking"
-    );
     Ok(())
 }
 
 #[tokio::test]
-async fn endless_start_tags_are_cut_off() -> Result<()> {
-    let (mut rig, mut link) = Rig::start(&[]).await?;
+async fn long_start_tags_are_skipped() -> Result<()> {
+    let (rig, mut link) = Rig::start(&[]).await?;
     let total = 20 * 1024 * 1024;
-    let cases: [(&[u8], &[u8], String); 2] = [
-        // An attribute value that never ends: the stanza size limit.
+    // (start, filler, end, why it is skipped)
+    type LongTag = (&'static [u8], &'static [u8], &'static [u8], String);
+    let cases: [LongTag; 2] = [
+        // An attribute value of 20 MB: the stanza size limit, before its
+        // start tag ended, so there are no addresses to answer.
         (
             b"<message from='alice@localhost/x' a='",
             b"0123456789abcdef",
+            b"'/>",
             format!("larger than the read limit of {MAX_STANZA_BYTES} bytes"),
         ),
-        // Attributes that never end.
+        // Attributes for 20 MB.
         (
             b"<message from='alice@localhost/x' ",
             b"a='b' ",
+            b"/>",
             format!("more than {MAX_STANZA_MARKUP} elements and attributes"),
         ),
     ];
     let mut fed = 0;
-    for (prefix, filler, reason) in &cases {
+    for (prefix, filler, suffix, reason) in &cases {
         let mark = rig.mark();
-        let flood = link.flood(prefix, filler, total, WAIT).await;
-        assert!(flood.cut_off, "{flood:?}");
-        fed += flood.accepted;
-        link = rig
-            .assert_recovers(&mut link, mark, "component link lost", reason)
-            .await?;
+        fed += send_long(&mut link, prefix, filler, total, suffix).await?;
+        rig.assert_skipped(&mut link, mark, None, reason).await?;
     }
     let peak = rig.peak_kib()?;
-    report("endless start tags (2 streams of 20 MB offered)", fed, peak);
+    report("long start tags (2 of 20 MB)", fed, peak);
     assert!(peak < FLOOD_PEAK_LIMIT_KIB, "peak RSS {peak} KiB");
     Ok(())
 }
 
 #[tokio::test]
-async fn nesting_is_read_up_to_the_depth_limit_and_refused_past_it() -> Result<()> {
-    let (mut rig, mut link) = Rig::start(&[]).await?;
+async fn nesting_is_read_up_to_the_depth_limit_and_skipped_past_it() -> Result<()> {
+    let (rig, mut link) = Rig::start(&[]).await?;
     // The message element and 127 more levels: read and handed to the bot.
     let inner = MAX_STANZA_DEPTH - 1;
     let at_limit = format!(
@@ -236,14 +303,18 @@ async fn nesting_is_read_up_to_the_depth_limit_and_refused_past_it() -> Result<(
     assert_eq!(requests[0].json["body"], "deep");
     link.wait_for("Did you say deep?", WAIT).await?;
 
-    // 100,000 levels: refused at level 129.
+    // 100,000 levels: skipped from level 129 on, and followed to its end.
     let mark = rig.mark();
-    let deep = format!("{MESSAGE_HEAD}{}", "<a>".repeat(100_000));
+    let deep = format!(
+        "{MESSAGE_HEAD}{}{}</message>",
+        "<a>".repeat(100_000),
+        "</a>".repeat(100_000)
+    );
     link.send(deep.as_bytes()).await?;
-    rig.assert_recovers(
+    rig.assert_skipped(
         &mut link,
         mark,
-        "component link lost",
+        Some("m1"),
         &format!("nested deeper than the limit of {MAX_STANZA_DEPTH}"),
     )
     .await?;
@@ -341,7 +412,7 @@ async fn an_element_that_never_ends_times_out_and_the_connector_links_again() ->
 
 #[tokio::test]
 async fn the_largest_stanzas_the_limits_allow_are_delivered() -> Result<()> {
-    let (mut rig, mut link) = Rig::start(&[]).await?;
+    let (rig, mut link) = Rig::start(&[]).await?;
     let start = rig.peak_kib()?;
     // One body as long as the byte limit allows.
     let room = MAX_STANZA_BYTES - MESSAGE_HEAD.len() - "<body></body></message>".len();
@@ -371,13 +442,13 @@ async fn the_largest_stanzas_the_limits_allow_are_delivered() -> Result<()> {
     );
     link.wait_for("Did you say x?", WAIT).await?;
     let after_wide = rig.peak_kib()?;
-    // One more is refused.
+    // One more is skipped, and its sender told.
     let mark = rig.mark();
     link.send(wide(count + 1).as_bytes()).await?;
-    rig.assert_recovers(
+    rig.assert_skipped(
         &mut link,
         mark,
-        "component link lost",
+        Some("m1"),
         &format!("more than {MAX_STANZA_MARKUP} elements and attributes"),
     )
     .await?;
@@ -394,5 +465,56 @@ async fn the_largest_stanzas_the_limits_allow_are_delivered() -> Result<()> {
         after_wide < FLOOD_PEAK_LIMIT_KIB,
         "peak RSS {after_wide} KiB"
     );
+    Ok(())
+}
+
+/// How long the connector gives a server for its stream header and the
+/// handshake (connector/src/link.rs), however the bytes come.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn a_server_that_trickles_its_header_is_given_up_on_at_the_handshake_timeout() -> Result<()> {
+    let (mut rig, link) = Rig::start(&[]).await?;
+    drop(link);
+    // A byte of a valid stream header every 200 ms: never a handshake.
+    let mut raw = rig.server.accept_raw(WAIT).await?;
+    let accepted = tokio::time::Instant::now();
+    let mark = rig.mark();
+    let header = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+         xmlns:stream='http://etherx.jabber.org/streams' id='slow' from='{DOMAIN}'>"
+    );
+    let trickle = async {
+        for byte in header.as_bytes() {
+            if raw.send(std::slice::from_ref(byte)).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let given_up =
+        rig.connector
+            .wait_for_log_from(mark, "timed out waiting for the handshake", WAIT + WAIT);
+    let (_, given_up) = tokio::join!(trickle, given_up);
+    let line = given_up?;
+    let waited = accepted.elapsed();
+    eprintln!("the connector said after {waited:?}: {line}");
+    assert!(
+        waited >= HANDSHAKE_TIMEOUT && waited < HANDSHAKE_TIMEOUT + Duration::from_secs(3),
+        "gave up after {waited:?}"
+    );
+    // A server that accepts and never says anything: the same.
+    let mut silent = rig.server.accept_raw(WAIT).await?;
+    let accepted = tokio::time::Instant::now();
+    let mark = rig.mark();
+    rig.connector
+        .wait_for_log_from(mark, "timed out waiting for the handshake", WAIT + WAIT)
+        .await?;
+    let waited = accepted.elapsed();
+    assert!(waited >= HANDSHAKE_TIMEOUT, "gave up after {waited:?}");
+    silent.wait_closed(WAIT).await?;
+    // Then a good server gets the link.
+    let mut next = rig.server.accept_link(WAIT).await?;
+    assert_answers(&mut next, "back").await?;
     Ok(())
 }

@@ -8,8 +8,12 @@
 //! shows the connector signs right, and a wrong secret gives the user the
 //! 403 error.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::net::TcpListener;
+use tokio::time::Instant;
 use xmpp_lambda_tests::sigv4::{self, SigV4Key};
 use xmpp_lambda_tests::{
     BotReply, BotRequest, BotServer, Connector, Prosody, Result, XmppServer,
@@ -167,6 +171,14 @@ fn checker_signs_the_body_like_the_published_suite() {
     assert!(error.contains("x-amz-content-sha256"), "{error}");
 }
 
+/// No credentials from the environment: empty counts as unset for the
+/// SDK.
+const NO_ENV_CREDENTIALS: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", ""),
+    ("AWS_SECRET_ACCESS_KEY", ""),
+    ("AWS_SESSION_TOKEN", ""),
+];
+
 /// The key the test bot accepts.
 fn lambda_key() -> SigV4Key {
     SigV4Key {
@@ -314,12 +326,10 @@ async fn without_credentials_the_user_gets_connection_failure() -> Result<()> {
         &prosody,
         &bot,
         &[
-            // Empty counts as unset for the SDK.
-            ("AWS_ACCESS_KEY_ID", ""),
-            ("AWS_SECRET_ACCESS_KEY", ""),
-            ("AWS_SESSION_TOKEN", ""),
-            ("COMPONENT_POST_SIGV4_REGION", "eu-west-1"),
-        ],
+            NO_ENV_CREDENTIALS.as_slice(),
+            &[("COMPONENT_POST_SIGV4_REGION", "eu-west-1")],
+        ]
+        .concat(),
     )
     .await?;
     let mut alice = login(&prosody, "alice").await?;
@@ -347,5 +357,71 @@ async fn without_credentials_the_user_gets_connection_failure() -> Result<()> {
             .iter()
             .all(|line| !line.contains("panicked"))
     );
+    Ok(())
+}
+
+/// A container-credentials endpoint (as ECS gives a task) that accepts
+/// and never answers: every message still gets the no-response error
+/// within `COMPONENT_POST_TIMEOUT` (the SDK's own read timeout is 5 s),
+/// and nothing unsigned reaches the bot.
+#[tokio::test]
+async fn a_credential_provider_that_never_answers_costs_only_the_timeout() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let bot = iam_bot().await?;
+    let silent = TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}/credentials", silent.local_addr()?);
+    let asked = Arc::new(AtomicUsize::new(0));
+    let holder = tokio::spawn({
+        let asked = Arc::clone(&asked);
+        async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                asked.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        }
+    });
+    let connector = signing_connector(
+        &prosody,
+        &bot,
+        &[
+            NO_ENV_CREDENTIALS.as_slice(),
+            &[
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &endpoint),
+                ("COMPONENT_POST_SIGV4_REGION", "eu-west-1"),
+                ("COMPONENT_POST_TIMEOUT", "1.5"),
+            ],
+        ]
+        .concat(),
+    )
+    .await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let echo = format!("echo@{}", prosody.component_domain());
+
+    for text in ["first", "second"] {
+        let sent = Instant::now();
+        let id = alice.send_message(&echo, text).await?;
+        let reply = alice.expect_message(text, WAIT).await?;
+        let waited = sent.elapsed();
+        assert_connection_failure(&reply, &id);
+        // The timeout is 1.5 s; the rest is Prosody and the client.
+        assert!(
+            waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3000),
+            "{text}: the error came after {waited:?}"
+        );
+    }
+    assert!(
+        asked.load(Ordering::SeqCst) >= 1,
+        "the endpoint was never asked"
+    );
+    let line = connector
+        .wait_for_log("cannot sign requests to the bot", WAIT)
+        .await?;
+    assert!(
+        line.contains("no AWS credentials within the request's timeout"),
+        "{line}"
+    );
+    assert!(bot.requests().is_empty(), "an unsigned request was sent");
+    holder.abort();
     Ok(())
 }

@@ -64,7 +64,15 @@ pub async fn check(config: &Config, url: &Url, report: &mut Report) {
             };
             report.skip("sigv4", &reason);
         }
-        Some(signer) => match signer.signing_headers(url, JSON, &body).await {
+        Some(signer) => match signer
+            .signing_headers(
+                url,
+                JSON,
+                &body,
+                tokio::time::Instant::now() + config.post_timeout,
+            )
+            .await
+        {
             Ok(headers) => {
                 report.record("sigv4", &Outcome::Pass(describe_signature(&headers)));
                 signing_headers = headers;
@@ -403,6 +411,12 @@ fn signing_failure(error: &SignError) -> Outcome {
         SignError::Signing(reason) => Outcome::fail(
             format!("cannot sign the probe: {reason}"),
             "check the AWS credentials (a malformed key or token)",
+        ),
+        SignError::Timeout => Outcome::fail(
+            "no AWS credentials within COMPONENT_POST_TIMEOUT: a credential provider \
+             did not answer",
+            "check the credential endpoint the AWS SDK uses here (the ECS task's \
+             AWS_CONTAINER_CREDENTIALS_* variables, or the instance metadata service)",
         ),
     }
 }

@@ -29,14 +29,12 @@ use xmpp_lambda_shared::COMPONENT_NS;
 
 use super::{Outcome, human};
 use crate::config::Config;
-use crate::link::{self, LinkError, LinkSettings, Read, StreamError};
+use xmpp_lambda_component::{HANDSHAKE_TIMEOUT, LinkError, LinkSettings, Read, StreamError};
 
 /// How long the name lookup may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one TCP connect may take (the link waits as long).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the stream header exchange and handshake may take (as the link).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long to wait for the server to close its side after ours.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -136,9 +134,12 @@ pub async fn handshake(connection: TcpStream, config: &Config) -> Outcome {
         server: config.component_server.clone(),
         ping_interval: config.ping_interval,
     };
-    let attempt = timeout(HANDSHAKE_TIMEOUT, link::handshake(connection, &settings))
-        .await
-        .unwrap_or(Err(LinkError::TimedOut("waiting for the handshake")));
+    let attempt = timeout(
+        HANDSHAKE_TIMEOUT,
+        xmpp_lambda_component::handshake(connection, &settings),
+    )
+    .await
+    .unwrap_or(Err(LinkError::TimedOut("waiting for the handshake")));
     match attempt {
         Ok(mut stream) => {
             let linked_at = Instant::now();
@@ -155,6 +156,7 @@ pub async fn handshake(connection: TcpStream, config: &Config) -> Outcome {
                             Ok(Read::Element(element)) if element.ns() == COMPONENT_NS => {
                                 stanzas += 1;
                             }
+                            Ok(Read::Skipped { .. }) => stanzas += 1,
                             Ok(Read::Element(_) | Read::Silent) => {}
                             Ok(Read::Closed) | Err(_) => break,
                         }

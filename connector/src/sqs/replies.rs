@@ -19,19 +19,19 @@
 //! until a poll works again.
 
 use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error};
-use crate::backoff::Backoff;
 use crate::dispatch::new_stanza_id;
 use crate::health::{QueueCall, QueueHealth};
-use crate::link::{LinkState, Outbound};
 use crate::metrics::Metrics;
 use crate::push::Pusher;
-use crate::shutdown::Shutdown;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
+use xmpp_lambda_component::Backoff;
+use xmpp_lambda_component::Shutdown;
+use xmpp_lambda_component::{LinkState, Outbound};
 use xmpp_lambda_shared::{ReplyQueueMessage, stanzas_to_send};
 
 /// How many written envelope ids are remembered to drop repeats: far more
@@ -427,7 +427,7 @@ mod tests {
         );
         let health = Health::new(link, Some(queues));
         assert_eq!(health.readiness(), Ok(()));
-        let (stop, shutdown) = crate::shutdown::channel();
+        let (stop, shutdown) = xmpp_lambda_component::shutdown_channel();
         let started = tokio::time::Instant::now();
         let running = tokio::spawn(poller.run(shutdown));
 

@@ -18,7 +18,6 @@
 //! never silence.
 
 use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error, is_fifo};
-use crate::backoff::Backoff;
 use crate::health::{QueueCall, QueueHealth};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use std::sync::Arc;
@@ -27,6 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
+use xmpp_lambda_component::Backoff;
 use xmpp_lambda_shared::{
     MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_ENVELOPE_BYTES, Request, RequestEnvelope, conversation_id,
 };

@@ -20,8 +20,8 @@ use xmpp_lambda_shared::signing::{Signer, unix_seconds};
 use xmpp_lambda_shared::{BotResponse, Request};
 
 use super::{JSON, USER_AGENT};
-use crate::backoff::Backoff;
 use crate::sigv4::RequestSigner;
+use xmpp_lambda_component::Backoff;
 
 /// The most of a bot's answer that is read. A reply is at most
 /// [`xmpp_lambda_shared::MAX_BODY_BYTES`] of text plus JSON around it; a
@@ -113,19 +113,24 @@ impl HttpTransport {
     /// answer within the timeout.
     pub async fn exchange(&self, request: &Request) -> BotResponse {
         let deadline = Instant::now() + self.timeout;
-        // Room for the JSON at once: the stanza text and the body are most
-        // of it, and growing the buffer step by step copies it each time.
-        let size = request.stanza.len() + request.body.as_ref().map_or(0, String::len) + 256;
-        let mut body = Vec::with_capacity(size);
+        // Room for the JSON at once: growing the buffer step by step copies
+        // it each time, and holds two copies while it does (the request's
+        // memory budget counts one).
+        let mut body = Vec::with_capacity(request.json_len());
         request.write_json(&mut body);
         let signing_headers = match &self.signer {
-            // The signer logs its failure itself, once. Boxed: the AWS
-            // credential chain makes its future ~11 KB, and every request's
-            // task would otherwise carry (and copy) that much.
-            Some(signer) => match Box::pin(signer.signing_headers(&self.url, JSON, &body)).await {
-                Ok(headers) => headers,
-                Err(_) => return BotResponse::no_response(),
-            },
+            // Within the request's timeout: a credential provider that
+            // does not answer must not hold the user longer. The signer
+            // logs its failure itself, once. Boxed: the AWS credential
+            // chain makes its future ~11 KB, and every request's task
+            // would otherwise carry (and copy) that much.
+            Some(signer) => {
+                let signing = signer.signing_headers(&self.url, JSON, &body, deadline);
+                match Box::pin(signing).await {
+                    Ok(headers) => headers,
+                    Err(_) => return BotResponse::no_response(),
+                }
+            }
             None => Vec::new(),
         };
         // Signed once: a retry within the timeout is well inside the

@@ -8,15 +8,30 @@
 //! requests and answers across channels: two more wake-ups and several
 //! times the instructions per message, which is most of what the connector
 //! spends per message on a busy server.
+//!
+//! The answer is read strictly. What a lenient reader would have to guess
+//! at is refused (the user gets the no-response error and the log says
+//! why): a line ending in a bare LF, a transfer coding the connector never
+//! asked for, a chunk size that is not plain hex, Content-Lengths that
+//! disagree. An answer whose framing is doubtful but readable — both
+//! `Transfer-Encoding` and `Content-Length`, or `Transfer-Encoding` in an
+//! HTTP/1.0 answer — is read as chunked and its connection closed after it
+//! (RFC 9112 §6.1, §6.3), so nothing it left behind can be taken for the
+//! next answer.
 
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::debug;
 
-/// The most bytes of an answer's head (status line and header fields), and
-/// of a chunk-size line and trailers: far over what any bot sends.
+/// The most bytes of an answer's head (status line and header fields), of
+/// one chunk-size line, and of the trailers together: far over what any
+/// bot sends.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most header fields in an answer's head.
 const MAX_HEADERS: usize = 128;
+/// The most interim (1xx) answers before the final one: a bot cannot keep
+/// the exchange busy with an endless stream of `100 Continue`.
+const MAX_INTERIM: usize = 16;
 /// How much is read from the connection at a time.
 const READ_SIZE: usize = 8 * 1024;
 /// The most read-buffer memory a connection keeps between exchanges: a
@@ -40,12 +55,15 @@ pub enum ExchangeError {
 /// What the bot answered.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Answer {
+    /// The final status (interim 1xx answers are skipped).
     pub status: u16,
+    /// The `Content-Type` field, which decides whether a 200 is a reply.
     pub content_type: Option<String>,
     /// The body, cut at the limit the caller gave.
     pub body: Vec<u8>,
     /// Whether the connection can carry another request: the whole answer
-    /// was read, nothing more came, and neither side asked to close.
+    /// was read, its framing was sound, nothing more came, and neither side
+    /// asked to close.
     pub reusable: bool,
 }
 
@@ -108,7 +126,9 @@ where
 
 /// The connection being read, and what was read of it and not yet used.
 struct Wire<'a, T: ?Sized> {
+    /// The connection.
     io: &'a mut T,
+    /// Bytes read from it; those before `start` are used up.
     buffer: &'a mut Vec<u8>,
     /// Where the unused bytes start in `buffer`.
     start: usize,
@@ -124,7 +144,8 @@ impl<T: AsyncRead + Unpin + ?Sized> Wire<'_, T> {
         self.start += n;
     }
 
-    /// Reads more; `false` at the end of the stream.
+    /// Reads more; `false` at the end of the stream. The unused bytes stay
+    /// where they are relative to each other, so offsets into them hold.
     async fn fill(&mut self) -> io::Result<bool> {
         if self.start == self.buffer.len() {
             self.buffer.clear();
@@ -137,27 +158,34 @@ impl<T: AsyncRead + Unpin + ?Sized> Wire<'_, T> {
         Ok(self.io.read_buf(self.buffer).await? > 0)
     }
 
-    /// Reads more, or fails with `what` at the end of the stream.
-    async fn fill_or(&mut self, what: &str) -> io::Result<()> {
+    /// Reads more, or fails saying the bot closed the connection in `what`.
+    async fn fill_in(&mut self, what: &str) -> io::Result<()> {
         if self.fill().await? {
             Ok(())
         } else {
-            Err(invalid(format!("the bot closed the connection {what}")))
+            Err(invalid(format!("the bot closed the connection in {what}")))
         }
     }
 
-    /// The next line (without its CRLF), consumed; at most `MAX_HEAD_BYTES`.
-    async fn line(&mut self, what: &str) -> io::Result<Vec<u8>> {
+    /// The length of the next line, without its CRLF, once all of it is
+    /// read; at most `MAX_HEAD_BYTES`. Each byte is looked at once, however
+    /// the line arrives.
+    async fn line(&mut self, what: &str) -> io::Result<usize> {
+        let mut scanned = 0;
         loop {
-            if let Some(end) = memchr::memmem::find(self.unused(), b"\r\n") {
-                let line = self.unused()[..end].to_vec();
-                self.consume(end + 2);
-                return Ok(line);
+            let unused = self.unused();
+            if let Some(at) = memchr::memchr(b'\n', &unused[scanned..]) {
+                let lf = scanned + at;
+                return match lf.checked_sub(1) {
+                    Some(cr) if unused[cr] == b'\r' => Ok(cr),
+                    _ => Err(bare_lf(what)),
+                };
             }
-            if self.unused().len() > MAX_HEAD_BYTES {
+            scanned = unused.len();
+            if scanned > MAX_HEAD_BYTES {
                 return Err(invalid(format!("{what} is over {MAX_HEAD_BYTES} bytes")));
             }
-            self.fill_or(&format!("in {what}")).await?;
+            self.fill_in(what).await?;
         }
     }
 }
@@ -178,10 +206,14 @@ enum Framing {
 /// The parts of an answer's head the exchange needs.
 #[derive(Debug, PartialEq, Eq)]
 struct Head {
+    /// The status code, 100 to 599.
     status: u16,
+    /// The `Content-Type` field's value.
     content_type: Option<String>,
+    /// How the body is delimited.
     framing: Framing,
-    /// The bot keeps the connection open after this answer.
+    /// The bot keeps the connection open after this answer, and the
+    /// framing leaves no doubt where the answer ends.
     keep_alive: bool,
 }
 
@@ -189,6 +221,7 @@ async fn read_answer<T>(wire: &mut Wire<'_, T>, max_body: usize) -> io::Result<A
 where
     T: AsyncRead + Unpin + ?Sized,
 {
+    let mut interim = 0;
     let head = loop {
         let head = read_head(wire).await?;
         // An interim answer (100 Continue, 103 Early Hints) comes before
@@ -198,6 +231,12 @@ where
         }
         if head.status == 101 {
             return Err(invalid("the bot switched protocols".into()));
+        }
+        interim += 1;
+        if interim > MAX_INTERIM {
+            return Err(invalid(format!(
+                "the bot sent more than {MAX_INTERIM} interim answers"
+            )));
         }
     };
     let mut body = Vec::new();
@@ -223,8 +262,10 @@ async fn read_head<T>(wire: &mut Wire<'_, T>) -> io::Result<Head>
 where
     T: AsyncRead + Unpin + ?Sized,
 {
+    let mut scanned = 0;
     loop {
-        if let Some((length, head)) = parse_head(wire.unused())? {
+        if let Some(length) = head_length(wire.unused(), &mut scanned)? {
+            let head = parse_head(&wire.unused()[..length])?;
             wire.consume(length);
             return Ok(head);
         }
@@ -238,44 +279,84 @@ where
         } else {
             "in the middle of its answer's head"
         };
-        wire.fill_or(what).await?;
+        if !wire.fill().await? {
+            return Err(invalid(format!("the bot closed the connection {what}")));
+        }
     }
 }
 
-/// The head at the start of `bytes` and its length, or `None` while it is
-/// incomplete.
-fn parse_head(bytes: &[u8]) -> io::Result<Option<(usize, Head)>> {
+/// The length of the head at the start of `bytes`, its empty line
+/// included, or `None` while it is incomplete. `scanned` is how far
+/// earlier calls looked: each byte is looked at once, however the head
+/// arrives.
+///
+/// Every line must end in CRLF. RFC 9112 §2.2 lets a recipient take a bare
+/// LF as a line end, but a reader and a proxy in front of the bot that
+/// disagree on where a line ends disagree on where the answer ends.
+fn head_length(bytes: &[u8], scanned: &mut usize) -> io::Result<Option<usize>> {
+    while let Some(at) = memchr::memchr(b'\n', &bytes[*scanned..]) {
+        let lf = *scanned + at;
+        if lf == 0 || bytes[lf - 1] != b'\r' {
+            return Err(bare_lf("its head"));
+        }
+        if lf == 1 {
+            return Err(invalid(
+                "the bot's answer does not start with a status line".into(),
+            ));
+        }
+        *scanned = lf + 1;
+        if bytes[..=lf].ends_with(b"\r\n\r\n") {
+            return Ok(Some(lf + 1));
+        }
+    }
+    *scanned = bytes.len();
+    Ok(None)
+}
+
+/// Parses a whole answer head (status line, fields, empty line).
+fn parse_head(head: &[u8]) -> io::Result<Head> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut fields);
-    let length = match response.parse(bytes) {
-        Ok(httparse::Status::Complete(length)) => length,
-        Ok(httparse::Status::Partial) => return Ok(None),
+    match response.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        // Not after the empty line that `head_length` found.
+        Ok(httparse::Status::Partial) => {
+            return Err(invalid("the bot's answer head is incomplete".into()));
+        }
         Err(error) => {
             return Err(invalid(format!(
                 "the bot's answer is not HTTP/1.1: {error}"
             )));
         }
-    };
+    }
     let status = response.code.unwrap_or_default();
+    if !(100..=599).contains(&status) {
+        return Err(invalid(format!(
+            "the bot's answer has the status {status:03}, which HTTP does not define"
+        )));
+    }
+    let http10 = response.version == Some(0);
     // HTTP/1.0 closes after each answer unless told otherwise.
-    let mut keep_alive = response.version == Some(1);
-    let mut content_type = None;
+    let mut keep_alive = !http10;
+    let mut content_type: Option<&[u8]> = None;
     let mut content_length: Option<u64> = None;
-    let mut transfer_encoding: Option<&[u8]> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
     for field in response.headers.iter() {
         let name = field.name;
         if name.eq_ignore_ascii_case("content-type") {
-            content_type = Some(String::from_utf8_lossy(field.value).into_owned());
+            if content_type.is_some_and(|known| known != field.value) {
+                return Err(invalid(
+                    "the bot's answer has conflicting Content-Types".into(),
+                ));
+            }
+            content_type = Some(field.value);
         } else if name.eq_ignore_ascii_case("content-length") {
             // Repeated or listed values must agree (RFC 9112 §6.3).
             for value in field.value.split(|&b| b == b',') {
-                let value = std::str::from_utf8(value.trim_ascii())
-                    .ok()
-                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        invalid("the bot's answer has an invalid Content-Length".into())
-                    })?;
+                let value = decimal(trim_ows(value)).ok_or_else(|| {
+                    invalid("the bot's answer has an invalid Content-Length".into())
+                })?;
                 if content_length.is_some_and(|known| known != value) {
                     return Err(invalid(
                         "the bot's answer has conflicting Content-Lengths".into(),
@@ -284,42 +365,99 @@ fn parse_head(bytes: &[u8]) -> io::Result<Option<(usize, Head)>> {
                 content_length = Some(value);
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // The last coding decides; only a later field can follow.
-            transfer_encoding = Some(field.value);
+            transfer_encoding = true;
+            // A list, perhaps over several fields; empty elements do not
+            // count (RFC 9110 §5.6.1). The connector asks for no coding
+            // (it sends no TE field), so chunked is the only one a bot may
+            // use, and only once (RFC 9112 §6.1, §7).
+            for coding in field.value.split(|&b| b == b',') {
+                let coding = trim_ows(coding);
+                if coding.is_empty() {
+                    continue;
+                }
+                if !coding.eq_ignore_ascii_case(b"chunked") {
+                    return Err(invalid(format!(
+                        "the bot's answer uses the transfer coding {:?}, which was not asked for",
+                        String::from_utf8_lossy(&coding[..coding.len().min(32)])
+                    )));
+                }
+                if chunked {
+                    return Err(invalid(
+                        "the bot's answer applies the chunked coding twice".into(),
+                    ));
+                }
+                chunked = true;
+            }
         } else if name.eq_ignore_ascii_case("connection") {
             for token in field.value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
+                let token = trim_ows(token);
                 if token.eq_ignore_ascii_case(b"close") {
                     keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && response.version == Some(0) {
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
                     keep_alive = true;
                 }
             }
         }
     }
+    // The framing fields are checked on every answer, even one that has
+    // no body, whose framing they do not decide.
+    if transfer_encoding && !chunked {
+        return Err(invalid(
+            "the bot's answer has an empty Transfer-Encoding".into(),
+        ));
+    }
+    let content_type = content_type.map(|value| String::from_utf8_lossy(value).into_owned());
     let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::Empty
-    } else if let Some(codings) = transfer_encoding {
-        let last = codings.rsplit(|&b| b == b',').next().unwrap_or_default();
-        if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
+    } else if chunked {
+        // Chunked wins over Content-Length (RFC 9112 §6.3), and an
+        // HTTP/1.0 answer should not be chunked at all (§6.1): read it, but
+        // never trust the connection again.
+        if content_length.is_some() || http10 {
+            debug!(
+                status,
+                http10, "the bot's answer is framed two ways; read as chunked, connection closed"
+            );
+            keep_alive = false;
         }
+        Framing::Chunked
     } else if let Some(length) = content_length {
         Framing::Length(length)
     } else {
         Framing::UntilClose
     };
-    Ok(Some((
-        length,
-        Head {
-            status,
-            content_type,
-            framing,
-            keep_alive,
-        },
-    )))
+    Ok(Head {
+        status,
+        content_type,
+        framing,
+        keep_alive,
+    })
+}
+
+/// The value of a string of ASCII digits (nothing else: no sign, no
+/// space), or `None` if it is not one or does not fit.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |value, &digit| {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
+}
+
+/// `bytes` without the spaces and tabs around it (HTTP's optional
+/// whitespace).
+fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
 }
 
 /// Reads a body of `length` bytes into `body`, keeping at most `max_body`;
@@ -334,32 +472,45 @@ where
     T: AsyncRead + Unpin + ?Sized,
 {
     let wanted = usize::try_from(length).unwrap_or(usize::MAX).min(max_body);
-    read_into(wire, wanted, body, "in the middle of its answer").await?;
+    read_into(wire, wanted, body, max_body, "the middle of its answer").await?;
     Ok(wanted as u64 == length)
 }
 
-/// Appends `n` bytes of the connection to `body`.
+/// Appends the next `n` bytes of the connection to `body`, whose length
+/// stays within `max_body`.
 async fn read_into<T>(
     wire: &mut Wire<'_, T>,
     n: usize,
     body: &mut Vec<u8>,
+    max_body: usize,
     what: &str,
 ) -> io::Result<()>
 where
     T: AsyncRead + Unpin + ?Sized,
 {
     let mut left = n;
-    body.reserve(n.min(READ_SIZE * 8));
     while left > 0 {
         if wire.unused().is_empty() {
-            wire.fill_or(what).await?;
+            wire.fill_in(what).await?;
         }
         let take = left.min(wire.unused().len());
+        make_room(body, take, max_body);
         body.extend_from_slice(&wire.unused()[..take]);
         wire.consume(take);
         left -= take;
     }
     Ok(())
+}
+
+/// Makes room for `more` bytes in `body`, growing by doubling as a `Vec`
+/// does but never past `limit`: memory follows the bytes that came, not
+/// the length an answer claims, and never exceeds the body limit.
+fn make_room(body: &mut Vec<u8>, more: usize, limit: usize) {
+    let needed = body.len() + more;
+    if needed > body.capacity() {
+        let target = (body.capacity() * 2).min(limit).max(needed);
+        body.reserve_exact(target - body.len());
+    }
 }
 
 /// Reads a chunked body into `body`, keeping at most `max_body`; `true`
@@ -373,55 +524,103 @@ where
     T: AsyncRead + Unpin + ?Sized,
 {
     loop {
-        let line = wire.line("a chunk size line").await?;
-        let size = chunk_size(&line)?;
+        let length = wire.line("a chunk size line").await?;
+        let size = chunk_size(&wire.unused()[..length])?;
+        wire.consume(length + 2);
         if size == 0 {
-            // Trailers, up to the empty line; their fields are not used.
-            let mut trailers = 0;
-            loop {
-                let line = wire.line("the answer's trailers").await?;
-                if line.is_empty() {
-                    return Ok(true);
-                }
-                trailers += line.len();
-                if trailers > MAX_HEAD_BYTES {
-                    return Err(invalid(format!(
-                        "the bot's trailers are over {MAX_HEAD_BYTES} bytes"
-                    )));
-                }
-            }
+            read_trailers(wire).await?;
+            return Ok(true);
         }
         let room = max_body - body.len();
         let take = usize::try_from(size).unwrap_or(usize::MAX).min(room);
-        read_into(wire, take, body, "in the middle of a chunk").await?;
+        read_into(wire, take, body, max_body, "the middle of a chunk").await?;
         if take as u64 != size {
             return Ok(false); // cut at the limit: the rest is not read
         }
-        let end = wire.line("a chunk's end").await?;
-        if !end.is_empty() {
+        while wire.unused().len() < 2 {
+            wire.fill_in("the middle of a chunk").await?;
+        }
+        if wire.unused()[..2] != *b"\r\n" {
             return Err(invalid(
                 "a chunk of the bot's answer is longer than its size".into(),
             ));
         }
+        wire.consume(2);
     }
 }
 
-/// The size at the start of a chunk-size line (hex digits, then perhaps
-/// `;extensions`).
+/// Reads the trailer fields after the last chunk, up to the empty line;
+/// each must be a field line, and all of them at most `MAX_HEAD_BYTES`.
+/// Their values are not used.
+async fn read_trailers<T>(wire: &mut Wire<'_, T>) -> io::Result<()>
+where
+    T: AsyncRead + Unpin + ?Sized,
+{
+    let mut total = 0;
+    loop {
+        let length = wire.line("a trailer line").await?;
+        if length == 0 {
+            wire.consume(2);
+            return Ok(());
+        }
+        if !is_field_line(&wire.unused()[..length]) {
+            return Err(invalid(format!(
+                "the bot's answer has an invalid trailer field {:?}",
+                String::from_utf8_lossy(&wire.unused()[..length.min(32)])
+            )));
+        }
+        total += length + 2;
+        if total > MAX_HEAD_BYTES {
+            return Err(invalid(format!(
+                "the bot's trailers are over {MAX_HEAD_BYTES} bytes"
+            )));
+        }
+        wire.consume(length + 2);
+    }
+}
+
+/// Whether `line` is `name: value` with a token for a name and no control
+/// characters but tabs in the value (RFC 9110 §5.1, §5.5). A line that
+/// starts with whitespace (an obsolete folded line) is not.
+fn is_field_line(line: &[u8]) -> bool {
+    let Some(colon) = memchr::memchr(b':', line) else {
+        return false;
+    };
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    !name.is_empty()
+        && name.iter().copied().all(is_token_char)
+        && value.iter().all(|&b| b == b'\t' || !b.is_ascii_control())
+}
+
+/// A `tchar` of RFC 9110 §5.6.2.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The size of a chunk-size line: hex digits only (no sign, no space, no
+/// `0x`), then nothing or chunk extensions (`;` after optional whitespace),
+/// which are not used but may hold no control characters but tabs.
 fn chunk_size(line: &[u8]) -> io::Result<u64> {
-    let digits = line
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
-    std::str::from_utf8(digits)
-        .ok()
-        .filter(|d| !d.is_empty() && d.len() <= 16)
-        .and_then(|d| u64::from_str_radix(d, 16).ok())
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let (hex, rest) = line.split_at(digits);
+    let extensions_ok = rest.is_empty()
+        || (trim_ows(rest).first() == Some(&b';')
+            && rest.iter().all(|&b| b == b'\t' || !b.is_ascii_control()));
+    if hex.is_empty() || !extensions_ok {
+        return Err(invalid(format!(
+            "the bot's answer has an invalid chunk size {:?}",
+            String::from_utf8_lossy(&line[..line.len().min(32)])
+        )));
+    }
+    hex.iter()
+        .try_fold(0u64, |size, &digit| {
+            let value = char::from(digit).to_digit(16)?;
+            size.checked_mul(16)?.checked_add(u64::from(value))
+        })
         .ok_or_else(|| {
             invalid(format!(
-                "the bot's answer has an invalid chunk size {:?}",
-                String::from_utf8_lossy(&line[..line.len().min(32)])
+                "the bot's answer has a chunk size over {} bytes",
+                u64::MAX
             ))
         })
 }
@@ -437,6 +636,7 @@ where
 {
     loop {
         let take = wire.unused().len().min(max_body - body.len());
+        make_room(body, take, max_body);
         body.extend_from_slice(&wire.unused()[..take]);
         wire.consume(take);
         if body.len() == max_body || !wire.fill().await? {
@@ -447,6 +647,12 @@ where
 
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+fn bare_lf(what: &str) -> io::Error {
+    invalid(format!(
+        "the bot's answer has a bare LF (not CRLF) in {what}"
+    ))
 }
 
 /// Whether an idle connection is still usable: nothing to read, and not
@@ -512,69 +718,124 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn content_length_answers_in_any_pieces() {
-        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"body\":\"hi\"}";
-        for piece in [1, 2, 7, 64, answer.len()] {
-            let (result, seen) = answered(answer, piece, false).await;
+    /// Asserts that `answer`, sent in each of these piece sizes (the bot
+    /// closing after it when `close` is set), reads as `expected`.
+    async fn assert_reads(answer: &[u8], pieces: &[usize], close: bool, expected: &Answer) {
+        for &piece in pieces {
+            let (result, seen) = answered(answer, piece, close).await;
             assert_eq!(seen, REQUEST);
             assert_eq!(
-                result.expect("answer"),
-                ok(200, Some("application/json"), b"{\"body\":\"hi\"}", true),
-                "in pieces of {piece}"
+                &result.expect("answer"),
+                expected,
+                "{:?} in pieces of {piece}",
+                String::from_utf8_lossy(answer)
             );
         }
     }
 
     #[tokio::test]
+    async fn content_length_answers_in_any_pieces() {
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"body\":\"hi\"}";
+        let expected = ok(200, Some("application/json"), b"{\"body\":\"hi\"}", true);
+        assert_reads(answer, &[1, 2, 7, 64, answer.len()], false, &expected).await;
+    }
+
+    #[tokio::test]
     async fn chunked_answers_with_extensions_and_trailers() {
-        let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
-                       5;name=value\r\n{\"bod\r\n8\r\ny\":\"hi\"}\r\n0\r\nX-Trailer: 1\r\n\r\n";
-        for piece in [1, 3, answer.len()] {
-            let (result, _) = answered(answer, piece, false).await;
-            assert_eq!(
-                result.expect("answer"),
-                ok(200, None, b"{\"body\":\"hi\"}", true)
-            );
+        let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                       5;name=value\r\n{\"bod\r\n0008 ; a=\"b\"\r\ny\":\"hi\"}\r\n\
+                       0\r\nX-Trailer: 1\r\nX-Other:\tx y\r\n\r\n";
+        let expected = ok(200, None, b"{\"body\":\"hi\"}", true);
+        assert_reads(answer, &[1, 3, answer.len()], false, &expected).await;
+    }
+
+    /// Empty list elements are no codings (RFC 9110 §5.6.1): `chunked,` is
+    /// chunked, and its connection stays in use.
+    #[tokio::test]
+    async fn empty_transfer_encoding_elements_are_ignored() {
+        for field in [
+            "Transfer-Encoding: chunked,",
+            "Transfer-Encoding: , chunked",
+            "Transfer-Encoding: ,,chunked , ,",
+            "Transfer-Encoding: CHUNKED",
+            "Transfer-Encoding:\r\nTransfer-Encoding: chunked",
+        ] {
+            let answer = format!("HTTP/1.1 200 OK\r\n{field}\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n");
+            assert_reads(
+                answer.as_bytes(),
+                &[100],
+                false,
+                &ok(200, None, b"{}", true),
+            )
+            .await;
+        }
+    }
+
+    /// Framed two ways: the chunked coding wins over Content-Length (RFC
+    /// 9112 §6.3), and a chunked HTTP/1.0 answer is read (§6.1); neither
+    /// connection is used again, whatever the answer says about it.
+    #[tokio::test]
+    async fn doubtful_framing_is_read_as_chunked_and_the_connection_dropped() {
+        for head in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100",
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked",
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked",
+        ] {
+            let answer = format!("{head}\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+            assert_reads(
+                answer.as_bytes(),
+                &[100],
+                false,
+                &ok(200, None, b"abc", false),
+            )
+            .await;
         }
     }
 
     #[tokio::test]
     async fn bodies_to_the_close_and_closing_answers_are_not_reused() {
-        let (result, _) = answered(b"HTTP/1.1 200 OK\r\n\r\n{\"body\":\"x\"}", 4, true).await;
-        assert_eq!(
-            result.expect("answer"),
-            ok(200, None, b"{\"body\":\"x\"}", false)
-        );
-        let (result, _) = answered(
-            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
-            100,
-            true,
-        )
-        .await;
-        assert_eq!(result.expect("answer"), ok(200, None, b"{}", false));
-        let (result, _) = answered(
-            b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
-            100,
-            false,
-        )
-        .await;
-        assert_eq!(
-            result.expect("answer"),
-            ok(200, None, b"{}", false),
-            "HTTP/1.0"
-        );
-        let (result, _) = answered(
-            b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\n{}",
-            100,
-            false,
-        )
-        .await;
-        assert_eq!(
-            result.expect("answer"),
-            ok(200, None, b"{}", true),
-            "HTTP/1.0 kept alive"
-        );
+        let cases: [(&[u8], bool, Answer); 4] = [
+            (
+                b"HTTP/1.1 200 OK\r\n\r\n{\"body\":\"x\"}",
+                true,
+                ok(200, None, b"{\"body\":\"x\"}", false),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+                true,
+                ok(200, None, b"{}", false),
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+                false,
+                ok(200, None, b"{}", false),
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\n{}",
+                false,
+                ok(200, None, b"{}", true),
+            ),
+        ];
+        for (answer, close, expected) in cases {
+            assert_reads(answer, &[4, 100], close, &expected).await;
+        }
+    }
+
+    /// Listed and repeated Content-Lengths that agree are one length.
+    #[tokio::test]
+    async fn agreeing_content_lengths_are_one() {
+        for fields in [
+            "Content-Length: 2, 2",
+            "Content-Length: 2\r\nContent-Length: 2",
+            "Content-Length: 002",
+            "Content-Type: text/plain\r\nContent-Type: text/plain\r\nContent-Length: 2",
+        ] {
+            let answer = format!("HTTP/1.1 200 OK\r\n{fields}\r\n\r\n{{}}");
+            let content_type = fields.contains("text/plain").then_some("text/plain");
+            let expected = ok(200, content_type, b"{}", true);
+            assert_reads(answer.as_bytes(), &[100], false, &expected).await;
+        }
     }
 
     #[tokio::test]
@@ -608,6 +869,43 @@ mod tests {
         assert_eq!(result.expect("answer"), ok(200, None, &big[..1024], false));
     }
 
+    /// A length or chunk size claims no memory: the body grows with the
+    /// bytes that came, never past the limit.
+    #[tokio::test]
+    async fn claimed_lengths_take_no_memory_before_their_bytes() {
+        let big = vec![b'a'; 3000];
+        for head in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+        ] {
+            let mut answer = head.as_bytes().to_vec();
+            answer.extend_from_slice(&big);
+            let (result, _) = answered(&answer, 700, false).await;
+            let answer = result.expect("answer");
+            assert_eq!(
+                (answer.body.len(), answer.reusable),
+                (1024, false),
+                "{head}"
+            );
+            assert!(
+                answer.body.capacity() <= 1024,
+                "{head}: {}",
+                answer.body.capacity()
+            );
+        }
+        let mut body = Vec::new();
+        make_room(&mut body, 10, 1 << 20);
+        assert_eq!(body.capacity(), 10, "only what came");
+        body.extend_from_slice(&[0; 10]);
+        make_room(&mut body, 1, 1 << 20);
+        assert_eq!(body.capacity(), 20, "doubling");
+        make_room(&mut body, 5, 16);
+        assert_eq!(body.capacity(), 20, "room enough");
+        body.extend_from_slice(&[0; 10]);
+        make_room(&mut body, 6, 26);
+        assert_eq!(body.capacity(), 26, "never past the limit");
+    }
+
     #[tokio::test]
     async fn bytes_after_the_answer_make_the_connection_unusable() {
         let (result, _) = answered(
@@ -619,44 +917,232 @@ mod tests {
         assert_eq!(result.expect("answer"), ok(200, None, b"{}", false));
     }
 
+    /// Every answer a strict reader refuses, with the message the log shows.
     #[tokio::test]
     async fn invalid_answers_fail_with_what_was_wrong() {
-        let cases: [(&[u8], &str); 8] = [
-            (b"", "the bot closed the connection without answering"),
+        const OK: &str = "HTTP/1.1 200 OK\r\n";
+        const CHUNKED: &str = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let cases: Vec<(String, &str)> = vec![
             (
-                b"HTTP/1.1 200 OK\r\nContent-",
+                String::new(),
+                "the bot closed the connection without answering",
+            ),
+            (
+                format!("{OK}Content-"),
                 "the bot closed the connection in the middle of its answer's head",
             ),
             (
-                b"SMTP ready\r\n\r\n",
+                "SMTP ready\r\n\r\n".into(),
                 "the bot's answer is not HTTP/1.1: invalid HTTP version",
             ),
             (
-                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{}",
+                "HTTP/2.0 200 OK\r\n\r\n".into(),
+                "the bot's answer is not HTTP/1.1: invalid HTTP version",
+            ),
+            (
+                "\r\nHTTP/1.1 200 OK\r\n\r\n".into(),
+                "the bot's answer does not start with a status line",
+            ),
+            (
+                "HTTP/1.1 600 Beyond\r\n\r\n".into(),
+                "the bot's answer has the status 600, which HTTP does not define",
+            ),
+            (
+                "HTTP/1.1 000 Nothing\r\n\r\n".into(),
+                "the bot's answer has the status 000, which HTTP does not define",
+            ),
+            // Bare LF, bare CR, obsolete line folding.
+            (
+                "HTTP/1.1 200 OK\nContent-Length: 0\n\n".into(),
+                "the bot's answer has a bare LF (not CRLF) in its head",
+            ),
+            (
+                format!("{OK}X-A: 1\nContent-Length: 0\r\n\r\n"),
+                "the bot's answer has a bare LF (not CRLF) in its head",
+            ),
+            (
+                format!("{OK}X-A: 1\rContent-Length: 0\r\n\r\n"),
+                "the bot's answer is not HTTP/1.1: invalid header value",
+            ),
+            (
+                format!("{OK}X-A: 1\r\n Content-Length: 0\r\n\r\n"),
+                "the bot's answer is not HTTP/1.1: invalid header name",
+            ),
+            (
+                format!("{OK}{}\r\n", "X-A: 1\r\n".repeat(MAX_HEADERS + 1)),
+                "the bot's answer is not HTTP/1.1: too many headers",
+            ),
+            // Content-Length.
+            (
+                format!("{OK}Content-Length: 5\r\n\r\n{{}}"),
                 "the bot closed the connection in the middle of its answer",
             ),
             (
-                b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                format!("{OK}Content-Length: -1\r\n\r\n"),
                 "the bot's answer has an invalid Content-Length",
             ),
             (
-                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+                format!("{OK}Content-Length: +2\r\n\r\n{{}}"),
+                "the bot's answer has an invalid Content-Length",
+            ),
+            (
+                format!("{OK}Content-Length: 0x2\r\n\r\n{{}}"),
+                "the bot's answer has an invalid Content-Length",
+            ),
+            (
+                format!("{OK}Content-Length: 2 2\r\n\r\n{{}}"),
+                "the bot's answer has an invalid Content-Length",
+            ),
+            (
+                format!("{OK}Content-Length: 2,\r\n\r\n{{}}"),
+                "the bot's answer has an invalid Content-Length",
+            ),
+            (
+                format!("{OK}Content-Length:\r\n\r\n"),
+                "the bot's answer has an invalid Content-Length",
+            ),
+            (
+                format!("{OK}Content-Length: 18446744073709551616\r\n\r\n"),
+                "the bot's answer has an invalid Content-Length",
+            ),
+            (
+                format!("{OK}Content-Length: 2\r\nContent-Length: 3\r\n\r\n{{}}"),
                 "the bot's answer has conflicting Content-Lengths",
             ),
             (
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                format!("{OK}Content-Length: 2, 3\r\n\r\n{{}}"),
+                "the bot's answer has conflicting Content-Lengths",
+            ),
+            (
+                format!(
+                    "{OK}Content-Type: application/json\r\nContent-Type: text/html\r\n\
+                     Content-Length: 2\r\n\r\n{{}}"
+                ),
+                "the bot's answer has conflicting Content-Types",
+            ),
+            // Transfer-Encoding.
+            (
+                format!("{OK}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+                "the bot's answer uses the transfer coding \"gzip\", which was not asked for",
+            ),
+            (
+                format!("{OK}Transfer-Encoding: identity\r\n\r\n"),
+                "the bot's answer uses the transfer coding \"identity\", which was not asked for",
+            ),
+            (
+                format!("{OK}Transfer-Encoding: chunked;q=1\r\n\r\n0\r\n\r\n"),
+                "the bot's answer uses the transfer coding \"chunked;q=1\", which was not asked for",
+            ),
+            (
+                format!("{OK}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                "the bot's answer applies the chunked coding twice",
+            ),
+            (
+                format!("{OK}Transfer-Encoding: , ,\r\n\r\n"),
+                "the bot's answer has an empty Transfer-Encoding",
+            ),
+            // Chunk sizes: hex digits only.
+            (
+                format!("{CHUNKED}zz\r\n"),
                 "the bot's answer has an invalid chunk size \"zz\"",
             ),
             (
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}}\r\n0\r\n\r\n",
+                format!("{CHUNKED}+2\r\n{{}}\r\n0\r\n\r\n"),
+                "the bot's answer has an invalid chunk size \"+2\"",
+            ),
+            (
+                format!("{CHUNKED} 2\r\n{{}}\r\n0\r\n\r\n"),
+                "the bot's answer has an invalid chunk size \" 2\"",
+            ),
+            (
+                format!("{CHUNKED}2 \r\n{{}}\r\n0\r\n\r\n"),
+                "the bot's answer has an invalid chunk size \"2 \"",
+            ),
+            (
+                format!("{CHUNKED}2\t\r\n{{}}\r\n0\r\n\r\n"),
+                "the bot's answer has an invalid chunk size \"2\\t\"",
+            ),
+            (
+                format!("{CHUNKED}0x2\r\n{{}}\r\n0\r\n\r\n"),
+                "the bot's answer has an invalid chunk size \"0x2\"",
+            ),
+            (
+                format!("{CHUNKED}\r\n"),
+                "the bot's answer has an invalid chunk size \"\"",
+            ),
+            (
+                format!("{CHUNKED}2;a\rb\r\n{{}}\r\n0\r\n\r\n"),
+                "the bot's answer has an invalid chunk size \"2;a\\rb\"",
+            ),
+            (
+                format!("{CHUNKED}10000000000000000\r\n"),
+                "the bot's answer has a chunk size over 18446744073709551615 bytes",
+            ),
+            (
+                format!("{CHUNKED}2\n{{}}\r\n0\r\n\r\n"),
+                "the bot's answer has a bare LF (not CRLF) in a chunk size line",
+            ),
+            (
+                format!("{CHUNKED}2\r\n{{}}}}\r\n0\r\n\r\n"),
                 "a chunk of the bot's answer is longer than its size",
+            ),
+            (
+                format!("{CHUNKED}2\r\n{{}}\n0\r\n\r\n"),
+                "a chunk of the bot's answer is longer than its size",
+            ),
+            (
+                format!("{CHUNKED}2\r\n{{"),
+                "the bot closed the connection in the middle of a chunk",
+            ),
+            (
+                format!("{CHUNKED}2\r\n{{}}\r\n"),
+                "the bot closed the connection in a chunk size line",
+            ),
+            // Trailers: field lines, CRLF, bounded.
+            (
+                format!("{CHUNKED}0\r\nX-A: 1\n\r\n"),
+                "the bot's answer has a bare LF (not CRLF) in a trailer line",
+            ),
+            (
+                format!("{CHUNKED}0\r\nX-A: 1\r\n folded\r\n\r\n"),
+                "the bot's answer has an invalid trailer field \" folded\"",
+            ),
+            (
+                format!("{CHUNKED}0\r\nno colon\r\n\r\n"),
+                "the bot's answer has an invalid trailer field \"no colon\"",
+            ),
+            (
+                format!("{CHUNKED}0\r\nX-A: \x01\r\n\r\n"),
+                "the bot's answer has an invalid trailer field \"X-A: \\u{1}\"",
+            ),
+            (
+                format!(
+                    "{CHUNKED}0\r\n{}\r\n",
+                    "X-Trailer: 1234567890\r\n".repeat(3000)
+                ),
+                "the bot's trailers are over 65536 bytes",
+            ),
+            (
+                format!("{CHUNKED}0\r\nX-A: 1\r\n"),
+                "the bot closed the connection in a trailer line",
+            ),
+            // Interim answers: a few, not forever.
+            (
+                "HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM + 1),
+                "the bot sent more than 16 interim answers",
             ),
         ];
         for (answer, message) in cases {
-            let (result, _) = answered(answer, 100, true).await;
-            let error = result.expect_err(message);
-            assert!(matches!(error, ExchangeError::Failed(_)), "{error:?}");
-            assert_eq!(error.to_string(), message);
+            for piece in [1, 7, 100_000] {
+                let (result, _) = answered(answer.as_bytes(), piece, true).await;
+                let error = result.expect_err(message);
+                assert!(matches!(error, ExchangeError::Failed(_)), "{error:?}");
+                assert_eq!(
+                    error.to_string(),
+                    message,
+                    "{answer:?} in pieces of {piece}"
+                );
+            }
         }
     }
 
@@ -672,6 +1158,22 @@ mod tests {
         assert_eq!(
             error.to_string(),
             format!("the bot's answer head is over {MAX_HEAD_BYTES} bytes")
+        );
+        drop(bots);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_size_line_without_end_is_refused_at_the_limit() {
+        let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;x=".to_vec();
+        answer.resize(answer.len() + MAX_HEAD_BYTES + 100, b'a');
+        let (mut ours, mut bots) = duplex(1 << 20);
+        bots.write_all(&answer).await.expect("answer");
+        let error = exchange(&mut ours, &mut Vec::new(), REQUEST, 1024)
+            .await
+            .expect_err("too long");
+        assert_eq!(
+            error.to_string(),
+            format!("a chunk size line is over {MAX_HEAD_BYTES} bytes")
         );
         drop(bots);
     }
@@ -696,5 +1198,31 @@ mod tests {
         let (mut ours, bots) = duplex(64);
         drop(bots);
         assert!(!is_idle_and_open(&mut ours), "closed");
+    }
+
+    #[test]
+    fn decimals_and_chunk_sizes_are_digits_only() {
+        assert_eq!(decimal(b"0"), Some(0));
+        assert_eq!(decimal(b"0012"), Some(12));
+        assert_eq!(decimal(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"-1",
+            b" 1",
+            b"1 ",
+            b"1e3",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(decimal(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(chunk_size(b"0").expect("0"), 0);
+        assert_eq!(chunk_size(b"00000000000000000000001a").expect("zeros"), 26);
+        assert_eq!(chunk_size(b"FfFf").expect("case"), 0xffff);
+        assert_eq!(chunk_size(b"ffffffffffffffff").expect("max"), u64::MAX);
+        assert_eq!(chunk_size(b"1;a=b").expect("extension"), 1);
+        assert_eq!(chunk_size(b"1 \t; a = \"b\tc\"").expect("whitespace"), 1);
+        assert_eq!(trim_ows(b" \t a b\t "), b"a b");
+        assert_eq!(trim_ows(b" \t "), b"");
     }
 }

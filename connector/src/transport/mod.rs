@@ -3,6 +3,8 @@
 mod bot_client;
 pub mod http;
 mod http1;
+#[cfg(test)]
+mod http1_reference;
 
 pub use http::HttpTransport;
 

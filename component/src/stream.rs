@@ -3,14 +3,14 @@
 //!
 //! Bytes read pass the [`ReadLimit`] scanner, which also says where each
 //! unit of the stream ends; each unit is then parsed once, whole, by
-//! [`super::xml`]. Silence is watched here: after the read timeout the
+//! [`crate::xml`]. Silence is watched here: after the read timeout the
 //! caller is told ([`Read::Silent`]) so it can ping, and a server that stays
 //! silent for the answer timeout after that has lost the link.
 
-use super::STREAMS_NS;
-use super::read_limit::ReadLimit;
-use super::socket::LinkSocket;
-use super::xml::{NO_SCOPE, StreamScope, Unit, parse_unit};
+use crate::STREAMS_NS;
+use crate::read_limit::{Oversize, ReadLimit};
+use crate::socket::LinkSocket;
+use crate::xml::{NO_SCOPE, StreamScope, Unit, parse_head, parse_unit};
 use minidom::Element;
 use std::io;
 use std::pin::Pin;
@@ -26,7 +26,7 @@ const BUFFER_KEPT: usize = 64 * 1024;
 
 /// How long the server may stay silent.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ReadTimeouts {
+pub struct ReadTimeouts {
     /// Silence this long is reported, so the link can ping.
     pub silence: Duration,
     /// Silence this much longer still loses the link.
@@ -35,9 +35,16 @@ pub(crate) struct ReadTimeouts {
 
 /// What the server sent next.
 #[derive(Debug)]
-pub(crate) enum Read {
+pub enum Read {
     /// A top-level element: a stanza, or a stream error.
     Element(Element),
+    /// A stanza that passed a limit: its bytes were dropped as they came,
+    /// and only its start tag is kept (when it was read whole), so the
+    /// sender can be told.
+    Skipped {
+        head: Option<Element>,
+        oversize: Oversize,
+    },
     /// Nothing came for [`ReadTimeouts::silence`].
     Silent,
     /// The server ended the stream (its footer, or the end of the
@@ -47,7 +54,7 @@ pub(crate) enum Read {
 
 /// An open component stream.
 #[derive(Debug)]
-pub(crate) struct ComponentStream {
+pub struct ComponentStream {
     /// The connection, and what is queued for it.
     socket: LinkSocket,
     /// What was read and not yet handed out.
@@ -66,7 +73,7 @@ impl ComponentStream {
     /// Sends our stream header for `domain` and reads the server's; returns
     /// the stream and the id the server gave it (none when it refuses the
     /// stream, and says why next).
-    pub(crate) async fn open(
+    pub async fn open(
         tcp: TcpStream,
         domain: &str,
         timeouts: ReadTimeouts,
@@ -100,7 +107,7 @@ impl ComponentStream {
                 Next::Unit(Unit::Declaration) | Next::Silent => {}
                 Next::Unit(Unit::Header { id, .. }) => return Ok((stream, id)),
                 // The parser reads nothing else before the header.
-                Next::Unit(Unit::Element(_) | Unit::Footer) => {
+                Next::Unit(Unit::Element(_) | Unit::Skipped { .. } | Unit::Footer) => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         "the server sent an element before its stream header",
@@ -118,9 +125,10 @@ impl ComponentStream {
 
     /// The next element, or why there is none. Cancel-safe: dropping the
     /// future loses nothing that was read.
-    pub(crate) async fn next(&mut self) -> io::Result<Read> {
+    pub async fn next(&mut self) -> io::Result<Read> {
         match self.next_unit().await? {
             Next::Unit(Unit::Element(element)) => Ok(Read::Element(element)),
+            Next::Unit(Unit::Skipped { head, oversize }) => Ok(Read::Skipped { head, oversize }),
             Next::Unit(Unit::Footer) | Next::End => Ok(Read::Closed),
             Next::Silent => Ok(Read::Silent),
             // The parser reads no header after the header.
@@ -132,23 +140,23 @@ impl ComponentStream {
     }
 
     /// Queues `stanza`, written by the next [`ComponentStream::flush`].
-    pub(crate) fn queue(&mut self, stanza: &Element) {
+    pub fn queue(&mut self, stanza: &Element) {
         self.socket.queue(stanza);
     }
 
     /// Queues raw text (the handshake).
-    pub(crate) fn queue_text(&mut self, text: &str) {
+    pub fn queue_text(&mut self, text: &str) {
         self.socket.queue_text(text);
     }
 
     /// Writes everything queued.
-    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+    pub async fn flush(&mut self) -> io::Result<()> {
         self.socket.flush().await
     }
 
     /// Sends our stream footer. The server still sends what it routed here
     /// before reading it, then its own footer; read on for those.
-    pub(crate) async fn close(&mut self) -> io::Result<()> {
+    pub async fn close(&mut self) -> io::Result<()> {
         self.socket.queue_text("</stream:stream>");
         self.socket.flush().await
     }
@@ -221,6 +229,9 @@ struct Reader {
     limit: ReadLimit,
     /// The stream header's namespace bindings, once it is read.
     scope: Option<StreamScope>,
+    /// Set while a stanza that passed a limit is being skipped: its start
+    /// tag, if that was read whole before the limit passed.
+    skipping: Option<Option<Element>>,
 }
 
 impl Reader {
@@ -232,10 +243,22 @@ impl Reader {
         match self.limit.scan(&self.buffer[self.scanned..]) {
             Ok(None) => {
                 self.scanned = self.buffer.len();
+                if self.limit.oversize().is_some() {
+                    self.skip();
+                }
                 Ok(None)
             }
-            Ok(Some(length)) => {
-                self.scanned += length;
+            Ok(Some(end)) => {
+                self.scanned += end.length;
+                if let Some(oversize) = end.oversize {
+                    let head = match self.skipping.take() {
+                        Some(head) => head,
+                        // Passed and ended within one read: all of it is here.
+                        None => self.head(),
+                    };
+                    self.start = self.scanned;
+                    return Ok(Some(Unit::Skipped { head, oversize }));
+                }
                 let bytes = &self.buffer[self.start..self.scanned];
                 self.start = self.scanned;
                 let unit = match &self.scope {
@@ -250,6 +273,27 @@ impl Reader {
             }
             Err((_, refusal)) => Err(refusal.into()),
         }
+    }
+
+    /// The stanza being read passed a limit: its start tag is kept (once),
+    /// and everything of it read so far is dropped, as is whatever comes
+    /// later, so it costs no memory however long it goes on.
+    fn skip(&mut self) {
+        if self.skipping.is_none() {
+            let head = if self.limit.head_read() {
+                self.head()
+            } else {
+                None
+            };
+            self.skipping = Some(head);
+        }
+        self.start = self.scanned;
+    }
+
+    /// The start tag of the unit being read.
+    fn head(&self) -> Option<Element> {
+        let scope = self.scope.as_ref()?;
+        parse_head(&self.buffer[self.start..self.scanned], scope)
     }
 
     /// The buffer, with room for the next read after what is kept.
@@ -381,6 +425,88 @@ mod tests {
             "the server sent a DTD or a comment, which XMPP forbids"
         );
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    /// Feeds `bytes` to `reader` in reads of at most [`READ_SIZE`], as the
+    /// socket would, and collects the units; also the largest the buffer
+    /// got.
+    fn feed(reader: &mut Reader, bytes: &[u8]) -> (Vec<Unit>, usize) {
+        let mut units = Vec::new();
+        let mut largest = 0;
+        for piece in bytes.chunks(READ_SIZE) {
+            let buffer = reader.room();
+            buffer.extend_from_slice(piece);
+            largest = largest.max(buffer.capacity());
+            while let Some(unit) = reader.next_unit().expect("a readable stream") {
+                units.push(unit);
+            }
+        }
+        (units, largest)
+    }
+
+    #[test]
+    fn a_stanza_past_a_limit_is_skipped_in_bounded_memory_and_the_next_one_read() {
+        let mut reader = Reader::default();
+        let (units, _) = feed(&mut reader, SERVER_HEADER.as_bytes());
+        assert_eq!(units.len(), 2, "declaration and header");
+        let mut stream = Vec::new();
+        // 50 MB of body, then the stanza ends; then a normal one.
+        stream
+            .extend_from_slice(b"<message from='a@b/c' to='echo@bot.example.com' id='huge'><body>");
+        for _ in 0..50 * 1024 {
+            stream.extend_from_slice(&[b'x'; 1024]);
+        }
+        stream.extend_from_slice(b"</body></message>");
+        // Elements nested far past the depth limit.
+        stream.extend_from_slice(b"<iq type='get' id='deep' from='a@b/c'>");
+        stream.extend_from_slice("<a>".repeat(10_000).as_bytes());
+        stream.extend_from_slice("</a>".repeat(10_000).as_bytes());
+        stream.extend_from_slice(b"</iq>");
+        // A start tag that passes the byte limit by itself: nothing to keep.
+        stream.extend_from_slice(b"<message a='");
+        stream.extend_from_slice(&vec![b'v'; 2 * 1024 * 1024]);
+        stream.extend_from_slice(b"'/>");
+        stream.extend_from_slice(b"<message id='next'><body>ok</body></message>");
+        let (units, largest) = feed(&mut reader, &stream);
+        // What a stanza may take before it passes the byte limit, with
+        // the buffer's doubling: never the 50 MB.
+        let limit = crate::MAX_STANZA_BYTES;
+        assert!(largest <= 2 * limit, "the buffer grew to {largest} bytes");
+        assert!(
+            reader.room().capacity() <= BUFFER_KEPT + READ_SIZE,
+            "and gave it back"
+        );
+        let [first, second, third, fourth] = &units[..] else {
+            panic!("four units: {units:?}");
+        };
+        match first {
+            Unit::Skipped {
+                head: Some(head),
+                oversize: Oversize::Bytes { .. },
+            } => assert_eq!(head.attr("id"), Some("huge")),
+            other => panic!("{other:?}"),
+        }
+        match second {
+            Unit::Skipped {
+                head: Some(head),
+                oversize: Oversize::Depth { .. },
+            } => assert_eq!(head.attr("id"), Some("deep")),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(
+                third,
+                Unit::Skipped {
+                    head: None,
+                    oversize: Oversize::Bytes { .. }
+                }
+            ),
+            "{third:?}"
+        );
+        match fourth {
+            Unit::Element(next) => assert_eq!(next.attr("id"), Some("next")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! The XML of the component stream, read one whole unit at a time: the XML
 //! declaration, the stream header, one stanza, or the stream footer.
 //!
-//! [`super::read_limit`] finds where each unit ends as the bytes arrive, so
+//! [`crate::read_limit`] finds where each unit ends as the bytes arrive, so
 //! this parser only ever sees a complete unit and needs no state between
 //! reads: it checks the unit is well-formed XML with namespaces (names,
 //! matching tags, unique attributes, declared prefixes, the five predefined
@@ -9,14 +9,50 @@
 //! builds the stanza as a [`minidom::Element`], as a general streaming
 //! parser would, at a fraction of the cost per stanza. What XMPP forbids
 //! (a DTD, comments, processing instructions, other entities) is refused.
+//!
+//! A tree costs more than its text: minidom gives every element its own
+//! copy of its namespace, so an element of a few bytes that inherits a long
+//! namespace costs the namespace's length again. Every copy is counted as
+//! it is made, against [`MAX_STANZA_MEMORY`]; a stanza that would pass it is
+//! not built but [`Unit::Skipped`], with its start tag for the error reply.
+//! The count also bounds what writing the stanza back out as text costs
+//! (text is counted as long as it is once escaped).
 
-use super::STREAMS_NS;
-use super::read_limit::is_whitespace;
+use crate::STREAMS_NS;
+use crate::read_limit::{Oversize, is_whitespace};
 use minidom::Element;
 use minidom::rxml::{Namespace, NcName, XMLNS_XML as XML_NS, XMLNS_XMLNS as XMLNS_NS};
 use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use xmpp_lambda_shared::{common_name, is_xml_char};
+use xmpp_lambda_shared::{common_name, escaped_len, is_xml_char};
+
+/// The most memory the tree of one stanza may take, counted as it is built
+/// (see the module's documentation). A 1 MiB body costs a little over
+/// 1 MiB; a stanza with the most elements the read limit allows, each with
+/// a short namespace, about 3 MiB.
+pub const MAX_STANZA_MEMORY: usize = 4 * 1024 * 1024;
+
+/// What one element costs beyond its names: the element itself, its place
+/// in its parent's list of children (which grows by doubling), and the
+/// allocations behind its name, namespace and children.
+const ELEMENT_COST: usize = 2 * std::mem::size_of::<minidom::Node>() + 4 * ALLOCATION;
+/// What one attribute costs beyond its name and value: its entry in the
+/// element's attribute map and the allocation of its value.
+const ATTRIBUTE_COST: usize = 96 + ALLOCATION;
+/// What one text node costs beyond its text.
+const TEXT_COST: usize = 2 * std::mem::size_of::<minidom::Node>() + ALLOCATION;
+/// What the allocator takes for one allocation beyond the bytes asked for.
+const ALLOCATION: usize = 32;
+
+/// The most namespace declarations a stream header may make. A server
+/// makes two (the default namespace and `stream`); every stanza starts
+/// from the header's bindings, so their number is a cost per stanza.
+const MAX_HEADER_BINDINGS: usize = 32;
+
+/// Above this many bindings in force, prefixes are looked up through an
+/// index instead of a scan (a stanza may declare thousands).
+const SCANNED_BINDINGS: usize = 16;
 
 /// Why the server's XML cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +68,44 @@ impl std::error::Error for XmlError {}
 
 fn error<T>(what: impl Into<String>) -> Result<T, XmlError> {
     Err(XmlError(what.into()))
+}
+
+/// Why building a tree stopped.
+#[derive(Debug)]
+enum Stop {
+    /// The XML is not what the stream may carry: the stream cannot go on.
+    Invalid(XmlError),
+    /// The stanza would cost more than [`MAX_STANZA_MEMORY`]: it is
+    /// skipped.
+    OverBudget,
+}
+
+impl From<XmlError> for Stop {
+    fn from(error: XmlError) -> Stop {
+        Stop::Invalid(error)
+    }
+}
+
+/// Memory a tree may still take.
+struct Budget {
+    left: usize,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Budget {
+        Budget { left: limit }
+    }
+
+    /// Takes `bytes` from what is left, before they are allocated.
+    fn charge(&mut self, bytes: usize) -> Result<(), Stop> {
+        match self.left.checked_sub(bytes) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(Stop::OverBudget),
+        }
+    }
 }
 
 /// The namespace bindings the stream header made, which every stanza
@@ -60,6 +134,12 @@ pub enum Unit {
     },
     /// A top-level element: a stanza, or a stream error.
     Element(Element),
+    /// A stanza that passed a limit and was not built: its start tag alone
+    /// (to answer it with an error), when that was read whole.
+    Skipped {
+        head: Option<Element>,
+        oversize: Oversize,
+    },
     /// `</stream:stream>`.
     Footer,
 }
@@ -75,13 +155,7 @@ pub fn parse_unit(bytes: &[u8], header: bool, scope: &StreamScope) -> Result<Uni
     }
     let unit = match cursor.peek() {
         Some(b'?') if header => {
-            if !(cursor.eat(b"?xml") && cursor.peek().is_some_and(is_whitespace)) {
-                return error("a processing instruction");
-            }
-            let Some(end) = memchr::memmem::find(cursor.rest(), b"?>") else {
-                return error("an XML declaration without its end");
-            };
-            cursor.at += end + 2;
+            cursor.declaration()?;
             Unit::Declaration
         }
         Some(b'?') => return error("a processing instruction"),
@@ -94,8 +168,8 @@ pub fn parse_unit(bytes: &[u8], header: bool, scope: &StreamScope) -> Result<Uni
                 return error(format!("a malformed end tag </{}", lossy(name)));
             }
             let bindings = Bindings::new(scope);
-            let (namespace, local) = bindings.element_name(name)?;
-            if (namespace.as_ref(), local) != (STREAMS_NS, "stream") {
+            let (prefix, local) = split_name(name)?;
+            if (bindings.lookup(prefix)?, local) != (STREAMS_NS, "stream") {
                 return error(format!(
                     "an end tag </{}> with no element open",
                     lossy(name)
@@ -104,29 +178,19 @@ pub fn parse_unit(bytes: &[u8], header: bool, scope: &StreamScope) -> Result<Uni
             Unit::Footer
         }
         Some(b'/') => return error("an end tag before the stream header"),
-        _ if header => {
-            let mut bindings = Bindings::new(&NO_SCOPE);
-            let start = cursor.start_tag(&mut bindings)?;
-            if start.empty {
-                return error("an empty stream element");
+        _ if header => cursor.header()?,
+        _ => match cursor.element(scope) {
+            Ok(element) => Unit::Element(element),
+            Err(Stop::Invalid(error)) => return Err(error),
+            Err(Stop::OverBudget) => {
+                return Ok(Unit::Skipped {
+                    head: parse_head(bytes, scope),
+                    oversize: Oversize::Memory {
+                        limit: MAX_STANZA_MEMORY,
+                    },
+                });
             }
-            if (start.namespace.as_str(), start.local) != (STREAMS_NS, "stream") {
-                return error(format!(
-                    "<{}> in place of the stream header",
-                    lossy(start.raw_name)
-                ));
-            }
-            let id = start
-                .attributes
-                .iter()
-                .find(|(prefix, name, _)| prefix.is_none() && *name == "id")
-                .map(|(_, _, value)| value.clone().into_owned());
-            Unit::Header {
-                id,
-                scope: bindings.into_scope(),
-            }
-        }
-        _ => Unit::Element(cursor.element(scope)?),
+        },
     };
     cursor.skip_whitespace();
     if !cursor.rest().is_empty() {
@@ -135,25 +199,101 @@ pub fn parse_unit(bytes: &[u8], header: bool, scope: &StreamScope) -> Result<Uni
     Ok(unit)
 }
 
+/// The start tag of the stanza at the start of `bytes` (whitespace may come
+/// first), as an element without children: what is kept of a stanza that
+/// is skipped, for its addresses and id. `None` when it cannot be read.
+pub fn parse_head(bytes: &[u8], scope: &StreamScope) -> Option<Element> {
+    let mut cursor = Cursor { bytes, at: 0 };
+    cursor.skip_whitespace();
+    if !cursor.eat(b"<") || matches!(cursor.peek(), Some(b'/' | b'!' | b'?')) {
+        return None;
+    }
+    let mut bindings = Bindings::new(scope);
+    let mut budget = Budget::new(MAX_STANZA_MEMORY);
+    let start = cursor.start_tag(&mut bindings, &mut budget).ok()?;
+    new_element(start, &bindings, &mut budget).ok()
+}
+
+/// One namespace binding in force.
+struct Binding<'a> {
+    /// The prefix bound, or `None` for the default namespace.
+    prefix: Option<&'a str>,
+    /// The namespace it stands for.
+    namespace: Cow<'a, str>,
+    /// Where the binding of the same prefix that this one hides is, so
+    /// the index can go back to it when this one goes out of scope.
+    hides: Option<usize>,
+}
+
 /// Namespace bindings in force: the stream's, then those of the open
 /// elements, innermost last.
 struct Bindings<'a> {
-    bindings: Vec<(Option<Cow<'a, str>>, Cow<'a, str>)>,
+    list: Vec<Binding<'a>>,
+    /// Where the innermost binding of each prefix is in `list`, once there
+    /// are more than [`SCANNED_BINDINGS`]: a stanza that declares
+    /// thousands of prefixes and uses each must not cost a scan of all of
+    /// them per use.
+    index: Option<HashMap<Option<&'a str>, usize>>,
 }
 
 impl<'a> Bindings<'a> {
     fn new(scope: &'a StreamScope) -> Bindings<'a> {
-        Bindings {
-            bindings: scope
-                .bindings
+        let mut bindings = Bindings {
+            list: Vec::with_capacity(scope.bindings.len() + 2),
+            index: None,
+        };
+        for (prefix, namespace) in &scope.bindings {
+            bindings.push(prefix.as_deref(), Cow::Borrowed(namespace));
+        }
+        bindings
+    }
+
+    /// Where the innermost binding of `prefix` is.
+    fn find(&self, prefix: Option<&str>) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(&prefix).copied(),
+            None => self
+                .list
                 .iter()
-                .map(|(prefix, ns)| {
-                    (
-                        prefix.as_deref().map(Cow::Borrowed),
-                        Cow::Borrowed(ns.as_str()),
-                    )
-                })
-                .collect(),
+                .rposition(|binding| binding.prefix == prefix),
+        }
+    }
+
+    fn push(&mut self, prefix: Option<&'a str>, namespace: Cow<'a, str>) {
+        let hides = self.find(prefix);
+        let at = self.list.len();
+        self.list.push(Binding {
+            prefix,
+            namespace,
+            hides,
+        });
+        match &mut self.index {
+            Some(index) => {
+                index.insert(prefix, at);
+            }
+            None if self.list.len() > SCANNED_BINDINGS => {
+                let mut index = HashMap::with_capacity(self.list.len() * 2);
+                for (at, binding) in self.list.iter().enumerate() {
+                    index.insert(binding.prefix, at);
+                }
+                self.index = Some(index);
+            }
+            None => {}
+        }
+    }
+
+    /// Drops the bindings after the first `len`: an element ended.
+    fn truncate(&mut self, len: usize) {
+        while self.list.len() > len {
+            let Some(binding) = self.list.pop() else {
+                return;
+            };
+            if let Some(index) = &mut self.index {
+                match binding.hides {
+                    Some(hidden) => index.insert(binding.prefix, hidden),
+                    None => index.remove(&binding.prefix),
+                };
+            }
         }
     }
 
@@ -162,13 +302,8 @@ impl<'a> Bindings<'a> {
         if prefix == Some("xml") {
             return Ok(XML_NS);
         }
-        match self
-            .bindings
-            .iter()
-            .rev()
-            .find(|(bound, _)| bound.as_deref() == prefix)
-        {
-            Some((_, ns)) => Ok(ns),
+        match self.find(prefix) {
+            Some(at) => Ok(&self.list[at].namespace),
             None if prefix.is_none() => Ok(""),
             None => error(format!(
                 "the undeclared prefix {:?}",
@@ -177,18 +312,17 @@ impl<'a> Bindings<'a> {
         }
     }
 
-    /// An element's namespace and local name.
-    fn element_name<'n>(&self, raw: &'n [u8]) -> Result<(Cow<'_, str>, &'n str), XmlError> {
-        let (prefix, local) = split_name(raw)?;
-        Ok((Cow::Borrowed(self.lookup(prefix)?), local))
-    }
-
     fn into_scope(self) -> StreamScope {
         StreamScope {
             bindings: self
-                .bindings
+                .list
                 .into_iter()
-                .map(|(prefix, ns)| (prefix.map(Cow::into_owned), ns.into_owned()))
+                .map(|binding| {
+                    (
+                        binding.prefix.map(str::to_owned),
+                        binding.namespace.into_owned(),
+                    )
+                })
                 .collect(),
         }
     }
@@ -203,6 +337,8 @@ struct StartTag<'b> {
     attributes: Vec<(Option<&'b str>, &'b str, Cow<'b, str>)>,
     /// `<name/>`: no content and no end tag.
     empty: bool,
+    /// How many bindings were in force before this tag made its own.
+    outer_bindings: usize,
 }
 
 struct Cursor<'b> {
@@ -238,7 +374,7 @@ impl<'b> Cursor<'b> {
         let start = self.at;
         while self
             .peek()
-            .is_some_and(|b| !is_whitespace(b) && !matches!(b, b'/' | b'>' | b'=' | b'<'))
+            .is_some_and(|b| !is_whitespace(b) && !matches!(b, b'/' | b'>' | b'=' | b'<' | b'?'))
         {
             self.at += 1;
         }
@@ -248,10 +384,117 @@ impl<'b> Cursor<'b> {
         Ok(&self.bytes[start..self.at])
     }
 
+    /// The XML declaration after its `<`: version 1.x, UTF-8 if an
+    /// encoding is named (XMPP streams are UTF-8), and `standalone`.
+    fn declaration(&mut self) -> Result<(), XmlError> {
+        if !(self.eat(b"?xml") && self.peek().is_some_and(is_whitespace)) {
+            return error("a processing instruction");
+        }
+        let mut seen = Vec::new();
+        loop {
+            let spaced = self.peek().is_some_and(is_whitespace);
+            self.skip_whitespace();
+            if self.eat(b"?>") {
+                break;
+            }
+            if !spaced {
+                return error("a malformed XML declaration");
+            }
+            let name = self.name()?;
+            self.skip_whitespace();
+            if !self.eat(b"=") {
+                return error("a malformed XML declaration");
+            }
+            self.skip_whitespace();
+            let value = self.attribute_value()?;
+            // The pseudo-attributes come in this order, each at most once,
+            // and version first.
+            let order = match name {
+                b"version" => 0,
+                b"encoding" => 1,
+                b"standalone" => 2,
+                _ => return error(format!("the XML declaration's {}", lossy(name))),
+            };
+            if seen.last().is_some_and(|&last| last >= order) || (seen.is_empty() && order != 0) {
+                return error("a malformed XML declaration");
+            }
+            seen.push(order);
+            let valid = match order {
+                0 => value.strip_prefix("1.").is_some_and(|minor| {
+                    !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit())
+                }),
+                1 => value.eq_ignore_ascii_case("UTF-8"),
+                _ => matches!(value.as_ref(), "yes" | "no"),
+            };
+            if !valid {
+                return error(format!(
+                    "an XML declaration with {}={:?}",
+                    lossy(name),
+                    shortened(&value)
+                ));
+            }
+        }
+        if seen.is_empty() {
+            return error("an XML declaration without a version");
+        }
+        Ok(())
+    }
+
+    /// The stream header after its `<`: its attributes checked as any
+    /// element's would be (declared prefixes, each name once).
+    fn header(&mut self) -> Result<Unit, XmlError> {
+        let mut bindings = Bindings::new(&NO_SCOPE);
+        let mut budget = Budget::new(usize::MAX);
+        let start = match self.start_tag(&mut bindings, &mut budget) {
+            Ok(start) => start,
+            Err(Stop::Invalid(error)) => return Err(error),
+            Err(Stop::OverBudget) => return error("a stream header too large"),
+        };
+        if start.empty {
+            return error("an empty stream element");
+        }
+        if (start.namespace.as_str(), start.local) != (STREAMS_NS, "stream") {
+            return error(format!(
+                "<{}> in place of the stream header",
+                lossy(start.raw_name)
+            ));
+        }
+        if bindings.list.len() > MAX_HEADER_BINDINGS {
+            return error(format!(
+                "a stream header with more than {MAX_HEADER_BINDINGS} namespace declarations"
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for (prefix, local, _) in &start.attributes {
+            let namespace = match prefix {
+                None => "",
+                Some(prefix) => bindings.lookup(Some(prefix))?,
+            };
+            if !names.insert((namespace, *local)) {
+                return error(format!("the attribute {local} twice"));
+            }
+        }
+        let id = start
+            .attributes
+            .iter()
+            .find(|(prefix, name, _)| prefix.is_none() && *name == "id")
+            .map(|(_, _, value)| value.clone().into_owned());
+        Ok(Unit::Header {
+            id,
+            scope: bindings.into_scope(),
+        })
+    }
+
     /// A start tag after its `<`; its namespace declarations go into
-    /// `bindings`.
-    fn start_tag(&mut self, bindings: &mut Bindings<'b>) -> Result<StartTag<'b>, XmlError> {
+    /// `bindings`, and its element's own namespace copy is charged to
+    /// `budget` before it is made.
+    fn start_tag(
+        &mut self,
+        bindings: &mut Bindings<'b>,
+        budget: &mut Budget,
+    ) -> Result<StartTag<'b>, Stop> {
         let raw_name = self.name()?;
+        let outer_bindings = bindings.list.len();
         let mut attributes = Vec::new();
         let empty = loop {
             let spaced = self.peek().is_some_and(is_whitespace);
@@ -264,7 +507,7 @@ impl<'b> Cursor<'b> {
                 Some(b'/') => {
                     self.at += 1;
                     if !self.eat(b">") {
-                        return error(format!("a malformed start tag <{}", lossy(raw_name)));
+                        return Err(malformed_start_tag(raw_name));
                     }
                     break true;
                 }
@@ -272,28 +515,36 @@ impl<'b> Cursor<'b> {
                     let name = self.name()?;
                     self.skip_whitespace();
                     if !self.eat(b"=") {
-                        return error(format!("the attribute {} without a value", lossy(name)));
+                        return Err(XmlError(format!(
+                            "the attribute {} without a value",
+                            lossy(name)
+                        ))
+                        .into());
                     }
                     self.skip_whitespace();
                     let value = self.attribute_value()?;
                     let (prefix, local) = split_name(name)?;
                     match (prefix, local) {
-                        (None, "xmlns") => bind(bindings, None, value)?,
-                        (Some("xmlns"), prefix) => bind(bindings, Some(prefix), value)?,
+                        (None, "xmlns") => bind(bindings, outer_bindings, None, value)?,
+                        (Some("xmlns"), prefix) => {
+                            bind(bindings, outer_bindings, Some(prefix), value)?;
+                        }
                         _ => attributes.push((prefix, local, value)),
                     }
                 }
-                _ => return error(format!("a malformed start tag <{}", lossy(raw_name))),
+                _ => return Err(malformed_start_tag(raw_name)),
             }
         };
         let (prefix, local) = split_name(raw_name)?;
-        let namespace = bindings.lookup(prefix)?.to_owned();
+        let namespace = bindings.lookup(prefix)?;
+        budget.charge(ELEMENT_COST + 2 * local.len() + namespace.len())?;
         Ok(StartTag {
             raw_name,
-            namespace,
+            namespace: namespace.to_owned(),
             local,
             attributes,
             empty,
+            outer_bindings,
         })
     }
 
@@ -316,37 +567,24 @@ impl<'b> Cursor<'b> {
         decode(raw, true)
     }
 
-    /// A whole element after its `<`, its descendants included.
-    fn element(&mut self, scope: &'b StreamScope) -> Result<Element, XmlError> {
+    /// A whole element after its `<`, its descendants included, each copy
+    /// charged to a budget of [`MAX_STANZA_MEMORY`].
+    fn element(&mut self, scope: &'b StreamScope) -> Result<Element, Stop> {
         let mut bindings = Bindings::new(scope);
+        let mut budget = Budget::new(MAX_STANZA_MEMORY);
         // The open elements: the element, its raw name, the bindings in
         // force before it.
         let mut open: Vec<(Element, &'b [u8], usize)> = Vec::new();
         let mut text = String::new();
         loop {
             // After a `<`: a start tag.
-            let before = bindings.bindings.len();
-            let start = self.start_tag(&mut bindings)?;
-            let mut element = Element::builder(start.local, start.namespace).build();
+            let start = self.start_tag(&mut bindings, &mut budget)?;
             let raw_name = start.raw_name;
             let empty = start.empty;
-            for (prefix, local, value) in start.attributes {
-                let namespace = match prefix {
-                    None => Namespace::NONE,
-                    Some("xml") => Namespace::XML,
-                    Some(prefix) => Namespace::from(bindings.lookup(Some(prefix))?.to_owned()),
-                };
-                let name = attribute_name(local)?;
-                if element
-                    .attrs_mut()
-                    .insert(namespace, name, value.into_owned())
-                    .is_some()
-                {
-                    return error(format!("the attribute {local} twice"));
-                }
-            }
+            let before = start.outer_bindings;
+            let element = new_element(start, &bindings, &mut budget)?;
             if empty {
-                bindings.bindings.truncate(before);
+                bindings.truncate(before);
                 match open.last_mut() {
                     Some((parent, _, _)) => parent.append_child(element),
                     None => return Ok(element),
@@ -357,11 +595,16 @@ impl<'b> Cursor<'b> {
             // Content, up to the next start tag or the end of an element.
             loop {
                 let Some(lt) = memchr::memchr(b'<', self.rest()) else {
-                    return error("an element without its end");
+                    return Err(XmlError("an element without its end".into()).into());
                 };
                 let raw = &self.rest()[..lt];
                 if !raw.is_empty() {
-                    text.push_str(&decode(raw, false)?);
+                    if memchr::memmem::find(raw, b"]]>").is_some() {
+                        return Err(XmlError("]]> in text".into()).into());
+                    }
+                    let decoded = decode(raw, false)?;
+                    charge_text(&mut budget, &text, &decoded)?;
+                    text.push_str(&decoded);
                 }
                 self.at += lt + 1;
                 match self.peek() {
@@ -370,23 +613,27 @@ impl<'b> Cursor<'b> {
                         let name = self.name()?;
                         self.skip_whitespace();
                         if !self.eat(b">") {
-                            return error(format!("a malformed end tag </{}", lossy(name)));
+                            return Err(
+                                XmlError(format!("a malformed end tag </{}", lossy(name))).into()
+                            );
                         }
                         let Some((mut element, raw_name, before)) = open.pop() else {
-                            return error(format!(
+                            return Err(XmlError(format!(
                                 "an end tag </{}> with no element open",
                                 lossy(name)
-                            ));
+                            ))
+                            .into());
                         };
                         if name != raw_name {
-                            return error(format!(
+                            return Err(XmlError(format!(
                                 "<{}> ended by </{}>",
                                 lossy(raw_name),
                                 lossy(name)
-                            ));
+                            ))
+                            .into());
                         }
                         flush_text(&mut element, &mut text);
-                        bindings.bindings.truncate(before);
+                        bindings.truncate(before);
                         match open.last_mut() {
                             Some((parent, _, _)) => {
                                 parent.append_child(element);
@@ -396,18 +643,20 @@ impl<'b> Cursor<'b> {
                     }
                     Some(b'!') => {
                         if !self.eat(b"![CDATA[") {
-                            return error("a DTD or a comment");
+                            return Err(XmlError("a DTD or a comment".into()).into());
                         }
                         let Some(end) = memchr::memmem::find(self.rest(), b"]]>") else {
-                            return error("a CDATA section without its end");
+                            return Err(XmlError("a CDATA section without its end".into()).into());
                         };
                         let raw = &self.rest()[..end];
                         self.at += end + 3;
                         let cdata = checked_text(raw)?;
                         // Line ends are normalised here too (§2.11).
-                        text.push_str(&cdata.replace("\r\n", "\n").replace('\r', "\n"));
+                        let cdata = cdata.replace("\r\n", "\n").replace('\r', "\n");
+                        charge_text(&mut budget, &text, &cdata)?;
+                        text.push_str(&cdata);
                     }
-                    Some(b'?') => return error("a processing instruction"),
+                    Some(b'?') => return Err(XmlError("a processing instruction".into()).into()),
                     _ => {
                         if let Some((parent, _, _)) = open.last_mut() {
                             flush_text(parent, &mut text);
@@ -420,9 +669,53 @@ impl<'b> Cursor<'b> {
     }
 }
 
-/// Binds `prefix` (the default namespace without one) to `value`.
+fn malformed_start_tag(raw_name: &[u8]) -> Stop {
+    XmlError(format!("a malformed start tag <{}", lossy(raw_name))).into()
+}
+
+/// Charges `piece`, about to join `text`, at its escaped length (what
+/// writing it back out costs), and a text node's own cost with the first
+/// piece of a node.
+fn charge_text(budget: &mut Budget, text: &str, piece: &str) -> Result<(), Stop> {
+    let node = if text.is_empty() { TEXT_COST } else { 0 };
+    budget.charge(node + escaped_len(piece, false))
+}
+
+/// The element a start tag makes, its attributes charged to `budget`.
+fn new_element(
+    start: StartTag<'_>,
+    bindings: &Bindings<'_>,
+    budget: &mut Budget,
+) -> Result<Element, Stop> {
+    let mut element = Element::builder(start.local, start.namespace).build();
+    for (prefix, local, value) in start.attributes {
+        let namespace = match prefix {
+            None => Namespace::NONE,
+            Some("xml") => Namespace::XML,
+            Some(prefix) => {
+                let namespace = bindings.lookup(Some(prefix))?;
+                budget.charge(namespace.len())?;
+                Namespace::from(namespace.to_owned())
+            }
+        };
+        budget.charge(ATTRIBUTE_COST + local.len() + escaped_len(&value, true))?;
+        let name = attribute_name(local)?;
+        if element
+            .attrs_mut()
+            .insert(namespace, name, value.into_owned())
+            .is_some()
+        {
+            return Err(XmlError(format!("the attribute {local} twice")).into());
+        }
+    }
+    Ok(element)
+}
+
+/// Binds `prefix` (the default namespace without one) to `value`, for the
+/// element whose own bindings start at `own`.
 fn bind<'b>(
     bindings: &mut Bindings<'b>,
+    own: usize,
     prefix: Option<&'b str>,
     value: Cow<'b, str>,
 ) -> Result<(), XmlError> {
@@ -440,7 +733,13 @@ fn bind<'b>(
     if value == XMLNS_NS || (value == XML_NS && prefix != Some("xml")) {
         return error(format!("a binding to {value}"));
     }
-    bindings.bindings.push((prefix.map(Cow::Borrowed), value));
+    if bindings.find(prefix).is_some_and(|at| at >= own) {
+        return error(match prefix {
+            Some(prefix) => format!("the prefix {prefix} declared twice"),
+            None => "the default namespace declared twice".to_owned(),
+        });
+    }
+    bindings.push(prefix, value);
     Ok(())
 }
 
@@ -552,10 +851,15 @@ fn reference(name: &str) -> Result<char, XmlError> {
         "amp" => return Ok('&'),
         "apos" => return Ok('\''),
         "quot" => return Ok('"'),
+        // Digits only: Rust's own parsing would take a sign (`&#+65;`).
         _ => match name.strip_prefix("#x") {
-            Some(hex) => u32::from_str_radix(hex, 16).ok(),
+            Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                u32::from_str_radix(hex, 16).ok()
+            }
+            Some(_) => None,
             None => name
                 .strip_prefix('#')
+                .filter(|dec| !dec.is_empty() && dec.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|dec| dec.parse::<u32>().ok()),
         },
     };
@@ -717,6 +1021,276 @@ mod tests {
     }
 
     #[test]
+    fn what_is_refused_in_the_header_and_the_declaration() {
+        let header = |attributes: &str| {
+            format!(
+                "<stream:stream xmlns='jabber:component:accept' \
+                 xmlns:stream='http://etherx.jabber.org/streams' {attributes}>"
+            )
+        };
+        let cases = [
+            (header("id='a' id='b'"), "the attribute id twice"),
+            (header("q:id='a'"), "the undeclared prefix \"q\""),
+            (
+                header("xmlns:s='http://etherx.jabber.org/streams' stream:a='1' s:a='2'"),
+                "the attribute a twice",
+            ),
+            (
+                format!("<stream:stream xmlns:stream='{STREAMS_NS}' xmlns:stream='{STREAMS_NS}'>"),
+                "the prefix stream declared twice",
+            ),
+            (
+                header(
+                    &(0..40)
+                        .map(|n| format!("xmlns:p{n}='urn:p'"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+                "a stream header with more than 32 namespace declarations",
+            ),
+            (
+                "<?xml version='2.0'?>".into(),
+                "an XML declaration with version=\"2.0\"",
+            ),
+            (
+                "<?xml version='1.'?>".into(),
+                "an XML declaration with version=\"1.\"",
+            ),
+            (
+                "<?xml version='1.0' encoding='ISO-8859-1'?>".into(),
+                "an XML declaration with encoding=\"ISO-8859-1\"",
+            ),
+            (
+                "<?xml version='1.0' standalone='maybe'?>".into(),
+                "an XML declaration with standalone=\"maybe\"",
+            ),
+            (
+                "<?xml encoding='UTF-8' version='1.0'?>".into(),
+                "a malformed XML declaration",
+            ),
+            (
+                "<?xml version='1.0' version='1.0'?>".into(),
+                "a malformed XML declaration",
+            ),
+            (
+                "<?xml version='1.0'encoding='UTF-8'?>".into(),
+                "a malformed XML declaration",
+            ),
+            ("<?xml?>".into(), "a processing instruction"),
+            ("<?xml ?>".into(), "an XML declaration without a version"),
+            (
+                "<?xml version='1.0' x='y'?>".into(),
+                "the XML declaration's x",
+            ),
+        ];
+        for (unit, message) in cases {
+            assert_eq!(
+                parse_unit(unit.as_bytes(), true, &NO_SCOPE),
+                Err(XmlError(message.to_owned())),
+                "{unit}"
+            );
+        }
+        for declaration in [
+            "<?xml version='1.0'?>",
+            "<?xml version=\"1.1\" encoding=\"utf-8\" standalone=\"yes\" ?>",
+            "<?xml version='1.0' encoding='UTF-8'?>",
+        ] {
+            assert_eq!(
+                parse_unit(declaration.as_bytes(), true, &NO_SCOPE),
+                Ok(Unit::Declaration),
+                "{declaration}"
+            );
+        }
+    }
+
+    /// A start tag with a long namespace, inherited by many empty children:
+    /// Prosody writes a child without `xmlns` when it shares its parent's.
+    fn amplified(namespace_bytes: usize, children: usize) -> String {
+        format!(
+            "<message from='alice@example.com/x' to='echo@bot.example.com' id='big' type='chat'>\
+             <x xmlns='urn:{}'>{}</x></message>",
+            "n".repeat(namespace_bytes),
+            "<a/>".repeat(children)
+        )
+    }
+
+    #[test]
+    fn a_stanza_over_the_memory_budget_is_skipped_with_its_head() {
+        let stanza = amplified(100 * 1024, 16_000);
+        match parse_unit(stanza.as_bytes(), false, &stream_scope()) {
+            Ok(Unit::Skipped {
+                head: Some(head),
+                oversize,
+            }) => {
+                assert_eq!(
+                    oversize,
+                    Oversize::Memory {
+                        limit: MAX_STANZA_MEMORY
+                    }
+                );
+                assert!(head.is("message", "jabber:component:accept"));
+                assert_eq!(head.attr("id"), Some("big"));
+                assert_eq!(head.attr("from"), Some("alice@example.com/x"));
+                assert_eq!(head.nodes().count(), 0, "the start tag alone");
+            }
+            other => panic!("not skipped: {other:?}"),
+        }
+        // Well under the budget, the same shape is read whole.
+        let small = amplified(100, 1000);
+        assert!(matches!(
+            parse_unit(small.as_bytes(), false, &stream_scope()),
+            Ok(Unit::Element(_))
+        ));
+        // What is read before the budget runs out must be well-formed; what
+        // comes after is skipped unread, as a stanza past a read limit is.
+        let broken = amplified(100 * 1024, 16_000).replace("<x ", "<y></z><x ");
+        assert_eq!(
+            parse_unit(broken.as_bytes(), false, &stream_scope()),
+            Err(XmlError("<y> ended by </z>".into()))
+        );
+    }
+
+    /// The worst stanzas of at most 1 MiB for each dimension of the cost
+    /// of a tree, by name, and whether the budget lets them be read.
+    fn worst_stanzas() -> Vec<(&'static str, bool, String)> {
+        let head =
+            "<message from='alice@example.com/x' to='echo@bot.example.com' id='w' type='chat'>";
+        let long_ns = "n".repeat(60 * 1024);
+        vec![
+            (
+                "long namespace × many elements",
+                false,
+                amplified(100 * 1024, 16_000),
+            ),
+            // As many elements as the read limit allows.
+            ("short namespace × many elements", true, amplified(20, 8180)),
+            (
+                "long namespace × a few elements",
+                true,
+                amplified(60 * 1024, 12),
+            ),
+            (
+                "many prefixes",
+                true,
+                format!(
+                    "<message{}>{}</message>",
+                    (0..4000)
+                        .map(|n| format!(" xmlns:p{n}='urn:{n}'"))
+                        .collect::<String>(),
+                    (0..4000).map(|n| format!("<p{n}:a/>")).collect::<String>(),
+                ),
+            ),
+            (
+                "one long prefix × many attributes",
+                false,
+                format!(
+                    "{head}<x xmlns:p='urn:{long_ns}'>{}</x></message>",
+                    (0..5000)
+                        .map(|n| format!("<a p:v='{n}'/>"))
+                        .collect::<String>()
+                ),
+            ),
+            (
+                "many attributes",
+                true,
+                format!(
+                    "<message{}>{}</message>",
+                    (0..8180).map(|n| format!(" a{n}=''")).collect::<String>(),
+                    ""
+                ),
+            ),
+            (
+                "deep nesting × long namespaces",
+                true,
+                format!(
+                    "{head}{}{}</message>",
+                    (0..126)
+                        .map(|n| format!("<d xmlns='urn:{n}:{}'>", "n".repeat(8000)))
+                        .collect::<String>(),
+                    "</d>".repeat(126)
+                ),
+            ),
+            (
+                "long entity runs",
+                true,
+                format!("{head}<body>{}</body></message>", "&amp;".repeat(200_000)),
+            ),
+            (
+                "many character references",
+                true,
+                format!(
+                    "{head}<body>{}</body></message>",
+                    "&#x1F600;".repeat(110_000)
+                ),
+            ),
+            (
+                "markup characters in CDATA",
+                false,
+                format!(
+                    "{head}<body><![CDATA[{}]]></body></message>",
+                    "&".repeat(1_000_000)
+                ),
+            ),
+            (
+                "a long body",
+                true,
+                format!("{head}<body>{}</body></message>", "b".repeat(1_000_000)),
+            ),
+        ]
+    }
+
+    /// What the budget counts is what parsing really allocates: no stanza
+    /// of at most 1 MiB makes the parser hold more than the budget and a
+    /// small margin, read or skipped.
+    #[test]
+    fn no_stanza_costs_the_parser_more_than_the_budget() {
+        let scope = stream_scope();
+        for (name, read, stanza) in worst_stanzas() {
+            assert!(stanza.len() <= 1 << 20, "{name}: {} bytes", stanza.len());
+            let (unit, peak) =
+                crate::counted_alloc::peak_of(|| parse_unit(stanza.as_bytes(), false, &scope));
+            let outcome = match &unit {
+                Ok(Unit::Element(_)) => "read",
+                Ok(Unit::Skipped { .. }) => "skipped",
+                other => panic!("{name}: {other:?}"),
+            };
+            eprintln!(
+                "{name}: {} bytes, {outcome}, peak {peak} bytes",
+                stanza.len()
+            );
+            assert_eq!(outcome == "read", read, "{name}");
+            assert!(
+                peak <= MAX_STANZA_MEMORY + 64 * 1024,
+                "{name}: {peak} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixes_are_looked_up_through_an_index_once_there_are_many() {
+        let declarations: String = (0..2000)
+            .map(|n| format!(" xmlns:p{n}='urn:p{n}'"))
+            .collect();
+        let uses: String = (0..2000)
+            .rev()
+            .map(|n| format!("<p{n}:x p{n}:a='{n}'/>"))
+            .collect();
+        let stanza = format!(
+            "<message{declarations}><p7:y xmlns:p7='urn:seven'><p7:z/></p7:y>{uses}<p7:w/></message>"
+        );
+        let element = ours(stanza.as_bytes()).expect("valid");
+        let children: Vec<&Element> = element.children().collect();
+        assert_eq!(children.len(), 2002);
+        // The inner binding of p7 hides the outer one only inside its element.
+        assert!(children[0].is("y", "urn:seven"));
+        assert!(children[0].has_child("z", "urn:seven"));
+        assert!(children[1].is("x", "urn:p1999"));
+        assert_eq!(children[1].attr_ns("urn:p1999", "a"), Some("1999"));
+        assert!(children[2001].is("w", "urn:p7"));
+        assert_same_as_rxml(&stanza);
+    }
+
+    #[test]
     fn the_header_the_footer_and_the_declaration() {
         let declaration = parse_unit(b"<?xml version='1.0' encoding='UTF-8'?>", true, &NO_SCOPE);
         assert_eq!(declaration, Ok(Unit::Declaration));
@@ -747,7 +1321,23 @@ mod tests {
             ours(long_entity.as_bytes()),
             Err(XmlError(format!("the entity &{};", "é".repeat(16))))
         );
-        let cases: [(&[u8], &str); 24] = [
+        let cases: [(&[u8], &str); 31] = [
+            (
+                b"<message><body>&#+65;</body></message>",
+                "the entity &#+65;",
+            ),
+            (b"<message a='&#x-41;'/>", "the entity &#x-41;"),
+            (b"<message><body>&#;</body></message>", "the entity &#;"),
+            (
+                b"<message xmlns:p='urn:a' xmlns:p='urn:b'/>",
+                "the prefix p declared twice",
+            ),
+            (
+                b"<message><x xmlns='urn:a' xmlns='urn:a'/></message>",
+                "the default namespace declared twice",
+            ),
+            (b"<message><body>a ]]> b</body></message>", "]]> in text"),
+            (b"<message><body>a ]]]]> b</body></message>", "]]> in text"),
             (
                 b"<message><body>x</bdy></message>",
                 "<body> ended by </bdy>",
