@@ -327,6 +327,35 @@ async fn standard_batch_with_mixed_outcomes() {
 
 const FIFO_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:requests.fifo";
 
+/// A handler proxying to a scripted bot, replying on a FIFO queue of moto's.
+struct FifoSetup {
+    moto: Moto,
+    replies_url: String,
+    bot: BotServer,
+    handler: Handler<ProxyBot>,
+}
+
+impl FifoSetup {
+    /// With `max_receive_count`, the handler answers a last delivery.
+    async fn start(max_receive_count: Option<u32>) -> FifoSetup {
+        let moto = Moto::start();
+        let replies_url = moto.queue("replies.fifo", &[]).await;
+        let bot = BotServer::start().await;
+        let mut handler = Handler::new(proxy(&bot, Duration::from_secs(5)))
+            .with_reply_queue(&replies_url)
+            .with_sqs_client(moto.client.clone());
+        if let Some(count) = max_receive_count {
+            handler = handler.with_max_receive_count(count);
+        }
+        FifoSetup {
+            moto,
+            replies_url,
+            bot,
+            handler,
+        }
+    }
+}
+
 fn fifo_envelope(id: &str, user: &str, text: &str) -> String {
     RequestEnvelope::new(id, request_from(user, text)).to_json()
 }
@@ -340,12 +369,12 @@ fn asked(bot: &BotServer) -> Vec<String> {
 
 #[tokio::test]
 async fn fifo_batch_fails_only_the_rest_of_the_failing_conversation() {
-    let moto = Moto::start();
-    let replies_url = moto.queue("replies.fifo", &[]).await;
-    let bot = BotServer::start().await;
-    let handler = Handler::new(proxy(&bot, Duration::from_secs(5)))
-        .with_reply_queue(&replies_url)
-        .with_sqs_client(moto.client.clone());
+    let FifoSetup {
+        moto,
+        replies_url,
+        bot,
+        handler,
+    } = FifoSetup::start(None).await;
     let event = fifo_event(
         FIFO_ARN,
         &[
@@ -401,12 +430,12 @@ async fn fifo_batch_fails_only_the_rest_of_the_failing_conversation() {
 
 #[tokio::test]
 async fn fifo_batch_goes_on_past_a_record_that_is_not_an_envelope() {
-    let moto = Moto::start();
-    let replies_url = moto.queue("replies.fifo", &[]).await;
-    let bot = BotServer::start().await;
-    let handler = Handler::new(proxy(&bot, Duration::from_secs(5)))
-        .with_reply_queue(&replies_url)
-        .with_sqs_client(moto.client.clone());
+    let FifoSetup {
+        moto,
+        replies_url,
+        bot,
+        handler,
+    } = FifoSetup::start(None).await;
     // Both in the fixture's one message group.
     let event = sqs_event(
         "sqs_event_fifo.json",
@@ -425,13 +454,12 @@ async fn fifo_batch_goes_on_past_a_record_that_is_not_an_envelope() {
 
 #[tokio::test]
 async fn on_the_last_delivery_a_failure_is_answered_not_dead_lettered() {
-    let moto = Moto::start();
-    let replies_url = moto.queue("replies.fifo", &[]).await;
-    let bot = BotServer::start().await;
-    let handler = Handler::new(proxy(&bot, Duration::from_secs(5)))
-        .with_reply_queue(&replies_url)
-        .with_sqs_client(moto.client.clone())
-        .with_max_receive_count(3);
+    let FifoSetup {
+        moto,
+        replies_url,
+        bot: _bot,
+        handler,
+    } = FifoSetup::start(Some(3)).await;
     let records = [
         ("a1", fifo_envelope("e-a1", "alice", "status 503")),
         ("a2", fifo_envelope("e-a2", "alice", "two")),
@@ -505,13 +533,12 @@ async fn on_the_last_delivery_a_failure_is_answered_not_dead_lettered() {
 
 #[tokio::test]
 async fn a_request_held_behind_a_retry_on_its_last_delivery_gets_the_no_response_error() {
-    let moto = Moto::start();
-    let replies_url = moto.queue("replies.fifo", &[]).await;
-    let bot = BotServer::start().await;
-    let handler = Handler::new(proxy(&bot, Duration::from_secs(5)))
-        .with_reply_queue(&replies_url)
-        .with_sqs_client(moto.client.clone())
-        .with_max_receive_count(3);
+    let FifoSetup {
+        moto,
+        replies_url,
+        bot,
+        handler,
+    } = FifoSetup::start(Some(3)).await;
     let mut event = fifo_event(
         FIFO_ARN,
         &[

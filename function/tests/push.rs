@@ -34,8 +34,9 @@ async fn send_envelopes(moto: &Moto, url: &str) -> Vec<SendEnvelope> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_schedule_makes_the_reminder_bot_push() {
+/// The reminder bot reminding `to` (comma-separated JIDs) through a FIFO
+/// reply queue of moto's; returns moto, the queue's URL and the function.
+async fn reminder_bot(to: &str) -> (Moto, String, LambdaEmulator) {
     let moto = Moto::start();
     let replies = moto.queue("replies.fifo", &[]).await;
     let lambda = LambdaEmulator::start(
@@ -44,14 +45,18 @@ async fn a_schedule_makes_the_reminder_bot_push() {
             &moto,
             &replies,
             &[
-                (
-                    "REMINDER_TO",
-                    "alice@example.com, ops@conference.example.com",
-                ),
+                ("REMINDER_TO", to),
                 ("REMINDER_TEXT", "Stand-up in 5 minutes"),
             ],
         ),
     );
+    (moto, replies, lambda)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_makes_the_reminder_bot_push() {
+    let (moto, replies, lambda) =
+        reminder_bot("alice@example.com, ops@conference.example.com").await;
 
     // EventBridge Scheduler's input as template.yaml sets it up.
     let (status, outcome) = lambda.invoke(&json!({"schedule": "daily"})).await;
@@ -79,16 +84,7 @@ async fn a_schedule_makes_the_reminder_bot_push() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_schedule_pushes_once() {
-    let moto = Moto::start();
-    let replies = moto.queue("replies.fifo", &[]).await;
-    let lambda = LambdaEmulator::start(
-        &example("reminder_bot"),
-        &env(
-            &moto,
-            &replies,
-            &[("REMINDER_TO", "alice@example.com, bob@example.com")],
-        ),
-    );
+    let (moto, replies, lambda) = reminder_bot("alice@example.com, bob@example.com").await;
     // EventBridge Scheduler's input as template.yaml sets it up, with
     // `<aws.scheduler.scheduled-time>` filled in. Lambda retries a failed
     // asynchronous invocation with the same event.
