@@ -263,6 +263,17 @@ def guardrail_problems(template):
         "a FIFO ReplyQueue must deduplicate by content (pushes from elsewhere need no deduplication id)",
     )
 
+    topic = resources.get("AlarmTopic", {})
+    need(
+        topic.get("Condition") == "HasAlarmEmail"
+        and {"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}} in topic.get("Properties", {}).get("Subscription", []),
+        "AlarmTopic must exist with AlarmEmail and subscribe it",
+    )
+    for name in ("AlarmEmail", "AlarmTopicArn"):
+        need(
+            parameters.get(name, {}).get("Default") == "" and "AllowedPattern" in parameters.get(name, {}),
+            f"{name} must be an optional, checked parameter",
+        )
     alarms = [r for r in resources.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
     watched = dead_letter_queues | ({"ScheduleFailureQueue"} if "ScheduleFailureQueue" in queues else set())
     for name in sorted(n for n in watched if n):
@@ -496,6 +507,10 @@ BREAKAGES = {
         "Resources", "ReplyQueue", "Properties", "ContentBasedDeduplication", value=False
     ),
     "a dead-letter queue without an alarm": lambda t: t["Resources"].pop("ReplyDeadLetterAlarm"),
+    "an alarm topic that mails nobody": set_path(
+        "Resources", "AlarmTopic", "Properties", "Subscription", value=[]
+    ),
+    "an alarm email that must be given": set_path("Parameters", "AlarmEmail", "Default", value="ops@example.com"),
     "an alarm that tells nobody": set_path(
         "Resources", "RequestDeadLetterAlarm", "Properties", "AlarmActions", value=[]
     ),
