@@ -69,10 +69,12 @@ if [ "$build" -eq 0 ]; then
 fi
 
 # Both functions in one release build first, the way sam build compiles
-# each (same flags), so their link steps share the machine's cores; each
-# `sam build` then finds its binary up to date.
+# each (same flags, and the same features: naming the two packages keeps
+# the rest of the workspace's out), so their link steps share the
+# machine's cores; each `sam build` then finds its binary up to date.
 echo "validate-template: cargo lambda build (bootstrap and the starter, x86_64)"
-cargo lambda build --release --x86-64 --bin bootstrap --bin my-xmpp-bot
+cargo lambda build --release --x86-64 -p xmpp-lambda-function -p my-xmpp-bot \
+  --bin bootstrap --bin my-xmpp-bot
 
 # sam_build TEMPLATE NAME: builds TEMPLATE into $work/NAME and checks that
 # the function's artifact is an x86-64 bootstrap the built template uses.
