@@ -13,9 +13,9 @@
 //! too), of at most [`MAX_HEAD_BYTES`], and a `/v1/send` body within
 //! [`BODY_READ_TIMEOUT`], of at most [`MAX_SEND_BODY`].
 
-use crate::config::{ConfigError, Secret, Sources, invalid};
 use crate::health::Health;
 use crate::metrics::{self, Metrics};
+use crate::options::{OptionDoc, OptionError, Secret, Sources, invalid};
 use crate::push::{PushError, Pusher};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -81,6 +81,23 @@ pub fn connection_cap(open_file_limit: u64) -> usize {
         .clamp(1, MAX_CONNECTIONS)
 }
 
+/// The API's options.
+pub const OPTIONS: &[OptionDoc] = &[
+    OptionDoc {
+        name: "COMPONENT_API_LISTEN",
+        aliases: &[],
+        meaning: "ip:port of the connector's HTTP API (/healthz, /readyz, /metrics, /v1/send), \
+                  e.g. 127.0.0.1:8780; plain HTTP: keep it on loopback",
+        default: "off",
+    },
+    OptionDoc {
+        name: "COMPONENT_API_TOKEN",
+        aliases: &[],
+        meaning: "bearer token for POST /v1/send, at least 32 characters (never logged)",
+        default: "none, and /v1/send answers 404",
+    },
+];
+
 /// The API's options (`COMPONENT_API_LISTEN`, `COMPONENT_API_TOKEN`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApiOptions {
@@ -91,7 +108,7 @@ pub struct ApiOptions {
 }
 
 impl ApiOptions {
-    pub(crate) fn from_sources(sources: &Sources<'_>) -> Result<ApiOptions, ConfigError> {
+    pub(crate) fn from_sources(sources: &Sources<'_>) -> Result<ApiOptions, OptionError> {
         let listen = match sources.get("COMPONENT_API_LISTEN") {
             None => None,
             Some(text) => Some(text.trim().parse::<SocketAddr>().map_err(|_| {
@@ -105,7 +122,7 @@ impl ApiOptions {
         let token = match sources.get("COMPONENT_API_TOKEN") {
             None => None,
             Some(token) if token.chars().count() < MIN_TOKEN_CHARS => {
-                return Err(ConfigError::InvalidSecret {
+                return Err(OptionError::InvalidSecret {
                     option: "COMPONENT_API_TOKEN",
                     expected: "at least 32 characters",
                 });
@@ -113,7 +130,7 @@ impl ApiOptions {
             Some(token) => Some(Secret::new(token)),
         };
         if token.is_some() && listen.is_none() {
-            return Err(ConfigError::Missing {
+            return Err(OptionError::Missing {
                 option: "COMPONENT_API_LISTEN",
                 what: "where the API listens, for the /v1/send that COMPONENT_API_TOKEN enables",
             });

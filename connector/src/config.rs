@@ -1,21 +1,128 @@
-//! The connector's options (DESIGN §4): from the environment or from a TOML
-//! file given with `--config FILE` (keys are the lower-case names); the
-//! environment wins. A missing or invalid option is one [`ConfigError`]
-//! whose text names the option.
+//! The connector's options (DESIGN §4), composed: each capability owns its
+//! options, their parsing and their description (`api`, `rooms`, `routes`,
+//! `sigv4`); the link's and the bot's own are here. Where values come from
+//! and how errors read is [`crate::options`].
 
-use reqwest::Url;
-use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Duration;
-pub use xmpp_lambda_component::Secret;
 use xmpp_lambda_shared::StanzaKind;
-use xmpp_lambda_shared::signing::{MIN_SECRET_BYTES, Signer};
+use xmpp_lambda_shared::signing::MIN_SECRET_BYTES;
 
-use crate::sigv4::{SigningMode, SigningOptions, is_region_name};
+use crate::api::ApiOptions;
+use crate::live::LiveOptions;
+use crate::options::{
+    OptionDoc, OptionError, Secret, Sources, help_lines, invalid, parse_kinds, parse_post_url_for,
+    parse_seconds,
+};
+use crate::rooms::RoomOptions;
+use crate::routes::{Pattern, RouteConfig};
+use crate::sigv4::SigningOptions;
+use crate::streaming::StreamOptions;
+use crate::transport::TransportConfig;
 
-/// The text `--help` prints.
-pub const HELP: &str = "\
+/// The link's and the default bot's options.
+pub const OPTIONS: &[OptionDoc] = &[
+    OptionDoc {
+        name: "COMPONENT_JID",
+        aliases: &[],
+        meaning: "the component's domain, e.g. bot.example.com",
+        default: "required",
+    },
+    OptionDoc {
+        name: "COMPONENT_SECRET",
+        aliases: &[],
+        meaning: "the XEP-0114 shared secret",
+        default: "required",
+    },
+    OptionDoc {
+        name: "COMPONENT_SERVER",
+        aliases: &[],
+        meaning: "the XMPP server's component port, host:port (names resolve)",
+        default: "localhost:5347",
+    },
+    OptionDoc {
+        name: "TRANSPORT",
+        aliases: &[],
+        meaning: "http or sqs",
+        default: "http",
+    },
+    OptionDoc {
+        name: "COMPONENT_POST_URL",
+        aliases: &[],
+        meaning: "where requests are POSTed (required for http)",
+        default: "none",
+    },
+    OptionDoc {
+        name: "COMPONENT_POST_STANZAS",
+        aliases: &["POST_STANZA_TYPES"],
+        meaning: "forwarded kinds, comma-separated: message, presence, iq",
+        default: "message",
+    },
+    OptionDoc {
+        name: "COMPONENT_POST_TIMEOUT",
+        aliases: &[],
+        meaning: "seconds to wait for the bot (sqs: for the request to be queued)",
+        default: "30",
+    },
+    OptionDoc {
+        name: "COMPONENT_POST_CONNECT_RETRY",
+        aliases: &[],
+        meaning: "seconds a bot that refuses connections is tried again (within \
+                  COMPONENT_POST_TIMEOUT), so a dead bot is known quickly and one restarting \
+                  for a second is still reached",
+        default: "3",
+    },
+    OptionDoc {
+        name: "COMPONENT_PING_INTERVAL",
+        aliases: &[],
+        meaning: "seconds between keepalive pings on the link",
+        default: "60",
+    },
+    OptionDoc {
+        name: "COMPONENT_POST_SECRET",
+        aliases: &[],
+        meaning: "sign every POST for the bot to verify: headers X-XMPP-Lambda-Timestamp and \
+                  X-XMPP-Lambda-Signature (HMAC-SHA256); at least 16 bytes, never logged",
+        default: "unsigned",
+    },
+    OptionDoc {
+        name: "REQUEST_QUEUE_URL",
+        aliases: &[],
+        meaning: "SQS queue for requests (required for sqs)",
+        default: "none",
+    },
+    OptionDoc {
+        name: "REPLY_QUEUE_URL",
+        aliases: &[],
+        meaning: "SQS queue for replies and pushed messages (required for sqs; with http, \
+                  set it to let bots push through a queue)",
+        default: "none",
+    },
+    OptionDoc {
+        name: "LOG_FORMAT",
+        aliases: &[],
+        meaning: "text or json",
+        default: "text",
+    },
+];
+
+/// Every option, in the order `--help` and the docs list them.
+pub fn all_options() -> Vec<OptionDoc> {
+    [
+        OPTIONS,
+        crate::sigv4::OPTIONS,
+        crate::routes::OPTIONS,
+        crate::rooms::OPTIONS,
+        crate::api::OPTIONS,
+        crate::live::OPTIONS,
+        crate::streaming::OPTIONS,
+    ]
+    .concat()
+}
+
+/// What `--help` says before the options.
+const HELP_HEAD: &str = "\
 xmpp-lambda-connector: an XMPP component (XEP-0114) that hands every stanza
 addressed to it to a bot, and sends the bot's answer back.
 
@@ -32,56 +139,10 @@ fix when it fails.
 Options come from the environment or from a TOML file (--config FILE) whose
 keys are the lower-case names below; the environment wins.
 
-  COMPONENT_JID           the component's domain, e.g. bot.example.com (required)
-  COMPONENT_SECRET        the XEP-0114 shared secret (required)
-  COMPONENT_SERVER        the XMPP server's component port, host:port
-                          (names resolve) [default: localhost:5347]
-  TRANSPORT               http or sqs [default: http]
-  COMPONENT_POST_URL      where requests are POSTed (required for http)
-  COMPONENT_POST_STANZAS  forwarded kinds, comma-separated: message, presence,
-                          iq (alias POST_STANZA_TYPES) [default: message]
-  COMPONENT_POST_TIMEOUT  seconds to wait for the bot (sqs: for the request to
-                          be queued) [default: 30]
-  COMPONENT_PING_INTERVAL seconds between keepalive pings on the link
-                          [default: 60]
-  COMPONENT_POST_SIGV4    sign requests with AWS SigV4 (for a Function URL
-                          with AuthType AWS_IAM): auto, on or off; auto signs
-                          when the URL is <id>.lambda-url.<region>.on.aws
-                          [default: auto]
-  COMPONENT_POST_SIGV4_REGION
-                          the region to sign for [default: the Function
-                          URL's, else the AWS SDK's (AWS_REGION, profile)]
-  COMPONENT_POST_SECRET   sign every POST for the bot to verify: headers
-                          X-XMPP-Lambda-Timestamp and X-XMPP-Lambda-Signature
-                          (HMAC-SHA256); at least 16 bytes, never logged
-                          [default: unsigned]
-  REQUEST_QUEUE_URL       SQS queue for requests (required for sqs)
-  REPLY_QUEUE_URL         SQS queue for replies and pushed messages (required
-                          for sqs; with http, set it to let bots push
-                          through a queue)
-  COMPONENT_API_LISTEN    ip:port of the connector's HTTP API (/healthz,
-                          /readyz, /metrics, /v1/send), e.g. 127.0.0.1:8780;
-                          plain HTTP: keep it on loopback [default: off]
-  COMPONENT_API_TOKEN     bearer token for POST /v1/send, at least 32
-                          characters (never logged) [default: none, and
-                          /v1/send answers 404]
-  COMPONENT_ROUTES        other bots for some localparts: localpart=URL,...
-                          (URLs: POST URLs, or with TRANSPORT=sqs request
-                          queues; localpart: a name, a prefix ending in *, or
-                          *; the longest match wins). A config file may give
-                          [[route]] tables instead, with localpart, url or
-                          request_queue_url, and optional timeout, stanzas,
-                          secret. With routes, COMPONENT_POST_URL (or
-                          REQUEST_QUEUE_URL) is the default and may be left
-                          out [default: none]
-  COMPONENT_ROOMS         group chats to be in, comma-separated
-                          room@service[/nick] [default: none; nick: the
-                          domain's first label]
-  COMPONENT_ROOM_MESSAGES which room messages reach the bot: mention (those
-                          that address its nick) or all [default: mention]
-  COMPONENT_ROOM_INVITES  room invitations: ignore or accept [default: ignore]
-  LOG_FORMAT              text or json [default: text]
+";
 
+/// What `--help` says after the options.
+const HELP_TAIL: &str = "
 Environment only:
   RUST_LOG                log filter, e.g. info or xmpp_lambda_connector=debug
                           [default: info]
@@ -95,99 +156,9 @@ or invalid option. check: 0 when every check passed, 1 when one failed, 2
 for a missing or invalid option.
 ";
 
-/// Every option name, as the environment spells it. The file uses the same
-/// names in lower case.
-const OPTIONS: &[&str] = &[
-    "COMPONENT_JID",
-    "COMPONENT_SECRET",
-    "COMPONENT_SERVER",
-    "TRANSPORT",
-    "COMPONENT_POST_URL",
-    "COMPONENT_POST_STANZAS",
-    "POST_STANZA_TYPES",
-    "COMPONENT_POST_TIMEOUT",
-    "COMPONENT_PING_INTERVAL",
-    "COMPONENT_POST_SIGV4",
-    "COMPONENT_POST_SIGV4_REGION",
-    "COMPONENT_POST_SECRET",
-    "REQUEST_QUEUE_URL",
-    "REPLY_QUEUE_URL",
-    "COMPONENT_API_LISTEN",
-    "COMPONENT_API_TOKEN",
-    "COMPONENT_ROUTES",
-    "COMPONENT_ROOMS",
-    "COMPONENT_ROOM_MESSAGES",
-    "COMPONENT_ROOM_INVITES",
-    "LOG_FORMAT",
-];
-
-/// Why the connector cannot start. Each is one line naming the option.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{option} is required: {what}")]
-    Missing {
-        option: &'static str,
-        what: &'static str,
-    },
-    #[error("{option} {value:?} is invalid: expected {expected}")]
-    Invalid {
-        option: &'static str,
-        value: String,
-        expected: &'static str,
-    },
-    /// Like `Invalid`, without the value: it is a secret.
-    #[error("{option} is invalid: expected {expected} (the value is not shown)")]
-    InvalidSecret {
-        option: &'static str,
-        expected: &'static str,
-    },
-    #[error("route {number} of the config file: {reason}")]
-    Route { number: usize, reason: String },
-    #[error("two routes for {0:?}")]
-    DuplicateRoute(String),
-    #[error("{0} and a route \"*\" both name the default bot: keep one")]
-    TwoDefaultRoutes(&'static str),
-    #[error("unknown argument {0:?} (see --help)")]
-    UnknownArgument(String),
-    #[error("--config needs a file name")]
-    ConfigFileMissing,
-    #[error("config file {path:?}: {reason}")]
-    File { path: PathBuf, reason: String },
-}
-
-/// How requests reach the bot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransportConfig {
-    /// POST each request to a URL; the HTTP response is the reply.
-    Http {
-        /// Where requests are POSTed.
-        post_url: RedactedUrl,
-    },
-    /// Send requests to an SQS queue; replies come from the reply queue
-    /// ([`Config::reply_queue_url`], required then).
-    Sqs {
-        /// Where request envelopes go.
-        request_queue_url: String,
-    },
-}
-
-/// A URL whose password and query (where tokens tend to live) are hidden
-/// from `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedactedUrl(pub Url);
-
-impl fmt::Debug for RedactedUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = self.0.clone();
-        if shown.password().is_some() {
-            // Only fails for URLs that cannot have a password.
-            let _ = shown.set_password(Some("redacted"));
-        }
-        if shown.query().is_some() {
-            shown.set_query(Some("redacted"));
-        }
-        write!(f, "{:?}", shown.as_str())
-    }
+/// The text `--help` prints.
+pub fn help() -> String {
+    format!("{HELP_HEAD}{}{HELP_TAIL}", help_lines(&all_options()))
 }
 
 /// How log lines are written.
@@ -214,19 +185,26 @@ pub struct Config {
     /// `REQUEST_QUEUE_URL`); `None` when only routes have bots.
     pub transport: Option<TransportConfig>,
     /// Requests to some localparts go elsewhere (DESIGN §9).
-    pub routes: Vec<crate::routes::RouteConfig>,
+    pub routes: Vec<RouteConfig>,
     /// The queue polled for replies (sqs) and pushed messages (either
     /// transport); `None` with http means bots push only through the API.
     pub reply_queue_url: Option<String>,
     /// The connector's own HTTP API.
-    pub api: crate::api::ApiOptions,
+    pub api: ApiOptions,
     /// The group chats to be in, and what reaches the bot from them.
-    pub rooms: crate::rooms::RoomOptions,
+    pub rooms: RoomOptions,
     /// The stanza kinds handed to the bot; the others are answered by the
     /// connector itself (DESIGN §3).
     pub forwarded_kinds: HashSet<StanzaKind>,
     /// How long to wait for the bot before answering "no response".
     pub post_timeout: Duration,
+    /// How long a bot that refuses connections is tried again: a dead bot
+    /// is known in seconds, a restarting one still reached.
+    pub post_connect_retry: Duration,
+    /// Typing, receipts, and messages without a body (DESIGN §10).
+    pub live: LiveOptions,
+    /// How streamed answers are relayed (DESIGN §11).
+    pub streams: StreamOptions,
     /// How often to ping the server so an idle link stays up and a dead
     /// one is noticed.
     pub ping_interval: Duration,
@@ -238,15 +216,6 @@ pub struct Config {
     pub post_secret: Option<Secret>,
     /// How log lines are written.
     pub log_format: LogFormat,
-}
-
-impl Config {
-    /// The signer for `post_secret`, if one is set.
-    pub fn post_signer(&self) -> Option<Signer> {
-        self.post_secret
-            .as_ref()
-            .map(|secret| Signer::new(secret.expose()))
-    }
 }
 
 /// What the command line asks for.
@@ -263,7 +232,7 @@ pub enum Command {
 pub fn load(
     args: impl IntoIterator<Item = String>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Command, ConfigError> {
+) -> Result<Command, OptionError> {
     let mut config_file = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -271,129 +240,27 @@ pub fn load(
             "-h" | "--help" => return Ok(Command::Help),
             "--config" => {
                 config_file = Some(PathBuf::from(
-                    args.next().ok_or(ConfigError::ConfigFileMissing)?,
+                    args.next().ok_or(OptionError::ConfigFileMissing)?,
                 ))
             }
             _ => match arg.strip_prefix("--config=") {
                 Some(path) => config_file = Some(PathBuf::from(path)),
-                None => return Err(ConfigError::UnknownArgument(arg)),
+                None => return Err(OptionError::UnknownArgument(arg)),
             },
         }
     }
-    let (file, file_routes) = match &config_file {
-        Some(path) => read_file(path)?,
-        None => (HashMap::new(), Vec::new()),
-    };
-    let sources = Sources {
-        env,
-        file,
-        file_routes,
-    };
+    let sources = Sources::new(env, config_file.as_deref(), &all_options())?;
     Config::from_sources(&sources).map(|config| Command::Run(Box::new(config)))
 }
 
-/// The two places an option can come from.
-pub(crate) struct Sources<'a> {
-    /// The environment, which wins.
-    env: &'a dyn Fn(&str) -> Option<String>,
-    /// The config file's values, keyed by the upper-case option name.
-    file: HashMap<String, String>,
-    /// The config file's `[[route]]` tables.
-    file_routes: Vec<toml::Table>,
-}
-
-impl Sources<'_> {
-    /// The config file's `[[route]]` tables.
-    pub(crate) fn file_routes(&self) -> &[toml::Table] {
-        &self.file_routes
-    }
-
-    /// The option's value; an empty environment variable counts as unset.
-    pub(crate) fn get(&self, option: &str) -> Option<String> {
-        (self.env)(option)
-            .filter(|value| !value.is_empty())
-            .or_else(|| self.file.get(option).cloned())
-    }
-}
-
-/// Reads a TOML config file into option name → value text, and its
-/// `[[route]]` tables.
-fn read_file(path: &Path) -> Result<(HashMap<String, String>, Vec<toml::Table>), ConfigError> {
-    let file_error = |reason: String| ConfigError::File {
-        path: path.to_owned(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        let line = e
-            .span()
-            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
-        let message = e.message().replace('\n', " ");
-        match line {
-            Some(line) => file_error(format!("invalid TOML at line {line}: {message}")),
-            None => file_error(format!("invalid TOML: {message}")),
-        }
-    })?;
-    let mut values = HashMap::new();
-    let mut routes = Vec::new();
-    for (key, value) in table {
-        if key == "route" {
-            let toml::Value::Array(tables) = value else {
-                return Err(file_error("\"route\" must be [[route]] tables".into()));
-            };
-            for table in tables {
-                match table {
-                    toml::Value::Table(table) => routes.push(table),
-                    _ => return Err(file_error("\"route\" must be [[route]] tables".into())),
-                }
-            }
-            continue;
-        }
-        let option = key.to_ascii_uppercase();
-        if key != key.to_ascii_lowercase() || !OPTIONS.contains(&option.as_str()) {
-            return Err(file_error(format!("unknown option {key:?}")));
-        }
-        let text = match value {
-            toml::Value::String(text) => text,
-            toml::Value::Integer(number) => number.to_string(),
-            toml::Value::Float(number) => number.to_string(),
-            toml::Value::Array(items) => {
-                let mut texts = Vec::new();
-                for item in items {
-                    match item {
-                        toml::Value::String(text) => texts.push(text),
-                        _ => {
-                            return Err(file_error(format!(
-                                "option {key:?} must be a list of strings"
-                            )));
-                        }
-                    }
-                }
-                texts.join(",")
-            }
-            _ => {
-                return Err(file_error(format!(
-                    "option {key:?} must be a string, a number or a list of strings"
-                )));
-            }
-        };
-        values.insert(option, text);
-    }
-    Ok((values, routes))
-}
-
 impl Config {
-    fn from_sources(sources: &Sources<'_>) -> Result<Config, ConfigError> {
-        let component_domain = parse_domain(&required(
-            sources,
+    fn from_sources(sources: &Sources<'_>) -> Result<Config, OptionError> {
+        let component_domain = parse_domain(&sources.required(
             "COMPONENT_JID",
             "the component's domain, e.g. bot.example.com",
         )?)?;
-        let component_secret = Secret::new(required(
-            sources,
-            "COMPONENT_SECRET",
-            "the XEP-0114 shared secret",
-        )?);
+        let component_secret =
+            Secret::new(sources.required("COMPONENT_SECRET", "the XEP-0114 shared secret")?);
         let component_server = parse_server(
             sources
                 .get("COMPONENT_SERVER")
@@ -407,9 +274,7 @@ impl Config {
             }
         };
         let routes = crate::routes::from_sources(sources, sqs)?;
-        let has_default_route = routes
-            .iter()
-            .any(|route| route.pattern == crate::routes::Pattern::Any);
+        let has_default_route = routes.iter().any(|route| route.pattern == Pattern::Any);
         // The default destination; with routes it may be left out (then
         // only the routed localparts have a bot).
         let (option, what) = if sqs {
@@ -424,23 +289,22 @@ impl Config {
             )
         };
         let transport = match sources.get(option) {
-            Some(_) if has_default_route => return Err(ConfigError::TwoDefaultRoutes(option)),
+            Some(_) if has_default_route => return Err(OptionError::TwoDefaultRoutes(option)),
             Some(value) if sqs => Some(TransportConfig::Sqs {
                 request_queue_url: value,
             }),
             Some(value) => Some(TransportConfig::Http {
-                post_url: parse_post_url(value)?,
+                post_url: parse_post_url_for("COMPONENT_POST_URL", &value)?,
             }),
             None if !routes.is_empty() => None,
-            None => return Err(ConfigError::Missing { option, what }),
+            None => return Err(OptionError::Missing { option, what }),
         };
         let uses_request_queues = transport
             .iter()
             .chain(routes.iter().map(|route| &route.destination))
             .any(|destination| matches!(destination, TransportConfig::Sqs { .. }));
         let reply_queue_url = if uses_request_queues {
-            Some(required(
-                sources,
+            Some(sources.required(
                 "REPLY_QUEUE_URL",
                 "the SQS queue for replies (TRANSPORT=sqs, or a route to a request queue)",
             )?)
@@ -455,13 +319,16 @@ impl Config {
             },
         };
         let post_timeout = parse_seconds(sources, "COMPONENT_POST_TIMEOUT", 30)?;
+        let post_connect_retry = parse_seconds(sources, "COMPONENT_POST_CONNECT_RETRY", 3)?;
+        let live = LiveOptions::from_sources(sources)?;
+        let streams = StreamOptions::from_sources(sources)?;
         let ping_interval = parse_seconds(sources, "COMPONENT_PING_INTERVAL", 60)?;
-        let post_signing = parse_signing(sources)?;
-        let api = crate::api::ApiOptions::from_sources(sources)?;
-        let rooms = crate::rooms::RoomOptions::from_sources(sources, &component_domain)?;
+        let post_signing = SigningOptions::from_sources(sources)?;
+        let api = ApiOptions::from_sources(sources)?;
+        let rooms = RoomOptions::from_sources(sources, &component_domain)?;
         let post_secret = match sources.get("COMPONENT_POST_SECRET") {
             Some(secret) if secret.len() < MIN_SECRET_BYTES => {
-                return Err(ConfigError::InvalidSecret {
+                return Err(OptionError::InvalidSecret {
                     option: "COMPONENT_POST_SECRET",
                     expected: "at least 16 bytes, e.g. from `openssl rand -hex 32`",
                 });
@@ -484,6 +351,9 @@ impl Config {
             rooms,
             forwarded_kinds,
             post_timeout,
+            post_connect_retry,
+            live,
+            streams,
             ping_interval,
             post_signing,
             post_secret,
@@ -492,26 +362,8 @@ impl Config {
     }
 }
 
-pub(crate) fn required(
-    sources: &Sources<'_>,
-    option: &'static str,
-    what: &'static str,
-) -> Result<String, ConfigError> {
-    sources
-        .get(option)
-        .ok_or(ConfigError::Missing { option, what })
-}
-
-pub(crate) fn invalid(option: &'static str, value: &str, expected: &'static str) -> ConfigError {
-    ConfigError::Invalid {
-        option,
-        value: value.to_owned(),
-        expected,
-    }
-}
-
 /// A component is addressed by a bare domain: no `user@`, no `/resource`.
-fn parse_domain(value: &str) -> Result<String, ConfigError> {
+fn parse_domain(value: &str) -> Result<String, OptionError> {
     let expected = "a domain such as bot.example.com";
     match jid::Jid::new(value) {
         Ok(jid) if jid.node().is_none() && jid.resource().is_none() => {
@@ -522,7 +374,7 @@ fn parse_domain(value: &str) -> Result<String, ConfigError> {
 }
 
 /// `host:port`, where host is a name, an IPv4 address or `[IPv6]`.
-fn parse_server(value: String) -> Result<String, ConfigError> {
+fn parse_server(value: String) -> Result<String, OptionError> {
     let valid = value.rsplit_once(':').is_some_and(|(host, port)| {
         !host.is_empty()
             && !host.contains(char::is_whitespace)
@@ -539,100 +391,13 @@ fn parse_server(value: String) -> Result<String, ConfigError> {
     }
 }
 
-fn parse_post_url(value: String) -> Result<RedactedUrl, ConfigError> {
-    parse_post_url_for("COMPONENT_POST_URL", &value)
-}
-
-/// An http(s) URL given as `option`.
-pub(crate) fn parse_post_url_for(
-    option: &'static str,
-    value: &str,
-) -> Result<RedactedUrl, ConfigError> {
-    match Url::parse(value) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
-            Ok(RedactedUrl(url))
-        }
-        _ => Err(invalid(option, value, "an http:// or https:// URL")),
-    }
-}
-
-pub(crate) fn parse_kinds(
-    option: &'static str,
-    list: &str,
-) -> Result<HashSet<StanzaKind>, ConfigError> {
-    let expected = "a comma-separated list of message, presence, iq";
-    let mut kinds = HashSet::new();
-    for name in list
-        .split(',')
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-    {
-        kinds.insert(
-            name.parse::<StanzaKind>()
-                .map_err(|_| invalid(option, list, expected))?,
-        );
-    }
-    if kinds.is_empty() {
-        return Err(invalid(option, list, expected));
-    }
-    Ok(kinds)
-}
-
-fn parse_signing(sources: &Sources<'_>) -> Result<SigningOptions, ConfigError> {
-    let mode = match sources.get("COMPONENT_POST_SIGV4").as_deref() {
-        None | Some("auto") => SigningMode::Auto,
-        Some("on") => SigningMode::On,
-        Some("off") => SigningMode::Off,
-        Some(other) => return Err(invalid("COMPONENT_POST_SIGV4", other, "auto, on or off")),
-    };
-    let region = match sources.get("COMPONENT_POST_SIGV4_REGION") {
-        Some(region) if !is_region_name(&region) => {
-            return Err(invalid(
-                "COMPONENT_POST_SIGV4_REGION",
-                &region,
-                "an AWS region such as eu-west-1",
-            ));
-        }
-        region => region,
-    };
-    Ok(SigningOptions { mode, region })
-}
-
-/// A positive number of seconds, fractions allowed (tests use short ones).
-fn parse_seconds(
-    sources: &Sources<'_>,
-    option: &'static str,
-    default: u64,
-) -> Result<Duration, ConfigError> {
-    let Some(value) = sources.get(option) else {
-        return Ok(Duration::from_secs(default));
-    };
-    parse_seconds_text(option, &value)
-}
-
-/// `value` as a positive number of seconds given as `option`.
-pub(crate) fn parse_seconds_text(
-    option: &'static str,
-    value: &str,
-) -> Result<Duration, ConfigError> {
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds <= 86_400.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            invalid(
-                option,
-                value,
-                "a number of seconds greater than 0 (at most 86400)",
-            )
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::{RedactedUrl, markdown_table};
+    use crate::sigv4::SigningMode;
+    use reqwest::Url;
+    use std::collections::{BTreeSet, HashMap};
 
     const MINIMAL: &[(&str, &str)] = &[
         ("COMPONENT_JID", "bot.example.com"),
@@ -640,7 +405,7 @@ mod tests {
         ("COMPONENT_POST_URL", "http://127.0.0.1:8080/bot"),
     ];
 
-    fn load_with(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
+    fn load_with(args: &[&str], env: &[(&str, &str)]) -> Result<Command, OptionError> {
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -719,17 +484,106 @@ mod tests {
         assert_eq!(config.post_signing, SigningOptions::default());
         assert_eq!(config.post_signing.mode, SigningMode::Auto);
         assert_eq!(config.post_secret, None);
-        assert!(config.post_signer().is_none());
         assert_eq!(config.log_format, LogFormat::Text);
     }
 
     #[test]
-    fn help() {
+    fn help_is_asked_for() {
         assert!(matches!(load_with(&["--help"], &[]), Ok(Command::Help)));
         assert!(matches!(load_with(&["-h"], &[]), Ok(Command::Help)));
-        for option in OPTIONS {
-            assert!(HELP.contains(option), "--help does not list {option}");
+    }
+
+    /// The options every branch of the parser reads, over a few complete
+    /// configurations.
+    fn options_read() -> BTreeSet<&'static str> {
+        let common = [
+            ("COMPONENT_JID", "bot.example.com"),
+            ("COMPONENT_SECRET", "s3cret"),
+            ("COMPONENT_SERVER", "xmpp.example.com:5347"),
+            ("COMPONENT_PING_INTERVAL", "30"),
+            ("COMPONENT_POST_TIMEOUT", "10"),
+            ("COMPONENT_POST_SIGV4", "auto"),
+            ("COMPONENT_POST_SIGV4_REGION", "eu-west-1"),
+            ("COMPONENT_POST_SECRET", "0123456789abcdef0123"),
+            ("COMPONENT_API_LISTEN", "127.0.0.1:8780"),
+            ("COMPONENT_API_TOKEN", "0123456789abcdef0123456789abcdef"),
+            ("COMPONENT_ROOMS", "ops@conference.example.com"),
+            ("COMPONENT_ROOM_MESSAGES", "all"),
+            ("COMPONENT_ROOM_INVITES", "accept"),
+            (
+                "COMPONENT_ROUTES",
+                "weather=https://weather.example.com/bot",
+            ),
+            ("LOG_FORMAT", "json"),
+        ];
+        let http = [
+            ("TRANSPORT", "http"),
+            ("COMPONENT_POST_URL", "https://bot.example.com/"),
+            ("POST_STANZA_TYPES", "message,iq"),
+            (
+                "REPLY_QUEUE_URL",
+                "https://sqs.eu-west-1.amazonaws.com/1/replies",
+            ),
+        ];
+        let sqs = [
+            ("TRANSPORT", "sqs"),
+            (
+                "REQUEST_QUEUE_URL",
+                "https://sqs.eu-west-1.amazonaws.com/1/requests",
+            ),
+            (
+                "REPLY_QUEUE_URL",
+                "https://sqs.eu-west-1.amazonaws.com/1/replies",
+            ),
+            ("COMPONENT_POST_STANZAS", "message"),
+        ];
+        let mut read = BTreeSet::new();
+        for transport in [&http[..], &sqs[..]] {
+            let env: HashMap<&str, &str> = common.iter().chain(transport).copied().collect();
+            let env = |name: &str| env.get(name).map(|value| value.to_string());
+            let sources = Sources::new(&env, None, &all_options()).expect("sources");
+            Config::from_sources(&sources).expect("a valid configuration");
+            read.extend(sources.asked());
         }
+        read
+    }
+
+    /// `--help`, the docs' table and the parser cannot drift: the parser
+    /// reads exactly the options the list documents (names and aliases),
+    /// `--help` shows each, and the docs' table is the one the list makes
+    /// (`UPDATE_DOCS=1` writes it).
+    #[test]
+    fn the_parser_help_and_docs_name_the_same_options() {
+        let documented: BTreeSet<&'static str> = all_options()
+            .iter()
+            .flat_map(|doc| std::iter::once(doc.name).chain(doc.aliases.iter().copied()))
+            .collect();
+        assert_eq!(options_read(), documented);
+        let help = help();
+        for doc in all_options() {
+            assert!(
+                help.contains(&format!("  {}", doc.name)),
+                "--help lacks {}",
+                doc.name
+            );
+        }
+        assert!(help.lines().all(|line| line.len() <= 80), "{help}");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs/src/connector-options.md");
+        let page = std::fs::read_to_string(&path).expect("the docs' options page");
+        let (start, end) = (
+            "<!-- options-table:start -->\n",
+            "<!-- options-table:end -->",
+        );
+        let (before, rest) = page.split_once(start).expect("the table's start marker");
+        let (table, after) = rest.split_once(end).expect("the table's end marker");
+        let wanted = markdown_table(&all_options());
+        if table != wanted && std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, format!("{before}{start}{wanted}{end}{after}"))
+                .expect("write the docs' options page");
+            return;
+        }
+        assert_eq!(table, wanted, "run with UPDATE_DOCS=1 to write the table");
     }
 
     #[test]
@@ -1236,12 +1090,7 @@ mod tests {
             from_env.post_secret.as_ref().map(Secret::expose),
             Some(SECRET)
         );
-        let signer = from_env.post_signer().expect("a signer");
-        assert_eq!(
-            signer.sign(1_795_640_400, b"{}"),
-            xmpp_lambda_shared::signing::sign(SECRET, 1_795_640_400, b"{}")
-        );
-        let shown = format!("{from_env:?} {signer:?}");
+        let shown = format!("{from_env:?}");
         assert!(!shown.contains("post-secret"), "{shown}");
 
         let file = TempFile::new(&format!(

@@ -16,10 +16,14 @@
 //! standard queue keeps no order, so there every request is sent at once,
 //! and one user's burst fills batches instead of going out one call each.
 
+use crate::decision::{Decision, Knowledge, decide};
+use crate::ids::new_stanza_id;
+use crate::live::{LiveOptions, WithoutBody};
 use crate::metrics::Metrics;
 use crate::request_memory::{Held, RequestMemory, TooLarge};
-use crate::rooms::{RoomRoute, Rooms};
+use crate::rooms::Rooms;
 use crate::routes::{Destination, Router};
+use crate::streaming::{self, StreamEnd, StreamOptions};
 use crate::transport::Forwarded;
 use minidom::Element;
 use std::collections::{HashMap, VecDeque};
@@ -30,12 +34,20 @@ use tracing::{debug, info, warn};
 use xmpp_lambda_component::Shutdown;
 use xmpp_lambda_component::{Inbound, Outbound, Oversize};
 use xmpp_lambda_shared::{
-    ErrorType, Request, StanzaErrorSpec, StanzaKind, conversation_id, error_reply, iq_auto_answer,
-    presence_auto_answer, stanza_to_request, stanzas_to_send, too_large_error, wants_answer,
+    ErrorType, Request, StanzaErrorSpec, StanzaKind, conversation_id, error_reply,
+    stanza_to_request, stanzas_to_send, too_large_error, wants_answer,
 };
 
 /// Requests accepted but not yet answered, over all conversations.
 pub const MAX_IN_FLIGHT: usize = 256;
+
+/// How conversations with the bot go, as configured: live feedback and
+/// streamed answers (DESIGN §10, §11).
+#[derive(Debug, Clone, Copy)]
+pub struct ConversationOptions {
+    pub live: LiveOptions,
+    pub streams: StreamOptions,
+}
 
 /// Routes stanzas: auto-answers, or requests to the bot.
 pub struct Dispatcher {
@@ -53,6 +65,8 @@ pub struct Dispatcher {
     /// The bytes requests in flight may hold together: at the limit the
     /// dispatcher waits, as at the in-flight limit.
     memory: RequestMemory,
+    /// What becomes of a message without a body.
+    without_body: WithoutBody,
 }
 
 /// State the conversation tasks share.
@@ -61,6 +75,8 @@ struct Shared {
     domain: String,
     /// The link's writer; it outlives reconnects.
     writer: mpsc::UnboundedSender<Outbound>,
+    /// How streamed answers are relayed.
+    streams: StreamOptions,
     /// What is counted for `/metrics`.
     metrics: Metrics,
     /// The waiting requests of each conversation that has a task running.
@@ -135,12 +151,14 @@ impl Dispatcher {
         writer: mpsc::UnboundedSender<Outbound>,
         rooms: Rooms,
         memory: RequestMemory,
+        conversations: ConversationOptions,
         metrics: Metrics,
     ) -> Dispatcher {
         Dispatcher {
             shared: Arc::new(Shared {
                 domain,
                 writer,
+                streams: conversations.streams,
                 metrics,
                 conversations: Mutex::new(HashMap::new()),
             }),
@@ -148,6 +166,7 @@ impl Dispatcher {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             rooms,
             memory,
+            without_body: conversations.live.without_body,
         }
     }
 
@@ -195,43 +214,51 @@ impl Dispatcher {
 
     /// One stanza, while running normally.
     async fn handle(&self, stanza: Element) {
-        let Ok(kind) = stanza.name().parse::<StanzaKind>() else {
-            debug!(
-                name = stanza.name(),
-                "ignoring an element that is not a stanza"
-            );
-            return;
-        };
-        self.shared.metrics.stanza_received(kind);
-        match self.rooms.route(&stanza) {
-            RoomRoute::NotRooms => {}
-            RoomRoute::Handled => return,
-            // Nothing is ever answered into a room unasked: when messages
-            // are not forwarded, room messages are dropped, not refused.
-            RoomRoute::Forward(request) => {
-                if let Some(destination) = self.destination(&request.to, StanzaKind::Message) {
-                    self.forward(destination, request).await;
-                }
-                return;
-            }
-        }
-        let Some(destination) = self.destination(stanza.attr("to").unwrap_or_default(), kind)
-        else {
-            self.auto_answer(kind, &stanza);
-            return;
-        };
-        match stanza_to_request(&stanza) {
-            Ok(request) => self.forward(destination, request).await,
-            Err(reason) => debug!(%reason, "ignoring a stanza that cannot be forwarded"),
+        self.count(&stanza);
+        match decide(&stanza, &self.knowledge()) {
+            Decision::Forward {
+                destination,
+                request,
+            } => self.forward(destination, request).await,
+            other => self.carry_out(other),
         }
     }
 
-    /// The bot that takes a stanza of `kind` to `to`, if one does.
-    fn destination(&self, to: &str, kind: StanzaKind) -> Option<Arc<Destination>> {
-        self.router
-            .for_address(to)
-            .filter(|destination| destination.forwards(kind))
-            .cloned()
+    /// What the dispatcher knows that decides a stanza's fate.
+    fn knowledge(&self) -> Knowledge<'_> {
+        Knowledge {
+            domain: &self.shared.domain,
+            router: &self.router,
+            rooms: &self.rooms,
+            without_body: self.without_body,
+        }
+    }
+
+    /// Counts a stanza read, by kind.
+    fn count(&self, stanza: &Element) {
+        if let Ok(kind) = stanza.name().parse::<StanzaKind>() {
+            self.shared.metrics.stanza_received(kind);
+        }
+    }
+
+    /// Carries out a decision that sends nothing to a bot.
+    fn carry_out(&self, decision: Decision) {
+        match decision {
+            Decision::Ignore(why) => debug!(why, "stanza not handled"),
+            Decision::Answer(answers) => {
+                for answer in answers {
+                    self.shared.write(answer);
+                }
+            }
+            Decision::Room(event) => self.rooms.hand_over(event),
+            Decision::SkipWithoutBody => {
+                self.shared.metrics.messages_without_body.inc();
+                debug!("message without a body not forwarded");
+            }
+            Decision::Forward { request, .. } => {
+                warn!(from = %request.from, to = %request.to, "a request not forwarded");
+            }
+        }
     }
 
     /// A stanza the link skipped for passing a limit: counted, and its
@@ -253,49 +280,24 @@ impl Dispatcher {
         }
     }
 
-    /// One stanza, while shutting down: no new requests to the bot.
+    /// One stanza, while shutting down: no new requests to the bot. Its
+    /// sender learns to try again; rooms are still followed.
     fn refuse(&self, read: Inbound) {
         let stanza = match read {
             Inbound::Stanza(stanza) => stanza,
             Inbound::Skipped { head, oversize } => return self.skipped(head.as_ref(), oversize),
         };
-        let Ok(kind) = stanza.name().parse::<StanzaKind>() else {
-            return;
-        };
-        // Rooms are never sent errors; their presences are still followed.
-        if !matches!(self.rooms.route(&stanza), RoomRoute::NotRooms) {
-            return;
-        }
-        if self
-            .destination(stanza.attr("to").unwrap_or_default(), kind)
-            .is_none()
-        {
-            self.auto_answer(kind, &stanza);
-            return;
-        }
-        if let Some(error) = restarting_answer(&stanza) {
-            self.shared.write(error);
-        }
-    }
-
-    /// The connector's own answers (DESIGN §3). A message is only here when
-    /// messages are not forwarded: the sender learns there is no service.
-    fn auto_answer(&self, kind: StanzaKind, stanza: &Element) {
-        let domain = &self.shared.domain;
-        let answers = match kind {
-            StanzaKind::Presence => presence_auto_answer(stanza, domain),
-            StanzaKind::Iq => iq_auto_answer(stanza, domain).into_iter().collect(),
-            StanzaKind::Message => {
-                let spec = StanzaErrorSpec::new(ErrorType::Cancel, "service-unavailable", None);
-                stanza_to_request(stanza)
-                    .ok()
-                    .and_then(|request| error_reply(&request, &spec))
-                    .into_iter()
-                    .collect()
+        self.count(&stanza);
+        match decide(&stanza, &self.knowledge()) {
+            Decision::Forward { request, .. } => {
+                // Never into a room: the request of a room message names it.
+                if request.room.is_none()
+                    && let Some(answer) = restarting_answer(&stanza)
+                {
+                    self.shared.write(answer);
+                }
             }
-        };
-        for answer in answers {
-            self.shared.write(answer);
+            other => self.carry_out(other),
         }
     }
 
@@ -381,16 +383,6 @@ pub fn restarting_answer(stanza: &Element) -> Option<Element> {
         .and_then(|request| error_reply(&request, &spec))
 }
 
-/// A fresh id for a stanza the connector sends: a random UUID, written
-/// without the formatting machinery `to_string` goes through.
-pub(crate) fn new_stanza_id() -> String {
-    let mut buffer = uuid::Uuid::encode_buffer();
-    uuid::Uuid::new_v4()
-        .hyphenated()
-        .encode_lower(&mut buffer)
-        .to_owned()
-}
-
 /// A conversation's task: answers its requests one after the other, and
 /// ends (removing the conversation) when its queue is empty.
 async fn converse(shared: Arc<Shared>, key: String, first: Job) {
@@ -433,6 +425,39 @@ impl Shared {
                     .bot_answer_seconds
                     .observe(asked_at.elapsed().as_secs_f64());
                 response
+            }
+            Forwarded::Streaming(stream) => {
+                self.metrics
+                    .bot_answer_seconds
+                    .observe(asked_at.elapsed().as_secs_f64());
+                let (end, written) = streaming::relay(
+                    stream,
+                    request,
+                    &self.domain,
+                    self.streams,
+                    &mut new_stanza_id,
+                    &mut |stanza| self.write(stanza),
+                )
+                .await;
+                outcomes.streamed(&end, written);
+                match end {
+                    StreamEnd::Complete => debug!(
+                        from = %request.from,
+                        to = %request.to,
+                        route = %job.destination.name,
+                        stanzas = written,
+                        elapsed_ms = job.received_at.elapsed().as_millis() as u64,
+                        "bot's stream ended"
+                    ),
+                    StreamEnd::Stopped(stop) => warn!(
+                        from = %request.from,
+                        to = %request.to,
+                        route = %job.destination.name,
+                        stanzas = written,
+                        "bot's stream stopped: {stop}"
+                    ),
+                }
+                return;
             }
             Forwarded::Queued => {
                 outcomes.queued.inc();

@@ -4,7 +4,9 @@
 //! signal) is the `xmpp-lambda-component` crate.
 //!
 //! * [`config`]: options from the environment or a TOML file.
-//! * [`dispatch`]: auto-answers, and requests to the bot in conversation order.
+//! * [`decision`]: what becomes of each stanza, decided once.
+//! * [`dispatch`]: carries decisions out: requests to the bot in
+//!   conversation order, within the in-flight and memory limits.
 //! * [`transport`]: how requests reach the bot (http or sqs).
 //! * [`sqs`]: the request queue's sender and the reply queue's poller.
 //! * [`sigv4`]: AWS SigV4 signatures for Function URLs with IAM auth.
@@ -22,10 +24,14 @@
 mod api;
 mod check;
 mod config;
+mod decision;
 mod descriptors;
 mod dispatch;
 mod health;
+mod ids;
+mod live;
 mod metrics;
+mod options;
 mod push;
 mod request_memory;
 // The component crate's counting allocator, for the memory tests here.
@@ -36,6 +42,7 @@ mod rooms;
 mod routes;
 mod sigv4;
 mod sqs;
+mod streaming;
 mod timer_anchor;
 mod transport;
 
@@ -78,7 +85,7 @@ pub fn main() -> ExitCode {
     }
     let config = match config::load(args, &|name| std::env::var(name).ok()) {
         Ok(Command::Help) => {
-            print!("{}", config::HELP);
+            print!("{}", config::help());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Run(config)) => config,
@@ -213,7 +220,15 @@ async fn run(config: Config) -> ExitCode {
         }),
         _ => None,
     };
-    let (router, batchers) = match routes::build(&config, queue_parts) {
+    let defaults = routes::Defaults {
+        transport: config.transport.as_ref(),
+        timeout: config.post_timeout,
+        connect_retry: config.post_connect_retry,
+        forwarded_kinds: &config.forwarded_kinds,
+        signing: &config.post_signing,
+        secret: config.post_secret.as_ref(),
+    };
+    let (router, batchers) = match routes::build(&config.routes, &defaults, queue_parts) {
         Ok(built) => built,
         Err(e) => {
             error!(error = %e, "cannot start");
@@ -244,6 +259,10 @@ async fn run(config: Config) -> ExitCode {
         outbound_tx,
         rooms,
         request_memory::RequestMemory::new(request_memory::MAX_REQUEST_MEMORY),
+        dispatch::ConversationOptions {
+            live: config.live,
+            streams: config.streams,
+        },
         metrics.clone(),
     );
     let settings = LinkSettings {

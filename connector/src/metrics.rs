@@ -5,6 +5,7 @@
 //! the part that counts (an atomic add, no lookup by label on the hot
 //! path). Names start with `xmpp_lambda_`; each has HELP text.
 
+use crate::streaming::{Stop, StreamEnd};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -42,6 +43,8 @@ pub struct Metrics {
     pub requests_in_flight: Gauge,
     /// Bytes the requests in flight hold against their budget.
     pub request_memory_bytes: Gauge,
+    /// Messages without a body not forwarded (DESIGN §10).
+    pub messages_without_body: Counter,
     /// Stanzas skipped for passing a read limit or the memory budget, by
     /// limit.
     stanzas_skipped: SkippedCounters,
@@ -155,6 +158,13 @@ impl Metrics {
             "Bytes held by requests in flight, counted against their memory budget",
             request_memory_bytes.clone(),
         );
+        let messages_without_body = Counter::default();
+        registry.register(
+            "messages_without_body_skipped",
+            "Messages without a body (chat states, receipts, markers) not forwarded to the bot \
+             (COMPONENT_MESSAGES_WITHOUT_BODY=skip)",
+            messages_without_body.clone(),
+        );
         let skipped = Family::<Labels, Counter>::default();
         registry.register(
             "stanzas_skipped",
@@ -231,6 +241,7 @@ impl Metrics {
             bot_answer_seconds,
             requests_in_flight,
             request_memory_bytes,
+            messages_without_body,
             stanzas_skipped: SkippedCounters {
                 bytes: limit("bytes"),
                 markup: limit("markup"),
@@ -309,6 +320,19 @@ impl Metrics {
 }
 
 impl RequestOutcomes {
+    /// Counts the outcome of a streamed answer that wrote `written`
+    /// stanzas: replied when it completed with some, a bad reply when a
+    /// line was refused, no response when it timed out or broke.
+    pub fn streamed(&self, end: &StreamEnd, written: usize) {
+        let counter = match end {
+            StreamEnd::Complete if written > 0 => &self.replied,
+            StreamEnd::Complete => &self.no_reply,
+            StreamEnd::Stopped(Stop::BadLine { .. }) => &self.bad_reply,
+            StreamEnd::Stopped(_) => &self.no_response,
+        };
+        counter.inc();
+    }
+
     /// Counts the outcome of a bot's answer: `replies` stanzas were sent
     /// for it, or it was `refused` by the reply rules.
     pub fn answered(&self, response: &BotResponse, replies: usize, refused: bool) {
@@ -348,7 +372,7 @@ mod tests {
             .lines()
             .filter_map(|line| line.strip_prefix("# TYPE "))
             .collect();
-        assert_eq!(families.len(), 13, "{text}");
+        assert_eq!(families.len(), 14, "{text}");
         for family in families {
             let name = family.split(' ').next().unwrap_or_default();
             assert!(

@@ -6,7 +6,7 @@
 //! The API waits until the link confirms they are flushed; the reply poller
 //! does the same before it deletes the envelope.
 
-use crate::dispatch::new_stanza_id;
+use crate::ids::new_stanza_id;
 use crate::rooms::RoomDirectory;
 use minidom::Element;
 use serde_json::Value;

@@ -17,7 +17,7 @@
 //! [`RoomDirectory`] is what both share with the pusher: each room's real
 //! JID and current nick.
 
-use crate::config::{ConfigError, Sources, invalid};
+use crate::options::{OptionDoc, OptionError, Sources, invalid};
 use minidom::Element;
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
@@ -29,11 +29,33 @@ use tracing::{debug, info, warn};
 use xmpp_lambda_component::Backoff;
 use xmpp_lambda_component::Shutdown;
 use xmpp_lambda_component::{LinkState, Outbound};
-use xmpp_lambda_shared::Request;
 use xmpp_lambda_shared::muc::{
-    Invite, RoomMessage, RoomMessages, RoomPresence, instant_room_request, invite_of,
-    join_presence, leave_presence, room_message, room_presence,
+    Invite, RoomMessages, RoomPresence, instant_room_request, join_presence, leave_presence,
+    room_presence,
 };
+
+/// The group chats' options.
+pub const OPTIONS: &[OptionDoc] = &[
+    OptionDoc {
+        name: "COMPONENT_ROOMS",
+        aliases: &[],
+        meaning: "group chats to be in, comma-separated room@service[/nick] (nick: the \
+                  domain's first label)",
+        default: "none",
+    },
+    OptionDoc {
+        name: "COMPONENT_ROOM_MESSAGES",
+        aliases: &[],
+        meaning: "which room messages reach the bot: mention (those that address its nick) or all",
+        default: "mention",
+    },
+    OptionDoc {
+        name: "COMPONENT_ROOM_INVITES",
+        aliases: &[],
+        meaning: "room invitations: ignore or accept",
+        default: "ignore",
+    },
+];
 
 /// The localpart of the real JID the connector joins rooms from.
 const ROOMS_LOCALPART: &str = "rooms";
@@ -84,7 +106,7 @@ impl RoomOptions {
     pub(crate) fn from_sources(
         sources: &Sources<'_>,
         domain: &str,
-    ) -> Result<RoomOptions, ConfigError> {
+    ) -> Result<RoomOptions, OptionError> {
         let default_nick = domain.split('.').next().unwrap_or(domain).to_owned();
         let mut rooms = Vec::new();
         if let Some(list) = sources.get("COMPONENT_ROOMS") {
@@ -190,26 +212,16 @@ impl RoomDirectory {
     }
 }
 
-/// What the dispatcher hands the keeper.
+/// What the dispatcher hands the rooms (see [`Rooms::hand_over`]).
 #[derive(Debug)]
-enum RoomEvent {
-    /// A presence from one of the rooms.
+pub enum RoomEvent {
+    /// A presence from one of the rooms: the keeper follows joins, kicks
+    /// and nick changes through them.
     Presence(Element),
-    /// An invitation (already accepted by policy).
+    /// An invitation; followed or not by `COMPONENT_ROOM_INVITES`.
     Invite(Invite),
-}
-
-/// Where a stanza goes, as far as rooms are concerned.
-#[derive(Debug)]
-pub enum RoomRoute {
-    /// It has nothing to do with rooms: the usual rules apply.
-    NotRooms,
-    /// Taken care of here (a room's presence, an invitation, a message
-    /// that is not for the bot).
-    Handled,
-    /// A message from a room for the bot: this request, with the room
-    /// fields.
-    Forward(Request),
+    /// A room refused a message the connector sent it.
+    Refused(Element),
 }
 
 /// The dispatcher's view of the rooms.
@@ -225,7 +237,6 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    /// Where `stanza` goes; presences and invitations go to the keeper.
     /// Whether `from` is a room the connector is in, or an occupant of
     /// one: nothing may be answered there with an error.
     pub fn is_room(&self, from: &str) -> bool {
@@ -233,51 +244,32 @@ impl Rooms {
         self.directory.nick(room).is_some()
     }
 
-    pub fn route(&self, stanza: &Element) -> RoomRoute {
-        let Some(from) = stanza.attr("from") else {
-            return RoomRoute::NotRooms;
-        };
-        let room = from.split('/').next().unwrap_or(from);
-        let own_nick = self.directory.nick(room);
-        match (stanza.name(), own_nick) {
-            ("presence", Some(_)) => {
-                let _ = self.events.send(RoomEvent::Presence(stanza.clone()));
-                RoomRoute::Handled
-            }
-            ("message", own_nick) => {
-                if let Some(invite) = invite_of(stanza) {
-                    self.invited(invite);
-                    return RoomRoute::Handled;
-                }
-                let Some(own_nick) = own_nick else {
-                    return RoomRoute::NotRooms;
-                };
-                match room_message(stanza, room, &own_nick, self.messages) {
-                    RoomMessage::Forward(request) => RoomRoute::Forward(request),
-                    RoomMessage::Ignore(why) => {
-                        if stanza.attr("type") == Some("error") {
-                            warn!(%room, error = %error_text(stanza), "a room refused a message");
-                        } else {
-                            debug!(%room, why, "room message not for the bot");
-                        }
-                        RoomRoute::Handled
-                    }
-                }
-            }
-            _ => RoomRoute::NotRooms,
-        }
+    /// The connector's nick in `room`, if it is one of its rooms.
+    pub fn nick(&self, room: &str) -> Option<String> {
+        self.directory.nick(room)
     }
 
-    fn invited(&self, invite: Invite) {
-        match self.invites {
-            InvitePolicy::Accept => {
-                let _ = self.events.send(RoomEvent::Invite(invite));
-            }
-            InvitePolicy::Ignore => info!(
+    /// Which room messages reach the bot.
+    pub fn messages(&self) -> RoomMessages {
+        self.messages
+    }
+
+    /// Takes what the dispatcher decided concerns the rooms: presences go
+    /// to the keeper, invitations too when they are accepted.
+    pub fn hand_over(&self, event: RoomEvent) {
+        match event {
+            RoomEvent::Invite(invite) if self.invites == InvitePolicy::Ignore => info!(
                 room = %invite.room,
                 from = invite.from.as_deref().unwrap_or("the room"),
                 "invitation ignored (COMPONENT_ROOM_INVITES=ignore)"
             ),
+            RoomEvent::Refused(stanza) => {
+                let room = stanza.attr("from").unwrap_or_default();
+                warn!(%room, error = %error_text(&stanza), "a room refused a message");
+            }
+            event => {
+                let _ = self.events.send(event);
+            }
         }
     }
 }
@@ -437,6 +429,8 @@ impl RoomKeeper {
                 event = self.events.recv() => match event {
                     Some(RoomEvent::Presence(presence)) => self.on_presence(&presence),
                     Some(RoomEvent::Invite(invite)) => self.on_invite(invite, linked),
+                    // Logged by `Rooms::hand_over`; never sent here.
+                    Some(RoomEvent::Refused(_)) => {}
                     None => break,
                 },
                 () = sleep_until(wake) => self.on_timer(),

@@ -8,13 +8,30 @@
 //! `COMPONENT_ROUTES=localpart=URL,…` (the environment wins). A localpart
 //! is matched exactly, or by a prefix ending in `*`; the longest match wins.
 
-use crate::config::{ConfigError, Secret, Sources, TransportConfig, invalid, parse_seconds_text};
+use crate::options::{
+    OptionDoc, OptionError, Secret, Sources, invalid, parse_kinds, parse_post_url_for,
+    parse_seconds_text,
+};
+use crate::sigv4::{RequestSigner, SigningOptions};
 use crate::transport::Transport;
+use crate::transport::{HttpTransport, TransportConfig};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use xmpp_lambda_shared::StanzaKind;
 use xmpp_lambda_shared::signing::MIN_SECRET_BYTES;
+
+/// The routes' option.
+pub const OPTIONS: &[OptionDoc] = &[OptionDoc {
+    name: "COMPONENT_ROUTES",
+    aliases: &[],
+    meaning: "other bots for some localparts: localpart=URL,... (URLs: POST URLs, or with \
+              TRANSPORT=sqs request queues; localpart: a name, a prefix ending in *, or *; the \
+              longest match wins). A config file may give [[route]] tables instead, with \
+              localpart, url or request_queue_url, and optional timeout, stanzas, secret. With \
+              routes, COMPONENT_POST_URL (or REQUEST_QUEUE_URL) is the default and may be left out",
+    default: "none",
+}];
 
 /// Which localparts a route takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +101,7 @@ pub struct RouteConfig {
 pub(crate) fn from_sources(
     sources: &Sources<'_>,
     sqs: bool,
-) -> Result<Vec<RouteConfig>, ConfigError> {
+) -> Result<Vec<RouteConfig>, OptionError> {
     let routes = match sources.get("COMPONENT_ROUTES") {
         Some(list) => parse_shorthand(&list, sqs)?,
         None => sources
@@ -97,7 +114,7 @@ pub(crate) fn from_sources(
     let mut seen = HashSet::new();
     for route in &routes {
         if !seen.insert(format!("{:?}", route.pattern)) {
-            return Err(ConfigError::DuplicateRoute(pattern_text(&route.pattern)));
+            return Err(OptionError::DuplicateRoute(pattern_text(&route.pattern)));
         }
     }
     Ok(routes)
@@ -112,7 +129,7 @@ fn pattern_text(pattern: &Pattern) -> String {
 }
 
 /// `localpart=URL,…`.
-fn parse_shorthand(list: &str, sqs: bool) -> Result<Vec<RouteConfig>, ConfigError> {
+fn parse_shorthand(list: &str, sqs: bool) -> Result<Vec<RouteConfig>, OptionError> {
     let expected = "localpart=URL, comma-separated (localpart: a name, a prefix ending in *, or *)";
     let mut routes = Vec::new();
     for item in list
@@ -131,7 +148,7 @@ fn parse_shorthand(list: &str, sqs: bool) -> Result<Vec<RouteConfig>, ConfigErro
             }
         } else {
             TransportConfig::Http {
-                post_url: crate::config::parse_post_url_for("COMPONENT_ROUTES", url.trim())?,
+                post_url: parse_post_url_for("COMPONENT_ROUTES", url.trim())?,
             }
         };
         routes.push(RouteConfig {
@@ -146,9 +163,9 @@ fn parse_shorthand(list: &str, sqs: bool) -> Result<Vec<RouteConfig>, ConfigErro
 }
 
 /// One `[[route]]` table (`number` counts from 1, for errors).
-fn parse_table(number: usize, table: &toml::Table) -> Result<RouteConfig, ConfigError> {
-    let error = |reason: String| ConfigError::Route { number, reason };
-    let text = |key: &str| -> Result<Option<String>, ConfigError> {
+fn parse_table(number: usize, table: &toml::Table) -> Result<RouteConfig, OptionError> {
+    let error = |reason: String| OptionError::Route { number, reason };
+    let text = |key: &str| -> Result<Option<String>, OptionError> {
         match table.get(key) {
             None => Ok(None),
             Some(toml::Value::String(text)) => Ok(Some(text.clone())),
@@ -185,8 +202,7 @@ fn parse_table(number: usize, table: &toml::Table) -> Result<RouteConfig, Config
     })?;
     let destination = match (text("url")?, text("request_queue_url")?) {
         (Some(url), None) => TransportConfig::Http {
-            post_url: crate::config::parse_post_url_for("url", &url)
-                .map_err(|e| error(e.to_string()))?,
+            post_url: parse_post_url_for("url", &url).map_err(|e| error(e.to_string()))?,
         },
         (None, Some(queue)) => TransportConfig::Sqs {
             request_queue_url: queue,
@@ -201,7 +217,7 @@ fn parse_table(number: usize, table: &toml::Table) -> Result<RouteConfig, Config
         .map(|seconds| parse_seconds_text("timeout", &seconds).map_err(|e| error(e.to_string())))
         .transpose()?;
     let stanzas = text("stanzas")?
-        .map(|list| crate::config::parse_kinds("stanzas", &list).map_err(|e| error(e.to_string())))
+        .map(|list| parse_kinds("stanzas", &list).map_err(|e| error(e.to_string())))
         .transpose()?;
     let secret = match text("secret")? {
         Some(secret) if secret.len() < MIN_SECRET_BYTES => {
@@ -229,6 +245,15 @@ pub struct Destination {
     /// The stanza kinds it hands to its bot; the others are answered by
     /// the connector (DESIGN §3).
     pub forwarded_kinds: HashSet<StanzaKind>,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("name", &self.name)
+            .field("forwarded_kinds", &self.forwarded_kinds)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Destination {
@@ -264,6 +289,13 @@ impl Router {
     }
 
     /// The routes' names, most specific first.
+    /// The bot that takes a stanza of `kind` to `to`, if one does.
+    pub fn destination(&self, to: &str, kind: StanzaKind) -> Option<Arc<Destination>> {
+        self.for_address(to)
+            .filter(|destination| destination.forwards(kind))
+            .cloned()
+    }
+
     pub fn names(&self) -> Vec<&str> {
         self.routes
             .iter()
@@ -279,15 +311,33 @@ pub struct QueueParts<'a> {
     pub health: &'a Arc<crate::health::QueueHealth>,
 }
 
-/// The router for `config`: the default destination (if any) and every
-/// route, each with its own transport. Returns the request queues' batcher
-/// tasks too, which end once the router is dropped. `Err` names what could
-/// not be built.
+/// What a route takes from the connector's own options where it sets
+/// nothing itself.
+pub struct Defaults<'a> {
+    /// The default bot (`COMPONENT_POST_URL` / `REQUEST_QUEUE_URL`), if any.
+    pub transport: Option<&'a TransportConfig>,
+    /// `COMPONENT_POST_TIMEOUT`.
+    pub timeout: Duration,
+    /// `COMPONENT_POST_CONNECT_RETRY`.
+    pub connect_retry: Duration,
+    /// `COMPONENT_POST_STANZAS`.
+    pub forwarded_kinds: &'a HashSet<StanzaKind>,
+    /// SigV4 signing, for routes to Function URLs.
+    pub signing: &'a SigningOptions,
+    /// `COMPONENT_POST_SECRET`.
+    pub secret: Option<&'a Secret>,
+}
+
+/// The router for `routes` over `defaults`: the default destination (if
+/// any) and every route, each with its own transport. Returns the request
+/// queues' batcher tasks too, which end once the router is dropped. `Err`
+/// names what could not be built.
 pub fn build(
-    config: &crate::config::Config,
+    routes_config: &[RouteConfig],
+    defaults: &Defaults<'_>,
     queues: Option<QueueParts<'_>>,
 ) -> Result<(Router, Vec<tokio::task::JoinHandle<()>>), String> {
-    let default = config.transport.clone().map(|destination| RouteConfig {
+    let default = defaults.transport.cloned().map(|destination| RouteConfig {
         pattern: Pattern::Any,
         destination,
         timeout: None,
@@ -296,18 +346,19 @@ pub fn build(
     });
     let mut routes = Vec::new();
     let mut batchers = Vec::new();
-    for route in default.iter().chain(&config.routes) {
-        let timeout = route.timeout.unwrap_or(config.post_timeout);
+    for route in default.iter().chain(routes_config) {
+        let timeout = route.timeout.unwrap_or(defaults.timeout);
         let transport = match &route.destination {
             TransportConfig::Http { post_url } => {
-                let sigv4 =
-                    crate::sigv4::RequestSigner::for_post_url(&post_url.0, &config.post_signing);
-                let signer = match &route.secret {
-                    Some(secret) => Some(xmpp_lambda_shared::signing::Signer::new(secret.expose())),
-                    None => config.post_signer(),
-                };
-                let http = crate::transport::HttpTransport::new(post_url.0.clone(), timeout, sigv4)
-                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+                let sigv4 = RequestSigner::for_post_url(&post_url.0, defaults.signing);
+                let signer = route
+                    .secret
+                    .as_ref()
+                    .or(defaults.secret)
+                    .map(|secret| xmpp_lambda_shared::signing::Signer::new(secret.expose()));
+                let http = HttpTransport::new(post_url.0.clone(), timeout, sigv4)
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?
+                    .with_connect_retry(defaults.connect_retry);
                 Transport::Http(http.with_post_signer(signer))
             }
             TransportConfig::Sqs { request_queue_url } => {
@@ -331,7 +382,7 @@ pub fn build(
             forwarded_kinds: route
                 .stanzas
                 .clone()
-                .unwrap_or_else(|| config.forwarded_kinds.clone()),
+                .unwrap_or_else(|| defaults.forwarded_kinds.clone()),
         };
         routes.push((route.pattern.clone(), Arc::new(destination)));
     }

@@ -16,6 +16,7 @@
 //! runs in a task of its own, shared by every request waiting for it, so a
 //! request that gives up does not cancel it for the next one.
 
+use crate::options::{OptionDoc, OptionError, Sources, invalid};
 use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -46,6 +47,23 @@ const NO_EXPIRY_REFRESH: Duration = Duration::from_secs(15 * 60);
 /// to time out off EC2).
 const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The signing options.
+pub const OPTIONS: &[OptionDoc] = &[
+    OptionDoc {
+        name: "COMPONENT_POST_SIGV4",
+        aliases: &[],
+        meaning: "sign requests with AWS SigV4 (for a Function URL with AuthType AWS_IAM): auto, \
+                  on or off; auto signs when the URL is <id>.lambda-url.<region>.on.aws",
+        default: "auto",
+    },
+    OptionDoc {
+        name: "COMPONENT_POST_SIGV4_REGION",
+        aliases: &[],
+        meaning: "the region to sign for",
+        default: "the Function URL's, else the AWS SDK's (AWS_REGION, profile)",
+    },
+];
+
 /// When requests are signed (`COMPONENT_POST_SIGV4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigningMode {
@@ -64,6 +82,28 @@ pub struct SigningOptions {
     pub mode: SigningMode,
     /// The region to sign for, overriding the one in the URL and the SDK's.
     pub region: Option<String>,
+}
+
+impl SigningOptions {
+    pub fn from_sources(sources: &Sources<'_>) -> Result<SigningOptions, OptionError> {
+        let mode = match sources.get("COMPONENT_POST_SIGV4").as_deref() {
+            None | Some("auto") => SigningMode::Auto,
+            Some("on") => SigningMode::On,
+            Some("off") => SigningMode::Off,
+            Some(other) => return Err(invalid("COMPONENT_POST_SIGV4", other, "auto, on or off")),
+        };
+        let region = match sources.get("COMPONENT_POST_SIGV4_REGION") {
+            Some(region) if !is_region_name(&region) => {
+                return Err(invalid(
+                    "COMPONENT_POST_SIGV4_REGION",
+                    &region,
+                    "an AWS region such as eu-west-1",
+                ));
+            }
+            region => region,
+        };
+        Ok(SigningOptions { mode, region })
+    }
 }
 
 impl Default for SigningOptions {

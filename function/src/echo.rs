@@ -33,6 +33,9 @@ mod tests {
             room: None,
             nick: None,
             mention: None,
+            chat_state: None,
+            receipt_requested: false,
+            markable: false,
         }
     }
 

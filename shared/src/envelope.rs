@@ -225,6 +225,9 @@ mod tests {
             room: None,
             nick: None,
             mention: None,
+            chat_state: None,
+            receipt_requested: false,
+            markable: false,
         }
     }
 

@@ -11,7 +11,9 @@
 //!   and to verify.
 //! * With the `xml` feature: every mapping rule between stanzas and JSON as
 //!   pure functions ([`stanza_to_request`], [`response_to_stanzas`],
-//!   [`presence_auto_answer`], [`iq_auto_answer`], [`outbound_to_stanza`]).
+//!   [`presence_auto_answer`], [`iq_auto_answer`], [`outbound_to_stanza`]),
+//!   and the live conversation rules of [`live`] (typing, receipts,
+//!   markers, skipping messages without a body).
 //!
 //! Nothing here does I/O.
 
@@ -26,8 +28,8 @@ pub use envelope::{
     MAX_SEND_MESSAGES, ReplyEnvelope, ReplyQueueMessage, RequestEnvelope, SendEnvelope,
 };
 pub use outbound::OutboundMessage;
-pub use request::{Request, StanzaKind, UnknownKind, conversation_id, message_group_id};
-pub use response::BotResponse;
+pub use request::{ChatState, Request, StanzaKind, UnknownKind, conversation_id, message_group_id};
+pub use response::{BotResponse, is_reply_stream};
 pub use signing::{SignatureError, Signer};
 
 #[cfg(feature = "xml")]
@@ -35,11 +37,15 @@ mod auto;
 #[cfg(feature = "xml")]
 mod errors;
 #[cfg(feature = "xml")]
+pub mod live;
+#[cfg(feature = "xml")]
 pub mod muc;
 #[cfg(feature = "xml")]
 mod reply;
 #[cfg(feature = "xml")]
 mod stanza;
+#[cfg(feature = "xml")]
+mod stream;
 
 #[cfg(feature = "xml")]
 pub use auto::{iq_auto_answer, presence_auto_answer};
@@ -51,7 +57,8 @@ pub use errors::{
 pub use outbound::{bad_message_text, outbound_to_stanza};
 #[cfg(feature = "xml")]
 pub use reply::{
-    BadReply, MAX_BODY_BYTES, Reply, bad_reply_error, response_to_stanzas, stanzas_to_send,
+    BadReply, MAX_BODY_BYTES, MAX_REPLIES, MAX_URL_BYTES, OOB_NS, Reply, bad_reply_error,
+    response_to_stanzas, stanzas_to_send,
 };
 /// An attribute name known at compile time, as attribute maps key it.
 #[cfg(feature = "xml")]
@@ -62,3 +69,5 @@ pub use stanza::{
     common_name, element_to_string, escape_attribute, escaped_len, is_xml_char, parse_stanza,
     stanza_to_request, wants_answer, with_namespace,
 };
+#[cfg(feature = "xml")]
+pub use stream::{CORRECTION_NS, as_correction, is_message_with_body, line_replaces};

@@ -41,6 +41,10 @@ pub struct OutboundMessage {
     /// A whole stanza as XML, for anything the fields cannot say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stanza: Option<String>,
+    /// A file or page to attach (XEP-0066, http or https): clients show it
+    /// inline; the body defaults to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl OutboundMessage {
@@ -49,6 +53,25 @@ impl OutboundMessage {
         OutboundMessage {
             to: to.into(),
             body: Some(body.into()),
+            ..OutboundMessage::default()
+        }
+    }
+
+    /// A chat message to `to` attaching `url` (its body is the URL).
+    ///
+    /// ```
+    /// use xmpp_lambda_shared::OutboundMessage;
+    ///
+    /// let panel = OutboundMessage::attachment("alice@example.com", "https://grafana.example.com/d/x.png");
+    /// assert_eq!(
+    ///     serde_json::to_string(&panel).unwrap(),
+    ///     r#"{"to":"alice@example.com","url":"https://grafana.example.com/d/x.png"}"#
+    /// );
+    /// ```
+    pub fn attachment(to: impl Into<String>, url: impl Into<String>) -> Self {
+        OutboundMessage {
+            to: to.into(),
+            url: Some(url.into()),
             ..OutboundMessage::default()
         }
     }

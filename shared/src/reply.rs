@@ -12,6 +12,20 @@ use serde_json::{Map, Value};
 /// closing the component link over an oversized stanza.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The most replies one answer may hold (`{"replies": [...]}`): as many as
+/// a send envelope, so no answer writes more than SQS could carry at once.
+pub const MAX_REPLIES: usize = 10;
+
+/// The longest `url` a reply may attach, in bytes (as given and as sent).
+pub const MAX_URL_BYTES: usize = 4096;
+
+/// XEP-0066's namespace of out-of-band data: the `url` a reply attaches.
+pub const OOB_NS: &str = "jabber:x:oob";
+
+/// The fields of a reply object, in the order they are read: what
+/// `"replies"` may not stand beside.
+const REPLY_FIELDS: [&str; 8] = ["body", "stanza", "kind", "to", "from", "type", "id", "url"];
+
 /// Why a bot's reply (or a pushed message, DESIGN §6) was refused. It is
 /// never sent; for a reply the sender gets `cancel/internal-server-error`
 /// and the log gets this reason.
@@ -55,6 +69,36 @@ pub enum BadReply {
     /// any stanza addressed from its fields would be invalid XML or a `from`
     /// the server closes the link over. Nothing is sent, not even an error.
     UnanswerableRequest(String),
+    /// `"replies"` holds no reply, or more than [`MAX_REPLIES`]: the count.
+    RepliesCount(usize),
+    /// A field that says the whole stanza (`replies`, `url`) stands beside
+    /// fields it cannot be combined with: which field, and the others.
+    Conflict {
+        /// The field that stands for the whole stanza.
+        field: &'static str,
+        /// The fields beside it, in the order a reply is read.
+        with: Vec<&'static str>,
+    },
+    /// `"replies"` inside a reply of a list, or in a pushed message: only
+    /// an answer to a request is a list of replies (push takes lists its
+    /// own way).
+    MisplacedReplies,
+    /// A reply of a `"replies"` list is refused: its place in the list and
+    /// why. None of the list is sent.
+    AtIndex {
+        index: usize,
+        reason: Box<BadReply>,
+    },
+    /// A `url` whose scheme is not http or https (clients fetch only those;
+    /// `javascript:` or `file:` would be worse than useless).
+    UrlScheme(String),
+    /// A `url` over [`MAX_URL_BYTES`]: its size in bytes.
+    UrlTooLong(usize),
+    /// A `url` that is not a URL: the parser's reason.
+    InvalidUrl(String),
+    /// A `url` on a presence or an IQ, where XEP-0066's `jabber:x:oob`
+    /// means nothing: the kind.
+    UrlNotOnMessage(String),
 }
 
 impl BadReply {
@@ -86,6 +130,33 @@ impl BadReply {
             ),
             BadReply::MissingTo => "\"to\" is required".to_owned(),
             BadReply::UnanswerableRequest(why) => format!("cannot be answered: {why}"),
+            BadReply::RepliesCount(0) => {
+                format!("\"replies\" is empty (expected 1 to {MAX_REPLIES} replies)")
+            }
+            BadReply::RepliesCount(count) => {
+                format!("\"replies\" holds {count} replies (expected 1 to {MAX_REPLIES})")
+            }
+            BadReply::Conflict { field, with } => {
+                let others: Vec<String> = with.iter().map(|other| format!("{other:?}")).collect();
+                format!("{field:?} cannot be combined with {}", others.join(", "))
+            }
+            BadReply::MisplacedReplies => {
+                "\"replies\" is only allowed at the top level of an answer to a request".to_owned()
+            }
+            BadReply::AtIndex { index, reason } => match **reason {
+                BadReply::NotAnObject => format!("replies[{index}] is not an object"),
+                ref reason => format!("replies[{index}] {}", reason.problem()),
+            },
+            BadReply::UrlScheme(scheme) => {
+                format!("\"url\" must be http or https, not {scheme:?}")
+            }
+            BadReply::UrlTooLong(size) => {
+                format!("\"url\" is {size} bytes, over the limit of {MAX_URL_BYTES}")
+            }
+            BadReply::InvalidUrl(why) => format!("\"url\" is not a valid URL ({why})"),
+            BadReply::UrlNotOnMessage(kind) => {
+                format!("\"url\" is only for messages, not {kind}")
+            }
         }
     }
 }
@@ -96,6 +167,8 @@ impl std::fmt::Display for BadReply {
             BadReply::UnanswerableRequest(why) => {
                 write!(f, "the request cannot be answered: {why}")
             }
+            // `replies[2] …` says where it is already.
+            BadReply::AtIndex { .. } => f.write_str(&self.problem()),
             other => write!(f, "reply {}", other.problem()),
         }
     }
@@ -116,7 +189,15 @@ impl BadReply {
             BadReply::InvalidJson(_)
             | BadReply::NotAnObject
             | BadReply::WrongFieldType { .. }
-            | BadReply::ForbiddenCharacter { .. } => "The bot sent an invalid reply",
+            | BadReply::ForbiddenCharacter { .. }
+            | BadReply::RepliesCount(_)
+            | BadReply::Conflict { .. }
+            | BadReply::MisplacedReplies
+            | BadReply::UrlScheme(_)
+            | BadReply::InvalidUrl(_)
+            | BadReply::UrlNotOnMessage(_) => "The bot sent an invalid reply",
+            BadReply::AtIndex { reason, .. } => reason.user_text(),
+            BadReply::UrlTooLong(_) => "The bot's reply is too large",
             BadReply::UnknownKind(_) | BadReply::InvalidStanza(_) => {
                 "The bot sent an invalid stanza"
             }
@@ -148,11 +229,23 @@ pub struct Reply {
     pub stanza_type: Option<String>,
     /// The stanza's `id` (honoured for IQs; messages always get a fresh one).
     pub id: Option<String>,
+    /// A file or page to attach (XEP-0066 out-of-band data), as the URL
+    /// parser writes it; the body defaults to it, so clients show the file
+    /// inline. Messages only, never with `stanza`.
+    pub url: Option<String>,
 }
 
 impl Reply {
-    /// Reads a reply body. `Ok(None)` when there is nothing to send (an empty
-    /// body or `null`).
+    /// Reads a bot's whole answer: no reply (an empty body or `null`), one
+    /// reply object, or `{"replies": [reply, …]}` (1 to [`MAX_REPLIES`]),
+    /// every one of them read before any is returned.
+    pub fn list_from_json(text: &str) -> Result<Vec<Reply>, BadReply> {
+        replies_of_answer(text).map(|(replies, _)| replies)
+    }
+
+    /// Reads one reply object. `Ok(None)` when there is nothing to send (an
+    /// empty body or `null`); a `"replies"` list is refused here (read a
+    /// whole answer with [`Reply::list_from_json`]).
     pub fn from_json(text: &str) -> Result<Option<Reply>, BadReply> {
         if text.trim().is_empty() {
             return Ok(None);
@@ -167,6 +260,12 @@ impl Reply {
     }
 
     pub(crate) fn from_object(object: &Map<String, Value>) -> Result<Reply, BadReply> {
+        if object
+            .get("replies")
+            .is_some_and(|replies| !replies.is_null())
+        {
+            return Err(BadReply::MisplacedReplies);
+        }
         let body = match object.get("body") {
             None | Some(Value::Null) => None,
             Some(Value::String(text)) => Some(text.clone()),
@@ -178,7 +277,7 @@ impl Reply {
                 });
             }
         };
-        Ok(Reply {
+        let mut reply = Reply {
             stanza: string_field(object, "stanza")?,
             kind: string_field(object, "kind")?,
             to: string_field(object, "to")?,
@@ -186,8 +285,103 @@ impl Reply {
             body,
             stanza_type: string_field(object, "type")?,
             id: string_field(object, "id")?,
-        })
+            url: None,
+        };
+        if let Some(url) = string_field(object, "url")? {
+            if reply.stanza.is_some() {
+                return Err(BadReply::Conflict {
+                    field: "url",
+                    with: vec!["stanza"],
+                });
+            }
+            if let Some(kind) = reply.kind.as_deref() {
+                match kind.parse::<StanzaKind>() {
+                    Ok(StanzaKind::Message) => {}
+                    Ok(other) => return Err(BadReply::UrlNotOnMessage(other.to_string())),
+                    Err(_) => return Err(BadReply::UnknownKind(kind.to_owned())),
+                }
+            }
+            reply.url = Some(checked_url(&url)?);
+        }
+        Ok(reply)
     }
+}
+
+/// A bot's answer as its replies, and whether they came as a
+/// `"replies"` list (then a refusal names the reply's place in it).
+fn replies_of_answer(text: &str) -> Result<(Vec<Reply>, bool), BadReply> {
+    if text.trim().is_empty() {
+        return Ok((Vec::new(), false));
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| BadReply::InvalidJson(e.to_string()))?;
+    let object = match value {
+        Value::Null => return Ok((Vec::new(), false)),
+        Value::Object(object) => object,
+        _ => return Err(BadReply::NotAnObject),
+    };
+    let list = match object.get("replies") {
+        None | Some(Value::Null) => return Reply::from_object(&object).map(|r| (vec![r], false)),
+        Some(list) => list,
+    };
+    let beside: Vec<&'static str> = REPLY_FIELDS
+        .into_iter()
+        .filter(|field| object.get(*field).is_some_and(|value| !value.is_null()))
+        .collect();
+    if !beside.is_empty() {
+        return Err(BadReply::Conflict {
+            field: "replies",
+            with: beside,
+        });
+    }
+    let Value::Array(items) = list else {
+        return Err(BadReply::WrongFieldType {
+            field: "replies",
+            expected: "a list of reply objects",
+        });
+    };
+    if items.is_empty() || items.len() > MAX_REPLIES {
+        return Err(BadReply::RepliesCount(items.len()));
+    }
+    let replies = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| match item {
+            Value::Object(object) => Reply::from_object(object).map_err(|r| r.at(index)),
+            _ => Err(BadReply::NotAnObject.at(index)),
+        })
+        .collect::<Result<Vec<Reply>, BadReply>>()?;
+    Ok((replies, true))
+}
+
+impl BadReply {
+    /// This reason, for the reply at `index` of a `"replies"` list.
+    fn at(self, index: usize) -> BadReply {
+        BadReply::AtIndex {
+            index,
+            reason: Box::new(self),
+        }
+    }
+}
+
+/// Checks a reply's `url` and gives it as sent: as the URL parser writes
+/// it (spaces and non-ASCII percent-encoded, the host in lower case or
+/// punycode), so what clients fetch and what the body shows are one valid
+/// URL.
+fn checked_url(text: &str) -> Result<String, BadReply> {
+    if text.len() > MAX_URL_BYTES {
+        return Err(BadReply::UrlTooLong(text.len()));
+    }
+    checked_chars("url", text)?;
+    let url = url::Url::parse(text).map_err(|e| BadReply::InvalidUrl(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(BadReply::UrlScheme(url.scheme().to_owned()));
+    }
+    let url = String::from(url);
+    if url.len() > MAX_URL_BYTES {
+        return Err(BadReply::UrlTooLong(url.len()));
+    }
+    Ok(url)
 }
 
 fn string_field(
@@ -243,7 +437,7 @@ pub(crate) fn checked_size(field: &'static str, text: &str) -> Result<(), BadRep
 /// Checks that a stanza can be addressed back from the request's fields,
 /// which the reply and error stanzas copy: both addresses valid JIDs, the
 /// recipient at the component (it becomes the `from`), an id XML can carry.
-fn checked_request(request: &Request, domain: &str) -> Result<(), BadReply> {
+pub(crate) fn checked_request(request: &Request, domain: &str) -> Result<(), BadReply> {
     if jid::Jid::new(&request.from).is_err() {
         return Err(BadReply::UnanswerableRequest(format!(
             "its \"from\" {:?} is not a valid JID",
@@ -279,7 +473,7 @@ fn checked_chars(field: &'static str, text: &str) -> Result<(), BadReply> {
 
 /// The message types a reply inherits from the request; anything else
 /// (including `headline` and no type) gets `chat`.
-fn reply_message_type(request: &Request) -> &str {
+pub(crate) fn reply_message_type(request: &Request) -> &str {
     match (request.kind, request.stanza_type.as_deref()) {
         (StanzaKind::Message, Some(t @ ("chat" | "normal" | "groupchat"))) => t,
         _ => "chat",
@@ -428,7 +622,10 @@ fn fields_to_stanza(reply: &Reply, defaults: &Defaults<'_>) -> Result<Element, B
         checked_chars("id", id)?;
         set_attr(&mut stanza, "id", id);
     }
-    if let (StanzaKind::Message, Some(text)) = (kind, &reply.body) {
+    // Without a body, an attachment's body is its URL: clients show a
+    // message whose body is its out-of-band URL as the file itself.
+    let body = reply.body.as_ref().or(reply.url.as_ref());
+    if let (StanzaKind::Message, Some(text)) = (kind, body) {
         checked_size("body", text)?;
         checked_chars("body", text)?;
         let mut body = Element::bare("body", COMPONENT_NS);
@@ -439,11 +636,21 @@ fn fields_to_stanza(reply: &Reply, defaults: &Defaults<'_>) -> Result<Element, B
         }
         stanza.append_child(body);
     }
+    if let (StanzaKind::Message, Some(url)) = (kind, &reply.url) {
+        let mut link = Element::bare("url", OOB_NS);
+        link.append_text_node(url.as_str());
+        let mut oob = Element::bare("x", OOB_NS);
+        oob.append_child(link);
+        stanza.append_child(oob);
+    }
     Ok(stanza)
 }
 
 /// The stanzas a bot's outcome turns into (rules 1–4), or why the bot's
 /// reply was refused (rule 5). `new_id` gives a fresh stanza id each call.
+///
+/// A `{"replies": [...]}` answer gives its replies' stanzas in order, or,
+/// when any one is refused, none (the reason names its place in the list).
 ///
 /// An IQ request (`get`/`set`) is always answered: when the bot gives no IQ
 /// `result` or `error`, `cancel/service-unavailable` is added.
@@ -458,10 +665,18 @@ pub fn response_to_stanzas(
     }
     checked_request(request, domain)?;
     let mut stanzas = match response.status {
-        200 if response.is_json() => match Reply::from_json(&response.body)? {
-            Some(reply) => vec![reply_to_stanza(request, &reply, domain, new_id)?],
-            None => Vec::new(),
-        },
+        200 if response.is_json() => {
+            let (replies, listed) = replies_of_answer(&response.body)?;
+            // Every reply is built and checked before any is returned: one
+            // bad reply and none is sent.
+            let mut stanzas = Vec::with_capacity(replies.len());
+            for (index, reply) in replies.iter().enumerate() {
+                let stanza = reply_to_stanza(request, reply, domain, new_id)
+                    .map_err(|reason| if listed { reason.at(index) } else { reason })?;
+                stanzas.push(stanza);
+            }
+            stanzas
+        }
         200..=299 => Vec::new(),
         status => error_reply(request, &error_for_status(status))
             .into_iter()
@@ -537,6 +752,9 @@ mod tests {
             room: None,
             nick: None,
             mention: None,
+            chat_state: None,
+            receipt_requested: false,
+            markable: false,
         }
     }
 
@@ -631,6 +849,119 @@ mod tests {
                 assert_eq!(reason.as_deref(), Some(expected), "{response:?}");
             }
         }
+    }
+
+    fn json(value: serde_json::Value) -> BotResponse {
+        BotResponse::json(value.to_string())
+    }
+
+    #[test]
+    fn a_url_at_the_limit_is_sent_and_one_byte_more_is_refused() {
+        let prefix = "https://example.com/";
+        let at_limit = prefix.to_owned() + &"a".repeat(MAX_URL_BYTES - prefix.len());
+        let (stanzas, reason) = send(&request(), &json(serde_json::json!({ "url": at_limit })));
+        assert_eq!(reason, None);
+        let oob = stanzas[0].get_child("x", OOB_NS).expect("oob");
+        assert_eq!(
+            oob.get_child("url", OOB_NS).map(Element::text),
+            Some(at_limit)
+        );
+        let over = prefix.to_owned() + &"a".repeat(MAX_URL_BYTES - prefix.len() + 1);
+        let (stanzas, reason) = send(&request(), &json(serde_json::json!({ "url": over })));
+        assert_eq!(
+            reason.as_deref(),
+            Some("reply \"url\" is 4097 bytes, over the limit of 4096")
+        );
+        assert_eq!(
+            stanzas[0]
+                .get_child("error", COMPONENT_NS)
+                .and_then(|e| e.get_child("text", crate::STANZAS_NS))
+                .map(Element::text)
+                .as_deref(),
+            Some("The bot's reply is too large")
+        );
+    }
+
+    #[test]
+    fn a_url_that_grows_past_the_limit_when_encoded_is_refused() {
+        // 2,000 × "é" is 4,000 bytes as given and 12,000 percent-encoded.
+        let url = "https://example.com/".to_owned() + &"é".repeat(2000);
+        assert!(url.len() <= MAX_URL_BYTES);
+        let (_, reason) = send(&request(), &json(serde_json::json!({ "url": url })));
+        assert_eq!(
+            reason.as_deref(),
+            Some("reply \"url\" is 12020 bytes, over the limit of 4096")
+        );
+    }
+
+    #[test]
+    fn ten_replies_at_the_body_limit_are_all_sent() {
+        let body = "a".repeat(MAX_BODY_BYTES);
+        let replies: Vec<_> = (0..MAX_REPLIES)
+            .map(|_| serde_json::json!({ "body": body }))
+            .collect();
+        let (stanzas, reason) = send(&request(), &json(serde_json::json!({ "replies": replies })));
+        assert_eq!(reason, None);
+        assert_eq!(stanzas.len(), MAX_REPLIES);
+        let ids: Vec<_> = stanzas.iter().filter_map(|s| s.attr("id")).collect();
+        assert_eq!(ids, (1..=10).map(|n| format!("id-{n}")).collect::<Vec<_>>());
+        // One byte more in the last one, and none is sent.
+        let mut replies = replies;
+        replies[9] = serde_json::json!({ "body": body.clone() + "a" });
+        let (stanzas, reason) = send(&request(), &json(serde_json::json!({ "replies": replies })));
+        assert_eq!(
+            reason.as_deref(),
+            Some("replies[9] \"body\" is 65537 bytes, over the limit of 65536")
+        );
+        assert_eq!(stanzas.len(), 1);
+        assert_eq!(stanzas[0].attr("type"), Some("error"));
+    }
+
+    #[test]
+    fn a_whole_answer_and_one_reply_object_are_read_apart() {
+        let list = r#"{"replies":[{"body":"a"},{"body":"b"}]}"#;
+        let replies = Reply::list_from_json(list).expect("a list");
+        assert_eq!(
+            replies
+                .iter()
+                .map(|r| r.body.as_deref())
+                .collect::<Vec<_>>(),
+            [Some("a"), Some("b")]
+        );
+        assert_eq!(Reply::list_from_json(" ").expect("nothing"), Vec::new());
+        assert_eq!(Reply::list_from_json("null").expect("nothing"), Vec::new());
+        assert_eq!(
+            Reply::list_from_json(r#"{"body":"x"}"#).expect("one").len(),
+            1
+        );
+        // One reply object is not a list.
+        assert_eq!(Reply::from_json(list), Err(BadReply::MisplacedReplies));
+        let url = Reply::from_json(r#"{"url":"HTTPS://EXAMPLE.com"}"#)
+            .expect("a reply")
+            .expect("not empty");
+        assert_eq!(url.url.as_deref(), Some("https://example.com/"));
+        assert_eq!(url.body, None, "the body defaults to the url when built");
+    }
+
+    #[test]
+    fn a_refusal_in_a_list_says_where_and_what_the_sender_reads() {
+        let reason = BadReply::ForeignFrom {
+            from: "x@example.org".into(),
+            domain: "bot.example.com".into(),
+        }
+        .at(3);
+        assert_eq!(
+            reason.to_string(),
+            "replies[3] \"from\" \"x@example.org\" is outside the component's domain \"bot.example.com\""
+        );
+        assert_eq!(
+            reason.user_text(),
+            "The bot sent a reply with an invalid address"
+        );
+        assert_eq!(
+            BadReply::NotAnObject.at(0).to_string(),
+            "replies[0] is not an object"
+        );
     }
 
     #[test]

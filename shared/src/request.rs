@@ -48,6 +48,55 @@ impl FromStr for StanzaKind {
     }
 }
 
+/// A chat state (XEP-0085): what a person is doing in a one-to-one chat.
+/// A message that carries one tells that the client shows chat states, so
+/// the bot may show its own typing there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatState {
+    Active,
+    Composing,
+    Paused,
+    Inactive,
+    Gone,
+}
+
+impl ChatState {
+    /// Every state XEP-0085 defines.
+    pub const ALL: [ChatState; 5] = [
+        ChatState::Active,
+        ChatState::Composing,
+        ChatState::Paused,
+        ChatState::Inactive,
+        ChatState::Gone,
+    ];
+
+    /// The element name, as it appears in XML and in the JSON `chat_state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatState::Active => "active",
+            ChatState::Composing => "composing",
+            ChatState::Paused => "paused",
+            ChatState::Inactive => "inactive",
+            ChatState::Gone => "gone",
+        }
+    }
+
+    /// The state an element of this name stands for; `None` for a name
+    /// XEP-0085 does not define.
+    pub fn from_name(name: &str) -> Option<ChatState> {
+        ChatState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == name)
+    }
+}
+
+impl fmt::Display for ChatState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One stanza, as JSON for a bot. Field names are mod_component_http's;
 /// `type` and `id` are extensions old bots ignore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +131,26 @@ pub struct Request {
     /// For a `groupchat` message: whether it addresses the bot's nick.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mention: Option<bool>,
+    /// For a message: the chat state it carried (XEP-0085). Its client
+    /// shows chat states, so the connector may show the bot typing; kept in
+    /// the JSON so the sqs path still knows when the reply envelope comes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_state: Option<ChatState>,
+    /// For a message with an `id`: it asks for a delivery receipt
+    /// (XEP-0184 `<request/>`), which the connector sends once the bot has
+    /// it. Absent when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub receipt_requested: bool,
+    /// For a message with an `id`: it is markable (XEP-0333), so the
+    /// connector marks it displayed once the bot has answered. Absent when
+    /// false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub markable: bool,
+}
+
+/// Whether a flag is off, so the JSON leaves it out (as old bots saw it).
+fn is_false(flag: &bool) -> bool {
+    !*flag
 }
 
 impl Request {
@@ -116,11 +185,38 @@ impl Request {
             json_field(out, "mention", false);
             out.extend_from_slice(if mention { b"true" } else { b"false" });
         }
+        if let Some(state) = self.chat_state {
+            json_field(out, "chat_state", false);
+            json_string(state.as_str(), out);
+        }
+        for (name, flag) in self.flags() {
+            if flag {
+                json_field(out, name, false);
+                out.extend_from_slice(b"true");
+            }
+        }
         out.push(b'}');
     }
 }
 
 impl Request {
+    /// Whether this is a message without a body: nothing a person wrote (a
+    /// chat state, a receipt, a marker), so by default not forwarded
+    /// (DESIGN §10). The same rule as `live::is_bodyless_message` on the
+    /// stanza, for a request already made (such as a private message
+    /// through a room).
+    pub fn is_bodyless_message(&self) -> bool {
+        self.kind == StanzaKind::Message && self.body.is_none()
+    }
+
+    /// The flags written only when true, by JSON name, in field order.
+    fn flags(&self) -> [(&'static str, bool); 2] {
+        [
+            ("receipt_requested", self.receipt_requested),
+            ("markable", self.markable),
+        ]
+    }
+
     /// How many bytes [`Request::write_json`] appends: a buffer of exactly
     /// this size never grows (and never holds two copies while it does).
     pub fn json_len(&self) -> usize {
@@ -149,6 +245,14 @@ impl Request {
         }
         if let Some(mention) = self.mention {
             field("mention", if mention { 4 } else { 5 });
+        }
+        if let Some(state) = self.chat_state {
+            field("chat_state", json_string_len(state.as_str()));
+        }
+        for (name, flag) in self.flags() {
+            if flag {
+                field(name, 4);
+            }
         }
         // A comma between each two fields.
         length + fields - 1
@@ -286,16 +390,76 @@ mod tests {
         request.id = Some("i\"d".into());
         request.room = Some("room@muc".into());
         request.nick = Some("n".into());
-        for mention in [None, Some(true), Some(false)] {
-            request.mention = mention;
-            let mut ours = Vec::new();
-            request.write_json(&mut ours);
-            let serde = serde_json::to_vec(&request).expect("serialises");
+        let states = std::iter::once(None).chain(ChatState::ALL.map(Some));
+        for (mention, chat_state) in [None, Some(true), Some(false)].into_iter().zip(states) {
+            for (receipt_requested, markable) in [(false, false), (true, false), (true, true)] {
+                request.mention = mention;
+                request.chat_state = chat_state;
+                request.receipt_requested = receipt_requested;
+                request.markable = markable;
+                let mut ours = Vec::new();
+                request.write_json(&mut ours);
+                let serde = serde_json::to_vec(&request).expect("serialises");
+                assert_eq!(
+                    String::from_utf8_lossy(&ours),
+                    String::from_utf8_lossy(&serde)
+                );
+                assert_eq!(request.json_len(), ours.len());
+            }
+        }
+    }
+
+    #[test]
+    fn the_live_fields_are_absent_unless_set_and_read_back() {
+        let mut request = request("alice@example.com/x", "echo@bot.example.com");
+        let plain = serde_json::to_string(&request).expect("serialise");
+        for key in ["chat_state", "receipt_requested", "markable"] {
+            assert!(!plain.contains(key), "{plain}");
+        }
+        request.chat_state = Some(ChatState::Composing);
+        request.receipt_requested = true;
+        request.markable = true;
+        let json = serde_json::to_string(&request).expect("serialise");
+        assert!(
+            json.ends_with(
+                r#","chat_state":"composing","receipt_requested":true,"markable":true}"#
+            ),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(&json).expect("reads back"),
+            request
+        );
+        // false reads as absent; a state XEP-0085 does not define is refused.
+        let off = plain.replace('}', r#","receipt_requested":false,"markable":false}"#);
+        assert_eq!(
+            serde_json::from_str::<Request>(&off).expect("reads"),
+            Request {
+                chat_state: None,
+                receipt_requested: false,
+                markable: false,
+                ..request.clone()
+            }
+        );
+        let unknown = plain.replace('}', r#","chat_state":"typing"}"#);
+        let error = serde_json::from_str::<Request>(&unknown).expect_err("refused");
+        assert!(
+            error.to_string().starts_with("unknown variant `typing`, expected one of `active`, `composing`, `paused`, `inactive`, `gone`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn chat_states_are_named_as_in_xep_0085() {
+        for state in ChatState::ALL {
+            assert_eq!(ChatState::from_name(state.as_str()), Some(state));
             assert_eq!(
-                String::from_utf8_lossy(&ours),
-                String::from_utf8_lossy(&serde)
+                serde_json::to_string(&state).expect("serialise"),
+                format!("\"{state}\"")
             );
         }
+        assert_eq!(ChatState::from_name("Active"), None);
+        assert_eq!(ChatState::from_name("typing"), None);
     }
 
     fn request(from: &str, to: &str) -> Request {
@@ -310,6 +474,9 @@ mod tests {
             room: None,
             nick: None,
             mention: None,
+            chat_state: None,
+            receipt_requested: false,
+            markable: false,
         }
     }
 

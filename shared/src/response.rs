@@ -51,11 +51,14 @@ impl BotResponse {
     /// Whether the content type is JSON (`application/json`, parameters
     /// such as `; charset=utf-8` allowed, case-insensitive).
     pub fn is_json(&self) -> bool {
-        self.content_type.as_deref().is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
-        })
+        has_media_type(self.content_type.as_deref(), &["application/json"])
+    }
+
+    /// Whether the bot took the request: it answered with a status below
+    /// 300 (no response at all is not). Only then are delivery receipts
+    /// and displayed markers sent (DESIGN §10).
+    pub fn is_success(&self) -> bool {
+        (100..300).contains(&self.status)
     }
 
     /// Whether this outcome should be tried again later (queue transport):
@@ -63,6 +66,27 @@ impl BotResponse {
     pub fn is_retryable(&self) -> bool {
         self.status == 0 || self.status == 429 || self.status >= 500
     }
+}
+
+/// Whether an answer with this status and content type is a stream of
+/// replies (DESIGN §11): `200` with `application/x-ndjson` or
+/// `application/jsonl`, one reply object per line, each sent as soon as
+/// its line is complete.
+pub fn is_reply_stream(status: u16, content_type: Option<&str>) -> bool {
+    status == 200 && has_media_type(content_type, &["application/x-ndjson", "application/jsonl"])
+}
+
+/// Whether `content_type`'s media type (parameters aside, any case) is
+/// one of `media_types`.
+fn has_media_type(content_type: Option<&str>, media_types: &[&str]) -> bool {
+    content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|media| {
+            let media = media.trim();
+            media_types
+                .iter()
+                .any(|wanted| media.eq_ignore_ascii_case(wanted))
+        })
 }
 
 #[cfg(test)]
@@ -84,6 +108,20 @@ mod tests {
     }
 
     #[test]
+    fn reply_streams_are_ndjson_or_jsonl_with_200() {
+        assert!(is_reply_stream(200, Some("application/x-ndjson")));
+        assert!(is_reply_stream(
+            200,
+            Some("application/jsonl; charset=utf-8")
+        ));
+        assert!(is_reply_stream(200, Some("Application/X-NDJSON")));
+        assert!(!is_reply_stream(201, Some("application/x-ndjson")));
+        assert!(!is_reply_stream(200, Some("application/json")));
+        assert!(!is_reply_stream(200, Some("application/x-ndjsonx")));
+        assert!(!is_reply_stream(200, None));
+    }
+
+    #[test]
     fn retryable_outcomes() {
         assert!(BotResponse::no_response().is_retryable());
         for status in [429, 500, 502, 503, 504] {
@@ -91,6 +129,23 @@ mod tests {
         }
         for status in [200, 204, 400, 403, 404] {
             assert!(!BotResponse::from_http(status, None, b"").is_retryable());
+        }
+    }
+
+    #[test]
+    fn success_is_an_answer_below_300() {
+        assert!(!BotResponse::no_response().is_success());
+        for status in [200, 202, 204, 299] {
+            assert!(
+                BotResponse::from_http(status, None, b"").is_success(),
+                "{status}"
+            );
+        }
+        for status in [300, 304, 400, 429, 500, 503] {
+            assert!(
+                !BotResponse::from_http(status, None, b"").is_success(),
+                "{status}"
+            );
         }
     }
 

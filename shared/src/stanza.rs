@@ -1,6 +1,6 @@
 //! Stanzas as XML: parsing, namespaces, and stanza → request (DESIGN §1).
 
-use crate::{Request, StanzaKind};
+use crate::{Request, StanzaKind, live};
 use minidom::Element;
 use minidom::rxml::{NcName, RawEvent, RawQName};
 use minidom::tree_builder::TreeBuilder;
@@ -394,10 +394,7 @@ pub fn stanza_to_request(stanza: &Element) -> Result<Request, InvalidStanza> {
         .ok_or(InvalidStanza::MissingAddress("from"))?;
     // mod_component_http takes the first <body>, whatever its language.
     let body = match kind {
-        StanzaKind::Message => stanza
-            .children()
-            .find(|child| child.name() == "body" && is_stanza_element(child))
-            .map(Element::text),
+        StanzaKind::Message => body_element(stanza).map(Element::text),
         _ => None,
     };
     Ok(Request {
@@ -411,7 +408,18 @@ pub fn stanza_to_request(stanza: &Element) -> Result<Request, InvalidStanza> {
         room: None,
         nick: None,
         mention: None,
+        chat_state: live::chat_state_of(stanza),
+        receipt_requested: live::asks_for_receipt(stanza),
+        markable: live::is_markable(stanza),
     })
+}
+
+/// A message's first `<body>` (in the stanza's own namespace): the text a
+/// person wrote, whatever its language.
+pub(crate) fn body_element(stanza: &Element) -> Option<&Element> {
+    stanza
+        .children()
+        .find(|child| child.name() == "body" && is_stanza_element(child))
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ const RULES: &[&str] = &[
     "room-message",
     "room-presence",
     "invite",
+    "live",
 ];
 
 fn golden_dir() -> PathBuf {
@@ -314,9 +315,9 @@ mod stanza_rules {
     use super::*;
     use minidom::{Element, Node};
     use xmpp_lambda_shared::{
-        BotResponse, CLIENT_NS, COMPONENT_NS, Request, bad_message_text, element_to_string,
-        iq_auto_answer, muc, outbound_to_stanza, parse_stanza, presence_auto_answer,
-        response_to_stanzas, stanza_to_request, stanzas_to_send,
+        BotResponse, CLIENT_NS, COMPONENT_NS, ChatState, Request, bad_message_text,
+        element_to_string, iq_auto_answer, live, muc, outbound_to_stanza, parse_stanza,
+        presence_auto_answer, response_to_stanzas, stanza_to_request, stanzas_to_send,
     };
 
     /// Parses golden XML: exactly one element, with `default_ns` as the
@@ -491,6 +492,173 @@ mod stanza_rules {
                 other => Err(format!("response_to_stanzas disagrees: {other:?}")),
             }
         });
+    }
+
+    /// §10: what the connector sends around a request besides the bot's
+    /// replies: typing, receipts, markers; and which messages it skips.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct LiveCase {
+        /// The stanza as the component receives it.
+        stanza: String,
+        /// When: `received` (is it a message without a body?), `working`
+        /// (the bot is slow: the `<composing/>` to send), `queued` (sqs: the
+        /// receipt once queued), `answered` (everything sent for the
+        /// outcome).
+        moment: String,
+        /// The bot's outcome (`answered` only).
+        response: Option<Outcome>,
+        /// What went out while the bot worked (`answered` only).
+        #[serde(default)]
+        notified: Notified,
+        /// For `received`: whether it is a message without a body, which
+        /// is not forwarded by default.
+        bodyless: Option<bool>,
+        domain: Option<String>,
+        /// Everything sent at that moment, in order.
+        #[serde(default)]
+        expect: Vec<String>,
+        /// For `answered`: the logged reason when the bot's reply is refused.
+        refused: Option<String>,
+        /// The room fields the connector adds to a request from a room.
+        room: Option<RoomFields>,
+    }
+
+    /// [`live::Notified`] as a golden file spells it.
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Notified {
+        #[serde(default)]
+        composing: bool,
+        #[serde(default)]
+        receipt: bool,
+    }
+
+    #[test]
+    fn golden_live_conversations() {
+        run_rule("live", |case: &LiveCase, file| {
+            let received = golden_xml(&case.stanza, COMPONENT_NS)?;
+            let domain = domain(&case.domain, file);
+            if case.moment == "received" {
+                let expected = case.bodyless.ok_or("a received case names `bodyless`")?;
+                if !case.expect.is_empty() || case.response.is_some() {
+                    return Err("a received case sends nothing and has no response".into());
+                }
+                same(
+                    "is_bodyless_message",
+                    expected,
+                    live::is_bodyless_message(&received),
+                )?;
+                // The same rule on the request, for one already made.
+                let request = stanza_to_request(&received).map_err(|e| format!("request: {e}"))?;
+                return same(
+                    "Request::is_bodyless_message",
+                    expected,
+                    request.is_bodyless_message(),
+                );
+            }
+            if case.bodyless.is_some() {
+                return Err("`bodyless` is for received cases".into());
+            }
+            let mut request = stanza_to_request(&received).map_err(|e| format!("request: {e}"))?;
+            if let Some(fields) = &case.room {
+                request.room = Some(fields.room.clone());
+                request.nick = Some(fields.nick.clone());
+                request.mention = fields.mention;
+            }
+            // What the sender asked for must survive the request queue.
+            let json = serde_json::to_string(&request).map_err(|e| e.to_string())?;
+            let request: Request = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+            let ids = &mut numbered_ids();
+            let (stanzas, reason) = match (case.moment.as_str(), &case.response) {
+                ("working", None) => (
+                    live::chat_state_message(&request, ChatState::Composing, domain, ids)
+                        .into_iter()
+                        .collect(),
+                    None,
+                ),
+                ("queued", None) => (
+                    live::delivery_receipt(&request, domain, ids)
+                        .into_iter()
+                        .collect(),
+                    None,
+                ),
+                ("answered", Some(outcome)) => {
+                    let response = BotResponse {
+                        status: outcome.status,
+                        content_type: outcome.content_type.clone(),
+                        body: outcome.body.clone(),
+                    };
+                    let notified = live::Notified {
+                        composing: case.notified.composing,
+                        receipt: case.notified.receipt,
+                    };
+                    live::stanzas_to_send_live(&request, &response, domain, notified, ids)
+                }
+                (moment, response) => {
+                    return Err(format!(
+                        "moment {moment:?} with response {:?}: expected received, working, \
+                         queued, or answered with a response",
+                        response.is_some()
+                    ));
+                }
+            };
+            same(
+                "refusal",
+                format!("{:?}", case.refused),
+                format!("{:?}", reason.as_ref().map(ToString::to_string)),
+            )?;
+            same_stanzas(&case.expect, &stanzas)
+        });
+    }
+
+    /// The queue fixtures as the connector applies them: every reply
+    /// envelope's outcome gives stanzas without a refusal, and every
+    /// message of a send envelope is one the push rules take.
+    #[test]
+    fn golden_envelope_fixtures_give_stanzas() {
+        let mut report = Report::default();
+        let rooms = |room: &str| {
+            (room == "ops@conference.example.com").then(|| "rooms@bot.example.com/bot".to_owned())
+        };
+        for (path, text) in envelope_fixtures() {
+            report.run(&path, "stanzas", || {
+                match ReplyQueueMessage::from_json(&text) {
+                    Ok(ReplyQueueMessage::Reply(envelope)) => {
+                        let (stanzas, reason) = stanzas_to_send(
+                            &envelope.request,
+                            &envelope.response,
+                            "bot.example.com",
+                            &mut numbered_ids(),
+                        );
+                        if let Some(reason) = reason {
+                            return Err(format!("refused: {reason}"));
+                        }
+                        if stanzas.is_empty() {
+                            return Err("no stanza".into());
+                        }
+                        stanzas.iter().try_for_each(survives_serialisation)
+                    }
+                    Ok(ReplyQueueMessage::Send(envelope)) => envelope
+                        .send
+                        .iter()
+                        .enumerate()
+                        .try_for_each(|(index, message)| {
+                            outbound_to_stanza(
+                                message,
+                                "bot.example.com",
+                                &rooms,
+                                &mut numbered_ids(),
+                            )
+                            .map_err(|reason| bad_message_text(Some(index), &reason))
+                            .and_then(|stanza| survives_serialisation(&stanza))
+                        }),
+                    // Request envelopes: the round trip checks them.
+                    Err(_) => Ok(()),
+                }
+            });
+        }
+        report.assert_all_passed("envelope fixture stanzas");
     }
 
     /// §3: presence the connector answers itself.

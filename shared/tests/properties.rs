@@ -21,11 +21,12 @@ use minidom::Element;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Map, Value};
+use xmpp_lambda_shared::live::CHAT_STATES_NS;
 use xmpp_lambda_shared::{
-    BotResponse, CLIENT_NS, COMPONENT_NS, MAX_BODY_BYTES, ReplyEnvelope, Request, RequestEnvelope,
-    StanzaKind, append_stanza_text, element_to_string, error_for_status, error_reply,
-    iq_auto_answer, parse_stanza, presence_auto_answer, stanza_to_request, stanzas_to_send,
-    with_namespace,
+    BotResponse, CLIENT_NS, COMPONENT_NS, ChatState, MAX_BODY_BYTES, MAX_REPLIES, MAX_URL_BYTES,
+    OOB_NS, Reply, ReplyEnvelope, Request, RequestEnvelope, StanzaKind, append_stanza_text,
+    element_to_string, error_for_status, error_reply, iq_auto_answer, live, parse_stanza,
+    presence_auto_answer, stanza_to_request, stanzas_to_send, with_namespace,
 };
 
 /// The component's domain in every case.
@@ -143,6 +144,51 @@ fn huge_text() -> impl Strategy<Value = String> {
     (unit, bytes).prop_map(|(unit, bytes)| unit.repeat(bytes / unit.len()))
 }
 
+/// Strings in the place of a reply's `url`: http(s) URLs a parser takes
+/// (mixed case, international hosts, spaces, queries), other schemes,
+/// broken hosts, sizes around the limit, and any text.
+fn any_url() -> BoxedStrategy<String> {
+    let scheme = prop::sample::select(vec![
+        "https://",
+        "http://",
+        "HTTPS://",
+        "https:",
+        "http:/",
+        "ftp://",
+        "javascript:",
+        "data:",
+        "file://",
+        "",
+        "//",
+    ]);
+    let host = prop_oneof![
+        6 => prop::sample::select(vec![
+            "example.com", "EXAMPLE.com", "bücher.example", "[::1]", "127.0.0.1",
+            "example.com:8443", "user:pw@example.com", "xn--bcher-kva.example",
+        ])
+        .prop_map(str::to_owned),
+        2 => prop::sample::select(vec![
+            "exa mple.com", "", "[::1", "example.com:99999", "a<b", "%zz", "999.1.1.1",
+        ])
+        .prop_map(str::to_owned),
+        1 => any_text(4),
+    ];
+    let path = prop_oneof![
+        4 => "[a-z0-9/._?=&#-]{0,20}",
+        2 => any_text(8),
+        // The limit is in bytes, as given and as sent.
+        1 => prop::sample::select(vec!["a", "é", "%41", " "])
+            .prop_flat_map(|unit| {
+                ((MAX_URL_BYTES - 40)..=(MAX_URL_BYTES + 8)).prop_map(move |bytes| unit.repeat(bytes / unit.len()))
+            }),
+    ];
+    prop_oneof![
+        8 => (scheme, host, path).prop_map(|(scheme, host, path)| format!("{scheme}{host}/{path}")),
+        1 => any_text(10),
+    ]
+    .boxed()
+}
+
 /// Strings in the places of JIDs: valid JIDs at the component, at other
 /// domains and at look-alikes, and things that are not JIDs at all.
 fn any_jid() -> BoxedStrategy<String> {
@@ -232,6 +278,18 @@ fn child_xml() -> BoxedStrategy<String> {
         1 => Just("<forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' to='x@y'><body>inner</body></message></forwarded>".to_owned()),
         3 => xml_content(3),
         1 => Just("<p:q xmlns:p='urn:p' p:a='1'/>".to_owned()),
+        // What clients add to a message (DESIGN §10), known names and not.
+        3 => prop::sample::select(vec![
+            "<active xmlns='http://jabber.org/protocol/chatstates'/>",
+            "<composing xmlns='http://jabber.org/protocol/chatstates'/>",
+            "<gone xmlns='http://jabber.org/protocol/chatstates'/>",
+            "<typing xmlns='http://jabber.org/protocol/chatstates'/>",
+            "<request xmlns='urn:xmpp:receipts'/>",
+            "<received xmlns='urn:xmpp:receipts' id='r1'/>",
+            "<markable xmlns='urn:xmpp:chat-markers:0'/>",
+            "<displayed xmlns='urn:xmpp:chat-markers:0' id='d1'/>",
+        ])
+        .prop_map(str::to_owned),
     ];
     leaf.prop_recursive(3, 12, 3, |inner| {
         (
@@ -382,22 +440,43 @@ fn any_request() -> BoxedStrategy<Request> {
         prop::option::of(any_text(6)),
         // Some requests come through a room, where no error may be sent.
         any::<bool>(),
+        // What the sender's client asked for (DESIGN §10), in any
+        // combination, also where no received stanza could carry it.
+        (
+            prop::option::of(prop::sample::select(ChatState::ALL.to_vec())),
+            any::<bool>(),
+            any::<bool>(),
+        ),
     )
-        .prop_map(|(to, from, kind, body, stanza_type, id, from_room)| {
-            let room = from_room.then(|| from.split('/').next().unwrap_or_default().to_owned());
-            Request {
+        .prop_map(
+            |(
                 to,
                 from,
                 kind,
-                stanza: String::new(),
                 body,
                 stanza_type,
                 id,
-                nick: room.as_ref().map(|_| "alice".to_owned()),
-                mention: room.as_ref().map(|_| true),
-                room,
-            }
-        })
+                from_room,
+                (chat_state, receipt, markable),
+            )| {
+                let room = from_room.then(|| from.split('/').next().unwrap_or_default().to_owned());
+                Request {
+                    to,
+                    from,
+                    kind,
+                    stanza: String::new(),
+                    body,
+                    stanza_type,
+                    id,
+                    nick: room.as_ref().map(|_| "alice".to_owned()),
+                    mention: room.as_ref().map(|_| true),
+                    room,
+                    chat_state,
+                    receipt_requested: receipt,
+                    markable,
+                }
+            },
+        )
         .boxed()
 }
 
@@ -428,8 +507,16 @@ fn plausible_reply_json() -> BoxedStrategy<String> {
         prop::option::of(stanza_type),
         prop::option::of("[a-z0-9-]{1,12}"),
         prop::option::weighted(0.2, stanza_xml(Shape::Received)),
+        prop::option::weighted(
+            0.2,
+            prop::sample::select(vec![
+                "https://example.com/cat.jpg",
+                "http://grafana.example.com/render/d/x.png?from=now-1h&to=now",
+                "https://bücher.example/ü ä.pdf",
+            ]),
+        ),
     )
-        .prop_map(|(body, kind, to, from, stanza_type, id, stanza)| {
+        .prop_map(|(body, kind, to, from, stanza_type, id, stanza, url)| {
             let mut object = Map::new();
             let fields = [
                 ("body", body),
@@ -439,6 +526,7 @@ fn plausible_reply_json() -> BoxedStrategy<String> {
                 ("type", stanza_type.map(str::to_owned)),
                 ("id", id),
                 ("stanza", stanza),
+                ("url", url.map(str::to_owned)),
             ];
             for (key, value) in fields {
                 if let Some(value) = value {
@@ -489,8 +577,16 @@ fn reply_json() -> BoxedStrategy<String> {
         ]),
         prop::option::of(any_text(6)),
         prop::option::of(stanza),
+        prop::option::weighted(
+            0.2,
+            prop_oneof![
+                6 => any_url().prop_map(Value::String),
+                1 => any::<i64>().prop_map(Value::from),
+                1 => Just(Value::Null),
+            ],
+        ),
     )
-        .prop_map(|(body, kind, to, from, stanza_type, id, stanza)| {
+        .prop_map(|(body, kind, to, from, stanza_type, id, stanza, url)| {
             let mut object = Map::new();
             let fields = [
                 ("kind", kind.map(|k| Value::String(k.to_owned()))),
@@ -500,6 +596,7 @@ fn reply_json() -> BoxedStrategy<String> {
                 ("id", id.map(Value::String)),
                 ("stanza", stanza.map(Value::String)),
                 ("body", body),
+                ("url", url),
             ];
             for (key, value) in fields {
                 if let Some(value) = value {
@@ -507,6 +604,28 @@ fn reply_json() -> BoxedStrategy<String> {
                 }
             }
             Value::Object(object).to_string()
+        })
+        .boxed()
+}
+
+/// `{"replies": [...]}`: mostly 1 to 10 replies, sometimes none, too
+/// many, a non-object, or a field beside the list.
+fn replies_json() -> BoxedStrategy<String> {
+    let item = prop_oneof![
+        6 => plausible_reply_json(),
+        3 => reply_json(),
+        1 => prop::sample::select(vec!["null", "\"x\"", "[]", "{\"replies\":[{}]}"]).prop_map(str::to_owned),
+    ];
+    let beside = prop::option::weighted(
+        0.1,
+        prop::sample::select(vec![("body", "\"x\""), ("url", "null"), ("debug", "1")]),
+    );
+    (prop::collection::vec(item, 0..=12), beside)
+        .prop_map(|(items, beside)| {
+            let extra = beside
+                .map(|(k, v)| format!(",\"{k}\":{v}"))
+                .unwrap_or_default();
+            format!("{{\"replies\":[{}]{extra}}}", items.join(","))
         })
         .boxed()
 }
@@ -532,6 +651,7 @@ fn bot_response() -> BoxedStrategy<BotResponse> {
     let body = prop_oneof![
         5 => plausible_reply_json().prop_map(String::into_bytes),
         5 => reply_json().prop_map(String::into_bytes),
+        3 => replies_json().prop_map(String::into_bytes),
         1 => prop::collection::vec(any::<u8>(), 0..64),
         1 => prop::sample::select(vec!["", " ", "null", "[]", "\"x\"", "{}", "{\"body\":null}", "{\"body\":\"a\"} x", "{\"body\":"])
             .prop_map(|s| s.as_bytes().to_vec()),
@@ -641,6 +761,22 @@ fn any_stanza_becomes_a_faithful_request_or_a_clear_refusal() {
         prop_assert_eq!(Some(request.to.as_str()), stanza.attr("to"));
         prop_assert_eq!(Some(request.from.as_str()), stanza.attr("from"));
         prop_assert_eq!(request.kind.as_str(), stanza.name());
+        // What the sender asked for is only ever read from a message, and
+        // a receipt or marker only where there is an id to name.
+        let named = request.id.as_deref().is_some_and(|id| !id.is_empty());
+        if request.kind != StanzaKind::Message {
+            prop_assert_eq!(request.chat_state, None);
+        }
+        prop_assert!(!request.receipt_requested || (named && request.kind == StanzaKind::Message));
+        prop_assert!(!request.markable || (named && request.kind == StanzaKind::Message));
+        prop_assert_eq!(
+            live::is_bodyless_message(&stanza),
+            request.is_bodyless_message()
+        );
+        prop_assert_eq!(
+            request.is_bodyless_message(),
+            request.kind == StanzaKind::Message && request.body.is_none()
+        );
         // The stanza text a bot gets parses back to the same stanza.
         let seen: Element = request
             .stanza
@@ -818,4 +954,383 @@ fn any_queue_message_is_read_or_refused() {
         let _ = RequestEnvelope::from_json(&json);
         Ok(())
     });
+}
+
+/// Prints how often each branch of a property ran and, in the default run
+/// (fixed seed, default case count), fails when one ran fewer than
+/// `least` times: the generators must keep reaching every branch.
+fn assert_exercised(property: &str, branches: &[(&str, usize)], least: usize) {
+    let shown: Vec<String> = branches
+        .iter()
+        .map(|(branch, count)| format!("{branch} {count}"))
+        .collect();
+    eprintln!("property {property}: {}", shown.join(", "));
+    let default_run = std::env::var_os("PROPTEST_CASES").is_none()
+        && std::env::var_os("PROPTEST_RNG_SEED").is_none();
+    if default_run {
+        for (branch, count) in branches {
+            assert!(
+                *count >= least,
+                "property {property}: {branch} ran {count} times, fewer than {least}"
+            );
+        }
+    }
+}
+
+/// `stanza` without its children `name` in `namespace`.
+fn without_child(stanza: &Element, name: &str, namespace: &str) -> Element {
+    let mut copy = Element::builder(stanza.name(), stanza.ns()).build();
+    *copy.attrs_mut() = stanza.attrs().clone();
+    for node in stanza.nodes() {
+        match node {
+            minidom::Node::Element(child) if child.is(name, namespace) => {}
+            other => copy.append_node(other.clone()),
+        }
+    }
+    copy
+}
+
+/// The stanzas with every message's `id` removed: fresh ids differ from
+/// one call to another, the rest must not.
+fn without_message_ids(stanzas: &[Element]) -> Vec<Element> {
+    stanzas
+        .iter()
+        .map(|stanza| {
+            let mut copy = stanza.clone();
+            if copy.name() == "message" {
+                copy.attrs_mut().retain(|_, name, _| name.as_str() != "id");
+            }
+            copy
+        })
+        .collect()
+}
+
+/// A message request as a server delivers it.
+fn received_message() -> BoxedStrategy<Request> {
+    stanza_xml(Shape::Received)
+        .prop_filter_map("a message the rules read", |xml| {
+            read_stanza(&xml)
+                .and_then(|stanza| stanza_to_request(&stanza).ok())
+                .filter(|request| request.kind == StanzaKind::Message)
+        })
+        .boxed()
+}
+
+#[test]
+fn a_list_of_replies_is_each_replys_stanzas_in_order_or_none_at_all() {
+    let replies = prop::collection::vec(
+        prop_oneof![4 => plausible_reply_json(), 1 => reply_json()],
+        1..=MAX_REPLIES,
+    );
+    // Lists sent whole and lists refused, so both branches are exercised.
+    let outcomes = [const { AtomicUsize::new(0) }; 2];
+    check(
+        "message × {\"replies\": [...]} → each reply's stanzas",
+        1000,
+        (received_message(), replies),
+        |(request, replies)| {
+            let list = format!("{{\"replies\":[{}]}}", replies.join(","));
+            let (stanzas, reason) =
+                stanzas_to_send(&request, &BotResponse::json(list), DOMAIN, &mut ids());
+            for stanza in &stanzas {
+                assert_sendable(stanza)?;
+            }
+            if request.stanza_type.as_deref() == Some("error") {
+                prop_assert!(stanzas.is_empty() && reason.is_none());
+                return Ok(());
+            }
+            // Each reply alone, as a single answer.
+            let alone: Vec<_> = replies
+                .iter()
+                .map(|reply| {
+                    stanzas_to_send(
+                        &request,
+                        &BotResponse::json(reply.clone()),
+                        DOMAIN,
+                        &mut ids(),
+                    )
+                })
+                .collect();
+            // Every reply is read before any is built: the list is refused
+            // at the first reply that does not read, else at the first
+            // that does not build.
+            let unreadable = replies
+                .iter()
+                .position(|reply| Reply::from_json(reply).is_err());
+            let unbuildable = alone.iter().position(|(_, reason)| reason.is_some());
+            match unreadable.or(unbuildable) {
+                None => {
+                    prop_assert!(reason.is_none(), "{:?}", reason);
+                    let each: Vec<Element> =
+                        alone.into_iter().flat_map(|(stanzas, _)| stanzas).collect();
+                    prop_assert_eq!(without_message_ids(&stanzas), without_message_ids(&each));
+                    let ids: Vec<&str> = stanzas
+                        .iter()
+                        .filter(|s| s.name() == "message")
+                        .filter_map(|s| s.attr("id"))
+                        .collect();
+                    let distinct: std::collections::HashSet<&str> = ids.iter().copied().collect();
+                    prop_assert_eq!(distinct.len(), ids.len(), "repeated ids: {:?}", ids);
+                    outcomes[0].fetch_add(1, Ordering::Relaxed);
+                }
+                Some(index) => {
+                    let single = alone[index]
+                        .1
+                        .as_ref()
+                        .expect("the single reply is refused");
+                    prop_assert_eq!(
+                        reason.map(|r| r.to_string()),
+                        Some(format!("replies[{index}] {}", single.problem()))
+                    );
+                    // Nothing of the list, only the error its reply alone gets.
+                    prop_assert_eq!(&stanzas, &alone[index].0);
+                    outcomes[1].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(())
+        },
+    );
+    let [sent, refused] = outcomes.map(|counter| counter.load(Ordering::Relaxed));
+    assert_exercised(
+        "replies lists",
+        &[("sent whole", sent), ("refused", refused)],
+        100,
+    );
+}
+
+#[test]
+fn any_url_is_attached_as_the_http_url_it_parses_to_or_refused() {
+    let request = Request {
+        to: format!("echo@{DOMAIN}"),
+        from: "alice@example.com/phone".into(),
+        kind: StanzaKind::Message,
+        stanza: String::new(),
+        body: Some("hi".into()),
+        stanza_type: Some("chat".into()),
+        id: Some("m1".into()),
+        room: None,
+        nick: None,
+        mention: None,
+        chat_state: None,
+        receipt_requested: false,
+        markable: false,
+    };
+    let outcomes = [const { AtomicUsize::new(0) }; 2];
+    check(
+        "reply url → attachment or refusal",
+        2000,
+        (any_url(), prop::option::of(xml_text(6))),
+        |(url, body)| {
+            let mut reply = serde_json::json!({ "url": url });
+            if let Some(body) = &body {
+                reply["body"] = Value::from(body.as_str());
+            }
+            let (stanzas, reason) = stanzas_to_send(
+                &request,
+                &BotResponse::json(reply.to_string()),
+                DOMAIN,
+                &mut ids(),
+            );
+            for stanza in &stanzas {
+                assert_sendable(stanza)?;
+            }
+            if let Some(reason) = reason {
+                let text = reason.to_string();
+                prop_assert!(text.starts_with("reply \"url\" "), "{}", text);
+                outcomes[1].fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            prop_assert_eq!(stanzas.len(), 1);
+            let sent = stanzas[0]
+                .get_child("x", OOB_NS)
+                .and_then(|x| x.get_child("url", OOB_NS))
+                .map(Element::text)
+                .ok_or_else(|| TestCaseError::fail("no oob url"))?;
+            // What was given is a URL, and what is sent is its written form:
+            // http(s), within the limit, and unchanged when read again.
+            let parsed = url::Url::parse(&url).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(parsed.as_str(), sent.as_str());
+            prop_assert!(matches!(parsed.scheme(), "http" | "https"));
+            prop_assert!(url.len() <= MAX_URL_BYTES && sent.len() <= MAX_URL_BYTES);
+            let again = url::Url::parse(&sent).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(again.as_str(), sent.as_str());
+            let shown = stanzas[0]
+                .get_child("body", COMPONENT_NS)
+                .map(Element::text);
+            prop_assert_eq!(shown, Some(body.unwrap_or(sent)));
+            outcomes[0].fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        },
+    );
+    let [attached, refused] = outcomes.map(|counter| counter.load(Ordering::Relaxed));
+    assert_exercised("urls", &[("attached", attached), ("refused", refused)], 200);
+}
+
+/// A message as a chat client sends it: a body (mostly), a chat state,
+/// a receipt request, markable, each or not, among other children, with
+/// any type and perhaps no id.
+fn client_message_xml() -> BoxedStrategy<String> {
+    let flags = prop::collection::vec(any::<bool>(), 4);
+    (
+        routed_jid(),
+        valid_jid(),
+        prop::option::of(prop::sample::select(vec![
+            "chat",
+            "chat",
+            "chat",
+            "normal",
+            "groupchat",
+            "headline",
+            "error",
+        ])),
+        prop::option::weighted(0.85, "[a-z0-9-]{0,8}"),
+        prop::sample::select(ChatState::ALL.to_vec()),
+        flags,
+        prop::collection::vec(child_xml(), 0..2),
+    )
+        .prop_map(|(to, from, kind, id, state, flags, extra)| {
+            let mut children = String::new();
+            if flags[0] {
+                children.push_str("<body>hi</body>");
+            }
+            if flags[1] {
+                children.push_str(&format!(
+                    "<{state} xmlns='http://jabber.org/protocol/chatstates'/>"
+                ));
+            }
+            if flags[2] {
+                children.push_str("<request xmlns='urn:xmpp:receipts'/>");
+            }
+            if flags[3] {
+                children.push_str("<markable xmlns='urn:xmpp:chat-markers:0'/>");
+            }
+            children.push_str(&extra.concat());
+            let attribute = |key: &str, value: Option<&str>| {
+                value
+                    .map(|v| format!(" {key}='{}'", escape_attr(v)))
+                    .unwrap_or_default()
+            };
+            format!(
+                "<message to='{}' from='{}'{}{}>{children}</message>",
+                escape_attr(&to),
+                escape_attr(&from),
+                attribute("type", kind),
+                attribute("id", id.as_deref()),
+            )
+        })
+        .boxed()
+}
+
+#[test]
+fn the_live_rules_add_only_what_the_sender_asked_for() {
+    let stanza = prop_oneof![3 => client_message_xml(), 1 => stanza_xml(Shape::Received)];
+    let request = stanza.prop_filter_map("a stanza the rules read", |xml| {
+        read_stanza(&xml).and_then(|s| stanza_to_request(&s).ok())
+    });
+    // How often each notification was due, so the generators cannot
+    // drift into never producing one.
+    let due = [const { AtomicUsize::new(0) }; 4];
+    check(
+        "received stanza × bot answer × notified → live stanzas",
+        2000,
+        (request, bot_response(), any::<bool>(), any::<bool>()),
+        |(request, response, composing, receipt)| {
+            let notified = live::Notified { composing, receipt };
+            let (base, base_reason) = stanzas_to_send(&request, &response, DOMAIN, &mut ids());
+            let (out, reason) =
+                live::stanzas_to_send_live(&request, &response, DOMAIN, notified, &mut ids());
+            prop_assert_eq!(&reason, &base_reason);
+            for stanza in &out {
+                assert_sendable(stanza)?;
+            }
+            // One-to-one messages a person wrote get the notifications,
+            // and only what their client asked for.
+            let conversation = request.kind == StanzaKind::Message
+                && request.body.is_some()
+                && matches!(
+                    request.stanza_type.as_deref(),
+                    None | Some("chat" | "normal")
+                );
+            let named = request.id.as_deref().is_some_and(|id| !id.is_empty());
+            let taken = response.is_success() && reason.is_none();
+            let typing = conversation && request.chat_state.is_some();
+            let is_reply_message = |s: &Element| {
+                s.name() == "message"
+                    && !matches!(s.attr("type"), Some("error" | "groupchat"))
+                    && s.attr("to") == Some(request.from.as_str())
+                    && s.attr("from") == Some(request.to.as_str())
+            };
+            let receipt_due =
+                conversation && request.receipt_requested && named && taken && !receipt;
+            let marker_due = conversation && request.markable && named && taken;
+            let active_due = typing && composing && !base.iter().any(is_reply_message);
+            let head = usize::from(receipt_due) + usize::from(marker_due);
+            let actives = out[head..]
+                .iter()
+                .take(base.len())
+                .filter(|s| s.has_child("active", CHAT_STATES_NS))
+                .count();
+            for (counter, hit) in due
+                .iter()
+                .zip([receipt_due, marker_due, active_due, actives > 0])
+            {
+                counter.fetch_add(usize::from(hit), Ordering::Relaxed);
+            }
+            prop_assert_eq!(out.len(), head + base.len() + usize::from(active_due));
+            let first_child =
+                |s: &Element| s.children().next().map(|c| (c.name().to_owned(), c.ns()));
+            if receipt_due {
+                prop_assert_eq!(
+                    first_child(&out[0]),
+                    Some(("received".into(), "urn:xmpp:receipts".into()))
+                );
+            }
+            if marker_due {
+                prop_assert_eq!(
+                    first_child(&out[head - 1]),
+                    Some(("displayed".into(), "urn:xmpp:chat-markers:0".into()))
+                );
+            }
+            for (sent, plain) in out[head..].iter().zip(&base) {
+                let gets_active = typing
+                    && is_reply_message(plain)
+                    && !plain.children().any(|c| c.has_ns(CHAT_STATES_NS));
+                if gets_active {
+                    prop_assert!(sent.has_child("active", CHAT_STATES_NS));
+                    prop_assert_eq!(&without_child(sent, "active", CHAT_STATES_NS), plain);
+                } else {
+                    prop_assert_eq!(sent, plain);
+                }
+            }
+            if active_due {
+                let last = out.last().expect("the standalone active");
+                prop_assert_eq!(
+                    first_child(last),
+                    Some(("active".into(), CHAT_STATES_NS.into()))
+                );
+                prop_assert!(last.has_child("no-store", "urn:xmpp:hints"));
+            }
+            // Every notification is addressed back along the conversation,
+            // never into a room.
+            for note in out[..head].iter().chain(out.iter().skip(head + base.len())) {
+                prop_assert_eq!(note.attr("to"), Some(request.from.as_str()));
+                prop_assert_eq!(note.attr("from"), Some(request.to.as_str()));
+                prop_assert!(matches!(note.attr("type"), Some("chat" | "normal")));
+                prop_assert!(note.get_child("body", COMPONENT_NS).is_none());
+            }
+            Ok(())
+        },
+    );
+    let [receipts, markers, standalone, replies] =
+        due.map(|counter| counter.load(Ordering::Relaxed));
+    assert_exercised(
+        "live stanzas",
+        &[
+            ("receipts", receipts),
+            ("markers", markers),
+            ("standalone active", standalone),
+            ("replies with active", replies),
+        ],
+        10,
+    );
 }

@@ -269,9 +269,16 @@ fn schema_can_refuse(reason: &str, json: &Value) -> bool {
         "is not an object",
         "must be a string",
         "must be a string or a number",
+        "must be a list of reply objects",
         "is not message, presence or iq",
         "which XML does not allow",
         "missing field",
+        "\"replies\" is empty",
+        "\"replies\" holds",
+        "cannot be combined with",
+        "\"replies\" is only allowed at the top level",
+        "\"url\" is only for messages",
+        "\"url\" must be http or https",
     ];
     if EXPRESSIBLE.iter().any(|part| reason.contains(part)) {
         return true;
@@ -385,8 +392,13 @@ fn read_by_the_code(name: &str, example: &Value) -> Result<(), String> {
         "reply-envelope" => ReplyEnvelope::from_json(&text)
             .map(drop)
             .map_err(|e| refused(&e)),
+        // A whole answer: one reply object or a list of them.
         #[cfg(feature = "xml")]
-        "reply" | "outbound" => xmpp_lambda_shared::Reply::from_json(&text)
+        "reply" => xmpp_lambda_shared::Reply::list_from_json(&text)
+            .map(drop)
+            .map_err(|e| refused(&e)),
+        #[cfg(feature = "xml")]
+        "outbound" => xmpp_lambda_shared::Reply::from_json(&text)
             .map(drop)
             .map_err(|e| refused(&e)),
         #[cfg(feature = "xml")]

@@ -65,7 +65,7 @@ pub use memory::{ProcessMemory, process_memory};
 pub use moto::Moto;
 pub use net::{free_port, wait_for_tcp};
 pub use prosody::Prosody;
-pub use raw_bot::{RawAnswer, RawBot, echo_json, json_answer};
+pub use raw_bot::{RawAnswer, RawBot, echo_json, json_answer, ndjson_answer};
 pub use serverless::{FUNCTION_NAME, LambdaFunction, QueueConsumer, SqsTrigger};
 pub use sqs_gate::SqsGate;
 pub use temp_dir::TempDir;

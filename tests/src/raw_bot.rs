@@ -18,6 +18,10 @@ pub enum RawAnswer {
     /// Writes these pieces, each flushed on its own, then waits for the
     /// next request on the same connection.
     Pieces(Vec<Vec<u8>>),
+    /// Writes each piece after its delay (counted from the one before),
+    /// each flushed on its own: a streamed answer. Then waits for the next
+    /// request on the same connection.
+    Paced(Vec<(std::time::Duration, Vec<u8>)>),
     /// Closes the connection without a byte of answer.
     HangUp,
 }
@@ -126,6 +130,28 @@ pub fn json_answer(fields: &[&str], json: &str) -> Vec<u8> {
     format!("{head}content-length: {}\r\n\r\n{json}", json.len()).into_bytes()
 }
 
+/// A streamed answer (DESIGN §11): the head of a chunked
+/// `application/x-ndjson` answer at once, then each line as a chunk after
+/// its delay, then the last chunk. A line is sent as given (a `\n` is
+/// added).
+pub fn ndjson_answer(lines: &[(std::time::Duration, String)]) -> RawAnswer {
+    let mut pieces = vec![(
+        std::time::Duration::ZERO,
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\n\
+          transfer-encoding: chunked\r\n\r\n"
+            .to_vec(),
+    )];
+    for (delay, line) in lines {
+        let line = format!("{line}\n");
+        pieces.push((
+            *delay,
+            format!("{:x}\r\n{line}\r\n", line.len()).into_bytes(),
+        ));
+    }
+    pieces.push((std::time::Duration::ZERO, b"0\r\n\r\n".to_vec()));
+    RawAnswer::Paced(pieces)
+}
+
 /// Reads requests from one connection and answers each.
 async fn serve_connection(
     mut stream: TcpStream,
@@ -141,6 +167,13 @@ async fn serve_connection(
             RawAnswer::HangUp => return Ok(()),
             RawAnswer::Pieces(pieces) => {
                 for piece in pieces {
+                    stream.write_all(&piece).await?;
+                    stream.flush().await?;
+                }
+            }
+            RawAnswer::Paced(pieces) => {
+                for (delay, piece) in pieces {
+                    tokio::time::sleep(delay).await;
                     stream.write_all(&piece).await?;
                     stream.flush().await?;
                 }

@@ -92,11 +92,8 @@ async fn the_template_policies_are_enough_for_a_round_trip() -> Result<()> {
     // reply received and deleted, and not one call was refused.
     connector.terminate();
     connector.wait_exit(WAIT).await?;
+    let calls = connector.wait_for_log("sqs calls", WAIT).await?;
     let logs = connector.logs();
-    let calls = logs
-        .iter()
-        .find(|line| line.contains("sqs calls"))
-        .ok_or("no sqs calls line")?;
     for count in ["requests_sent=1", "replies_received=1", "replies_deleted=1"] {
         assert!(calls.contains(count), "{count} in {calls}");
     }

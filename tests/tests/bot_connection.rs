@@ -170,3 +170,38 @@ async fn a_bot_down_longer_than_the_timeout_gets_connection_failure_in_time() ->
     assert!(attempts >= 3, "only {attempts} connection attempts");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_dead_bot_is_known_within_the_connect_retry_window_not_the_timeout() -> Result<()> {
+    let prosody = Prosody::start().await?;
+    let mut alice = login(&prosody, "alice").await?;
+    let url = format!("http://127.0.0.1:{}/bot", free_port());
+    // The default window (3 s), then a shorter one, under a 30 s timeout.
+    for (window, least, most) in [(None, 2.0, 4.5), (Some("1"), 0.2, 2.2)] {
+        let mut env = vec![
+            ("COMPONENT_POST_URL", url.as_str()),
+            ("COMPONENT_POST_TIMEOUT", "30"),
+            ("RUST_LOG", RETRY_LOGS),
+        ];
+        if let Some(window) = window {
+            env.push(("COMPONENT_POST_CONNECT_RETRY", window));
+        }
+        let connector = Connector::start_for(&prosody, &env).await?;
+        connector.wait_for_log(LINK_UP, WAIT).await?;
+        let started = Instant::now();
+        let id = alice
+            .send_message(&format!("echo@{}", prosody.component_domain()), "anyone?")
+            .await?;
+        let reply = alice.expect_message("connection failure", WAIT).await?;
+        let waited = started.elapsed().as_secs_f64();
+        assert_connection_failure(&reply, &id);
+        assert!(
+            (least..most).contains(&waited),
+            "window {window:?}: the error came after {waited:.2} s"
+        );
+        let attempts = attempts_logged(&connector).ok_or("no give-up line")?;
+        assert!(attempts >= 3, "only {attempts} connection attempts");
+        connector.terminate();
+    }
+    Ok(())
+}

@@ -793,7 +793,7 @@ async fn idle_link_stays_up_with_keepalive_pings() -> Result<()> {
         &bot.url(),
         &[
             ("COMPONENT_PING_INTERVAL", "0.3"),
-            ("RUST_LOG", "info,xmpp_lambda_connector::link=trace"),
+            ("RUST_LOG", "info,xmpp_lambda_component::link=trace"),
         ],
     )
     .await?;
@@ -864,7 +864,7 @@ async fn core_cases_against_ejabberd() -> Result<()> {
         &bot.url(),
         &[
             ("COMPONENT_PING_INTERVAL", "0.5"),
-            ("RUST_LOG", "info,xmpp_lambda_connector::link=trace"),
+            ("RUST_LOG", "info,xmpp_lambda_component::link=trace"),
         ],
     )
     .await?;

@@ -24,7 +24,7 @@ use xmpp_lambda_shared::{
     COMPONENT_NS, Request, StanzaKind, attribute_name as name, error_for_status, stanza_to_request,
 };
 
-use super::{Outcome, Report, error_chain, human, masked_key, root_cause, shown_url};
+use super::report::{Outcome, Report, error_chain, human, masked_key, root_cause, shown_url};
 use crate::config::Config;
 use crate::sigv4::{RequestSigner, SignError, SigningMode};
 // What the http transport sends, so the probe is the same request.

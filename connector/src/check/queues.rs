@@ -32,7 +32,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use tokio::time::timeout;
 
-use super::{Outcome, Report, error_chain, masked_key};
+use super::report::{Outcome, Report, error_chain, masked_key};
 use crate::sqs::is_fifo;
 
 /// How long one SQS call may take (the SDK retries within it).

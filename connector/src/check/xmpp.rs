@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use xmpp_lambda_shared::COMPONENT_NS;
 
-use super::{Outcome, human};
+use super::report::{Outcome, human};
 use crate::config::Config;
 use xmpp_lambda_component::{HANDSHAKE_TIMEOUT, LinkError, LinkSettings, Read, StreamError};
 

@@ -19,8 +19,8 @@
 //! until a poll works again.
 
 use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error};
-use crate::dispatch::new_stanza_id;
 use crate::health::{QueueCall, QueueHealth};
+use crate::ids::new_stanza_id;
 use crate::metrics::Metrics;
 use crate::push::Pusher;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};

@@ -474,6 +474,9 @@ mod tests {
             room: None,
             nick: None,
             mention: None,
+            chat_state: None,
+            receipt_requested: false,
+            markable: false,
         };
         request.stanza = "x".repeat(MAX_REQUEST_ENVELOPE_BYTES);
         let error = sender.enqueue(&request).await.expect_err("refused");

@@ -11,8 +11,8 @@
 //! kept lean. When the environment names a proxy the http transport uses
 //! `reqwest` instead, which honours it.
 
+use super::headers::{JSON, USER_AGENT};
 use super::http1::{self, Answer, ExchangeError};
-use super::{JSON, USER_AGENT};
 use base64::Engine;
 use hyper::Uri;
 use hyper::header::{HeaderName, HeaderValue};
@@ -132,24 +132,37 @@ impl BotClient {
     /// POSTs `body` with `headers` (besides `Host`, `Content-Type:
     /// application/json`, `User-Agent` and `Content-Length`, which are
     /// always sent) and reads the answer, at most `max_body` bytes of it.
-    /// No time limit: the caller sets one around it.
+    /// No time limit: the caller sets one around it. (The transport
+    /// itself uses [`BotClient::begin`], to tell a stream from an answer.)
+    #[cfg(test)]
     pub async fn post(
         &self,
         headers: impl Iterator<Item = (HeaderName, HeaderValue)>,
         body: &[u8],
         max_body: usize,
     ) -> Result<Answer, ExchangeError> {
+        self.begin(headers, body).await?.read_body(max_body).await
+    }
+
+    /// POSTs like [`BotClient::post`], but returns once the answer's head
+    /// is read: its body is read whole or as it arrives from the
+    /// [`Pending`] answer, which gives the connection back when done.
+    pub async fn begin(
+        &self,
+        headers: impl Iterator<Item = (HeaderName, HeaderValue)>,
+        body: &[u8],
+    ) -> Result<Pending<'_>, ExchangeError> {
         let request = self.request(headers, body);
         let (mut connection, mut fresh) = self.connection().await?;
-        let answer = loop {
-            let exchange = http1::exchange(
-                &mut *connection.io,
-                &mut connection.buffer,
-                &request,
-                max_body,
-            );
-            match exchange.await {
-                Ok(answer) => break answer,
+        loop {
+            match http1::begin(&mut *connection.io, &mut connection.buffer, &request).await {
+                Ok(answering) => {
+                    return Ok(Pending {
+                        client: self,
+                        connection,
+                        answering,
+                    });
+                }
                 // Closed before the request was written (the bot dropped
                 // an idle connection): safe on another one.
                 Err(ExchangeError::NotSent(error)) if !fresh => {
@@ -158,20 +171,21 @@ impl BotClient {
                 }
                 Err(error) => return Err(error),
             }
-        };
-        if answer.reusable {
-            let now = Instant::now();
-            let mut idle = self.idle();
-            // The oldest are first; closing them lets a burst's connections
-            // go.
-            let expired = idle
-                .iter()
-                .take_while(|(_, since)| now.duration_since(*since) > IDLE_TIMEOUT)
-                .count();
-            idle.drain(..expired);
-            idle.push((connection, now));
         }
-        Ok(answer)
+    }
+
+    /// Takes back a connection whose answer was read whole, to carry the
+    /// next request.
+    fn reuse(&self, connection: Connection) {
+        let now = Instant::now();
+        let mut idle = self.idle();
+        // The oldest are first; closing them lets a burst's connections go.
+        let expired = idle
+            .iter()
+            .take_while(|(_, since)| now.duration_since(*since) > IDLE_TIMEOUT)
+            .count();
+        idle.drain(..expired);
+        idle.push((connection, now));
     }
 
     /// The whole request: the fixed head, `headers`, the length and `body`,
@@ -249,6 +263,65 @@ impl BotClient {
             io,
             buffer: Vec::new(),
         })
+    }
+}
+
+/// An answer whose head is read, on one of the client's connections.
+pub struct Pending<'c> {
+    /// The client the connection goes back to.
+    client: &'c BotClient,
+    /// The connection the answer comes on.
+    connection: Connection,
+    /// The answer's head, and where its body stands.
+    answering: http1::Answering,
+}
+
+impl Pending<'_> {
+    /// The answer's status.
+    pub fn status(&self) -> u16 {
+        self.answering.status
+    }
+
+    /// The answer's `Content-Type`.
+    pub fn content_type(&self) -> Option<&str> {
+        self.answering.content_type.as_deref()
+    }
+
+    /// Reads the whole body, at most `max_body` bytes of it.
+    pub async fn read_body(mut self, max_body: usize) -> Result<Answer, ExchangeError> {
+        let answer = self
+            .answering
+            .read_body(
+                &mut *self.connection.io,
+                &mut self.connection.buffer,
+                max_body,
+            )
+            .await?;
+        if answer.reusable {
+            self.client.reuse(self.connection);
+        }
+        Ok(answer)
+    }
+
+    /// Appends what of the body has arrived to `out` (waiting for at
+    /// least one byte), at most `max` bytes; `false` once it has ended.
+    pub async fn read_more(&mut self, out: &mut Vec<u8>, max: usize) -> std::io::Result<bool> {
+        self.answering
+            .read_more(
+                &mut *self.connection.io,
+                &mut self.connection.buffer,
+                out,
+                max,
+            )
+            .await
+    }
+
+    /// Done with the answer: its connection goes back to the client when
+    /// the body was read to its end (`whole`) and may carry another.
+    pub fn finish(mut self, whole: bool) {
+        if self.answering.finish(&mut self.connection.buffer, whole) {
+            self.client.reuse(self.connection);
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 use super::bot_client::BotClient;
 use super::http1::ExchangeError;
+use super::reply_stream::ReplyStream;
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use reqwest::Url;
@@ -17,9 +18,9 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use xmpp_lambda_shared::signing::{Signer, unix_seconds};
-use xmpp_lambda_shared::{BotResponse, Request};
+use xmpp_lambda_shared::{BotResponse, Request, is_reply_stream};
 
-use super::{JSON, USER_AGENT};
+use super::headers::{JSON, USER_AGENT};
 use crate::sigv4::RequestSigner;
 use xmpp_lambda_component::Backoff;
 
@@ -45,6 +46,9 @@ pub struct HttpTransport {
     url: Url,
     /// How long one request may take, connection retries included.
     timeout: Duration,
+    /// How long connections the bot refuses are tried again, within
+    /// `timeout`: a dead bot is known in seconds, not at the timeout.
+    connect_retry: Duration,
     /// Signs each request for a Function URL with `AuthType: AWS_IAM`;
     /// `None` sends them unsigned. Boxed: it is large and most
     /// deployments do not sign.
@@ -93,9 +97,16 @@ impl HttpTransport {
             client,
             url,
             timeout,
+            connect_retry: timeout,
             signer: signer.map(Box::new),
             post_signer: None,
         })
+    }
+
+    /// Tries refused connections again for at most `connect_retry`.
+    pub fn with_connect_retry(mut self, connect_retry: Duration) -> Self {
+        self.connect_retry = connect_retry;
+        self
     }
 
     /// Signs every request with `post_signer` (when `Some`): the headers
@@ -110,9 +121,12 @@ impl HttpTransport {
 
     /// POSTs the request as JSON and returns the bot's status, content type
     /// and body, or no response when the bot cannot be reached or does not
-    /// answer within the timeout.
-    pub async fn exchange(&self, request: &Request) -> BotResponse {
-        let deadline = Instant::now() + self.timeout;
+    /// answer within the timeout; or, when the answer is a stream of
+    /// replies, the stream, once its head came within the timeout.
+    pub async fn exchange(&self, request: &Request) -> Exchanged<'_> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let retry_until = deadline.min(started + self.connect_retry);
         // Room for the JSON at once: growing the buffer step by step copies
         // it each time, and holds two copies while it does (the request's
         // memory budget counts one).
@@ -128,7 +142,7 @@ impl HttpTransport {
                 let signing = signer.signing_headers(&self.url, JSON, &body, deadline);
                 match Box::pin(signing).await {
                     Ok(headers) => headers,
-                    Err(_) => return BotResponse::no_response(),
+                    Err(_) => return Exchanged::Answer(BotResponse::no_response()),
                 }
             }
             None => Vec::new(),
@@ -156,7 +170,7 @@ impl HttpTransport {
                 (Ok(name), Ok(value)) => headers.push((name, value)),
                 _ => {
                     warn!(header = %name, "cannot send a signing header; request not sent");
-                    return BotResponse::no_response();
+                    return Exchanged::Answer(BotResponse::no_response());
                 }
             }
         }
@@ -164,16 +178,15 @@ impl HttpTransport {
         let mut backoff = Backoff::new(CONNECT_RETRY_FIRST, CONNECT_RETRY_CAP);
         let mut attempts = 1;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let error = match self.attempt(&headers, &body, remaining).await {
-                Ok(response) => return response,
+            let error = match self.attempt(&headers, &body, deadline).await {
+                Ok(exchanged) => return exchanged,
                 Err(error) => error,
             };
             // Only a connection that never carried the request is safe to
             // try again: the bot has not seen it.
             if let Attempt::NotSent(_) = error {
                 let delay = backoff.next_delay(&mut rand::rng());
-                if Instant::now() + delay < deadline {
+                if Instant::now() + delay < retry_until {
                     debug!(
                         %error,
                         attempts,
@@ -192,44 +205,57 @@ impl HttpTransport {
                 to = %request.to,
                 "no response from the bot"
             );
-            return BotResponse::no_response();
+            return Exchanged::Answer(BotResponse::no_response());
         }
     }
 
-    /// One POST, given `remaining` of the timeout.
+    /// One POST, whose answer (its head, for a stream) must come by
+    /// `deadline`.
     async fn attempt(
         &self,
         headers: &[(HeaderName, HeaderValue)],
         body: &Bytes,
-        remaining: Duration,
-    ) -> Result<BotResponse, Attempt> {
+        deadline: Instant,
+    ) -> Result<Exchanged<'_>, Attempt> {
+        let late =
+            || Attempt::Failed(format!("no answer within {} ms", self.timeout.as_millis()).into());
         match &self.client {
             Client::Direct(client) => {
-                let post = client.post(headers.iter().cloned(), body, MAX_RESPONSE_BYTES);
-                match tokio::time::timeout(remaining, post).await {
-                    Ok(Ok(answer)) => Ok(BotResponse::from_http(
+                let begin = client.begin(headers.iter().cloned(), body);
+                let pending = match tokio::time::timeout_at(deadline, begin).await {
+                    Ok(Ok(pending)) => pending,
+                    Ok(Err(ExchangeError::NotSent(error))) => {
+                        return Err(Attempt::NotSent(error.into()));
+                    }
+                    Ok(Err(ExchangeError::Failed(error))) => {
+                        return Err(Attempt::Failed(error.into()));
+                    }
+                    Err(_) => return Err(late()),
+                };
+                if is_reply_stream(pending.status(), pending.content_type()) {
+                    return Ok(Exchanged::Stream(ReplyStream::direct(pending)));
+                }
+                let read = pending.read_body(MAX_RESPONSE_BYTES);
+                match tokio::time::timeout_at(deadline, read).await {
+                    Ok(Ok(answer)) => Ok(Exchanged::Answer(BotResponse::from_http(
                         answer.status,
                         answer.content_type.as_deref(),
                         &answer.body,
-                    )),
-                    Ok(Err(ExchangeError::NotSent(error))) => Err(Attempt::NotSent(error.into())),
-                    Ok(Err(ExchangeError::Failed(error))) => Err(Attempt::Failed(error.into())),
-                    Err(_) => Err(Attempt::Failed(
-                        format!("no answer within {} ms", self.timeout.as_millis()).into(),
-                    )),
+                    ))),
+                    Ok(Err(error)) => Err(Attempt::Failed(error.into())),
+                    Err(_) => Err(late()),
                 }
             }
             Client::Proxied(client) => {
                 let mut post = client
                     .post(self.url.clone())
                     .header(CONTENT_TYPE, JSON)
-                    .timeout(remaining)
                     .body(body.clone());
                 for (name, value) in headers {
                     post = post.header(name, value);
                 }
                 // The URL may carry a token: keep it out of the log.
-                Self::post_through_proxy(post).await.map_err(|error| {
+                let proxy_error = |error: reqwest::Error| {
                     let connect = error.is_connect();
                     let error = Box::new(error.without_url());
                     if connect {
@@ -237,20 +263,39 @@ impl HttpTransport {
                     } else {
                         Attempt::Failed(error)
                     }
-                })
+                };
+                let response = match tokio::time::timeout_at(deadline, post.send()).await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(error)) => return Err(proxy_error(error)),
+                    Err(_) => return Err(late()),
+                };
+                let status = response.status().as_u16();
+                let content_type = response
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+                if is_reply_stream(status, content_type.as_deref()) {
+                    return Ok(Exchanged::Stream(ReplyStream::proxied(response)));
+                }
+                let read = Self::body_through_proxy(response);
+                match tokio::time::timeout_at(deadline, read).await {
+                    Ok(Ok(body)) => Ok(Exchanged::Answer(BotResponse::from_http(
+                        status,
+                        content_type.as_deref(),
+                        &body,
+                    ))),
+                    Ok(Err(error)) => Err(proxy_error(error)),
+                    Err(_) => Err(late()),
+                }
             }
         }
     }
 
-    async fn post_through_proxy(
-        post: reqwest::RequestBuilder,
-    ) -> Result<BotResponse, reqwest::Error> {
-        let mut response = post.send().await?;
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    /// The body of an answer that came through the proxy, at most
+    /// `MAX_RESPONSE_BYTES` of it.
+    async fn body_through_proxy(
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, reqwest::Error> {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await? {
             let room = MAX_RESPONSE_BYTES - body.len();
@@ -259,12 +304,16 @@ impl HttpTransport {
                 break;
             }
         }
-        Ok(BotResponse::from_http(
-            status,
-            content_type.as_deref(),
-            &body,
-        ))
+        Ok(body)
     }
+}
+
+/// What an exchange with the bot came to.
+pub enum Exchanged<'c> {
+    /// The bot's whole answer (or no response).
+    Answer(BotResponse),
+    /// The answer is a stream of replies, read as it comes.
+    Stream(ReplyStream<'c>),
 }
 
 /// How requests reach the bot.

@@ -69,7 +69,9 @@ pub struct Answer {
 
 /// Writes `request` (head and body, already in HTTP/1.1 form) to `io` and
 /// reads the answer, at most `max_body` bytes of its body. `buffer` is the
-/// connection's read buffer: empty between exchanges.
+/// connection's read buffer: empty between exchanges. What the tests
+/// drive; the client itself goes through [`begin`].
+#[cfg(test)]
 pub async fn exchange<T>(
     io: &mut T,
     buffer: &mut Vec<u8>,
@@ -79,25 +81,145 @@ pub async fn exchange<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
+    let answering = begin(io, buffer, request).await?;
+    answering.read_body(io, buffer, max_body).await
+}
+
+/// Writes `request` to `io` and reads the head of the final answer
+/// (interim 1xx answers are skipped); the body is left to the caller,
+/// whole or piece by piece ([`Answering`]).
+pub async fn begin<T>(
+    io: &mut T,
+    buffer: &mut Vec<u8>,
+    request: &[u8],
+) -> Result<Answering, ExchangeError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
     write_request(io, request).await?;
+    let mut start = 0;
     let mut wire = Wire {
         io,
         buffer,
-        start: 0,
+        start: &mut start,
     };
-    let answer = read_answer(&mut wire, max_body)
-        .await
-        .map_err(ExchangeError::Failed);
-    let leftover = wire.start < wire.buffer.len();
-    wire.buffer.clear();
-    if wire.buffer.capacity() > BUFFER_KEPT {
-        *wire.buffer = Vec::new();
-    }
-    answer.map(|mut answer| {
-        // Bytes past the answer mean a bot out of step with us.
-        answer.reusable &= !leftover;
-        answer
+    let head = read_final_head(&mut wire).await.map_err(|error| {
+        // Nothing of it is of use to the next exchange.
+        wire.buffer.clear();
+        ExchangeError::Failed(error)
+    })?;
+    Ok(Answering {
+        status: head.status,
+        content_type: head.content_type,
+        keep_alive: head.keep_alive,
+        body: BodyReader::new(head.framing),
+        start,
     })
+}
+
+/// An answer whose head is read: its body comes next, read whole
+/// ([`Answering::read_body`]) or as it arrives ([`Answering::read_more`],
+/// then [`Answering::finish`]), from the same connection and buffer that
+/// [`begin`] was given.
+#[derive(Debug)]
+pub struct Answering {
+    /// The final status.
+    pub status: u16,
+    /// The `Content-Type` field, which decides whether a 200 is a reply
+    /// (and whether it is a stream of them).
+    pub content_type: Option<String>,
+    /// The bot keeps the connection open after this answer, and its
+    /// framing leaves no doubt where it ends.
+    keep_alive: bool,
+    /// Where the body stands.
+    body: BodyReader,
+    /// Where the unused bytes start in the connection's buffer.
+    start: usize,
+}
+
+impl Answering {
+    /// Reads the whole body, at most `max_body` bytes of it.
+    pub async fn read_body<T>(
+        mut self,
+        io: &mut T,
+        buffer: &mut Vec<u8>,
+        max_body: usize,
+    ) -> Result<Answer, ExchangeError>
+    where
+        T: AsyncRead + Unpin + ?Sized,
+    {
+        let mut body = Vec::new();
+        let mut wire = Wire {
+            io,
+            buffer,
+            start: &mut self.start,
+        };
+        let whole = self.body.read_into(&mut wire, &mut body, max_body).await;
+        let whole = match whole {
+            Ok(whole) => whole,
+            Err(error) => {
+                buffer.clear();
+                return Err(ExchangeError::Failed(error));
+            }
+        };
+        let reusable = self.end(buffer, whole);
+        Ok(Answer {
+            status: self.status,
+            content_type: self.content_type,
+            body,
+            reusable,
+        })
+    }
+
+    /// Appends to `out` what of the body has arrived (waiting for at least
+    /// one byte), at most `max` bytes; `false` once the body has ended.
+    pub async fn read_more<T>(
+        &mut self,
+        io: &mut T,
+        buffer: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> io::Result<bool>
+    where
+        T: AsyncRead + Unpin + ?Sized,
+    {
+        // The wire moves `start` in place, so a call cancelled while it
+        // waits for bytes leaves buffer and `start` in step for the next.
+        let mut wire = Wire {
+            io,
+            buffer,
+            start: &mut self.start,
+        };
+        let ready = self.body.ready(&mut wire).await?;
+        if ready == 0 {
+            return Ok(false);
+        }
+        let take = ready.min(max);
+        out.extend_from_slice(&wire.unused()[..take]);
+        self.body.take(&mut wire, take);
+        Ok(true)
+    }
+
+    /// After [`Answering::read_more`] said the body ended (`whole`), or was
+    /// given up: whether the connection can carry another request. Clears
+    /// the buffer for it.
+    pub fn finish(&mut self, buffer: &mut Vec<u8>, whole: bool) -> bool {
+        let whole = whole && self.body.ended();
+        self.end(buffer, whole)
+    }
+
+    /// Whether the connection can carry another request after a body read
+    /// `whole` or not; clears the buffer for the next exchange.
+    fn end(&mut self, buffer: &mut Vec<u8>, whole: bool) -> bool {
+        // Bytes past the answer mean a bot out of step with us.
+        let leftover = self.start < buffer.len();
+        buffer.clear();
+        if buffer.capacity() > BUFFER_KEPT {
+            *buffer = Vec::new();
+        }
+        self.start = 0;
+        whole && self.keep_alive && !leftover
+    }
 }
 
 /// Writes the whole request and flushes it (TLS holds records until then).
@@ -130,29 +252,30 @@ struct Wire<'a, T: ?Sized> {
     io: &'a mut T,
     /// Bytes read from it; those before `start` are used up.
     buffer: &'a mut Vec<u8>,
-    /// Where the unused bytes start in `buffer`.
-    start: usize,
+    /// Where the unused bytes start in `buffer`: the caller's, so that
+    /// it stays in step with `buffer` whenever a read is cancelled.
+    start: &'a mut usize,
 }
 
 impl<T: AsyncRead + Unpin + ?Sized> Wire<'_, T> {
     /// What was read and not yet used.
     fn unused(&self) -> &[u8] {
-        &self.buffer[self.start..]
+        &self.buffer[*self.start..]
     }
 
     fn consume(&mut self, n: usize) {
-        self.start += n;
+        *self.start += n;
     }
 
     /// Reads more; `false` at the end of the stream. The unused bytes stay
     /// where they are relative to each other, so offsets into them hold.
     async fn fill(&mut self) -> io::Result<bool> {
-        if self.start == self.buffer.len() {
+        if *self.start == self.buffer.len() {
             self.buffer.clear();
-            self.start = 0;
-        } else if self.start > READ_SIZE {
-            self.buffer.drain(..self.start);
-            self.start = 0;
+            *self.start = 0;
+        } else if *self.start > READ_SIZE {
+            self.buffer.drain(..*self.start);
+            *self.start = 0;
         }
         self.buffer.reserve(READ_SIZE);
         Ok(self.io.read_buf(self.buffer).await? > 0)
@@ -217,17 +340,17 @@ struct Head {
     keep_alive: bool,
 }
 
-async fn read_answer<T>(wire: &mut Wire<'_, T>, max_body: usize) -> io::Result<Answer>
+/// Reads answer heads until the final one: interim answers (100
+/// Continue, 103 Early Hints) come before it.
+async fn read_final_head<T>(wire: &mut Wire<'_, T>) -> io::Result<Head>
 where
     T: AsyncRead + Unpin + ?Sized,
 {
     let mut interim = 0;
-    let head = loop {
+    loop {
         let head = read_head(wire).await?;
-        // An interim answer (100 Continue, 103 Early Hints) comes before
-        // the real one.
         if !(100..200).contains(&head.status) {
-            break head;
+            return Ok(head);
         }
         if head.status == 101 {
             return Err(invalid("the bot switched protocols".into()));
@@ -238,23 +361,147 @@ where
                 "the bot sent more than {MAX_INTERIM} interim answers"
             )));
         }
-    };
-    let mut body = Vec::new();
-    let whole = match head.framing {
-        Framing::Empty => true,
-        Framing::Length(length) => read_length(wire, length, max_body, &mut body).await?,
-        Framing::Chunked => read_chunked(wire, max_body, &mut body).await?,
-        Framing::UntilClose => {
-            read_to_close(wire, max_body, &mut body).await?;
-            false
+    }
+}
+
+/// Where the reading of a body stands, by its framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyReader {
+    /// `left` bytes of a `Content-Length` body to come.
+    Length { left: u64 },
+    /// Next: a chunk-size line.
+    ChunkSize,
+    /// `left` bytes of the current chunk to come.
+    Chunk { left: u64 },
+    /// Next: the CRLF after a chunk's data.
+    ChunkEnd,
+    /// Everything until the bot closes the connection.
+    UntilClose,
+    /// The body ended where its framing says: the answer is whole.
+    Ended,
+    /// The bot closed the connection, which ends a body read to the close
+    /// but says nothing of where the answer ended.
+    Closed,
+}
+
+impl BodyReader {
+    fn new(framing: Framing) -> BodyReader {
+        match framing {
+            Framing::Empty => BodyReader::Ended,
+            Framing::Length(length) => BodyReader::Length { left: length },
+            Framing::Chunked => BodyReader::ChunkSize,
+            Framing::UntilClose => BodyReader::UntilClose,
         }
-    };
-    Ok(Answer {
-        status: head.status,
-        content_type: head.content_type,
-        body,
-        reusable: whole && head.keep_alive,
-    })
+    }
+
+    /// Whether the body ended where its framing says.
+    fn ended(&self) -> bool {
+        *self == BodyReader::Ended
+    }
+
+    /// Waits until body bytes are at the front of what was read, reading
+    /// chunk-size lines, chunk ends and trailers as they come: how many of
+    /// the unused bytes are body, or 0 once the body has ended.
+    async fn ready<T>(&mut self, wire: &mut Wire<'_, T>) -> io::Result<usize>
+    where
+        T: AsyncRead + Unpin + ?Sized,
+    {
+        loop {
+            match *self {
+                BodyReader::Ended | BodyReader::Closed => return Ok(0),
+                BodyReader::Length { left: 0 } => *self = BodyReader::Ended,
+                BodyReader::Length { left } | BodyReader::Chunk { left } => {
+                    let what = match self {
+                        BodyReader::Length { .. } => "the middle of its answer",
+                        _ => "the middle of a chunk",
+                    };
+                    if wire.unused().is_empty() {
+                        wire.fill_in(what).await?;
+                    }
+                    let ready = usize::try_from(left).unwrap_or(usize::MAX);
+                    return Ok(ready.min(wire.unused().len()));
+                }
+                BodyReader::ChunkEnd => {
+                    while wire.unused().len() < 2 {
+                        wire.fill_in("the middle of a chunk").await?;
+                    }
+                    if wire.unused()[..2] != *b"\r\n" {
+                        return Err(invalid(
+                            "a chunk of the bot's answer is longer than its size".into(),
+                        ));
+                    }
+                    wire.consume(2);
+                    *self = BodyReader::ChunkSize;
+                }
+                BodyReader::ChunkSize => {
+                    let length = wire.line("a chunk size line").await?;
+                    let size = chunk_size(&wire.unused()[..length])?;
+                    wire.consume(length + 2);
+                    if size == 0 {
+                        read_trailers(wire).await?;
+                        *self = BodyReader::Ended;
+                    } else {
+                        *self = BodyReader::Chunk { left: size };
+                    }
+                }
+                BodyReader::UntilClose => {
+                    if !wire.unused().is_empty() {
+                        return Ok(wire.unused().len());
+                    }
+                    if !wire.fill().await? {
+                        *self = BodyReader::Closed;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Uses up `n` of the body bytes [`BodyReader::ready`] found.
+    fn take<T>(&mut self, wire: &mut Wire<'_, T>, n: usize)
+    where
+        T: AsyncRead + Unpin + ?Sized,
+    {
+        wire.consume(n);
+        let n = n as u64;
+        *self = match *self {
+            BodyReader::Length { left } => BodyReader::Length { left: left - n },
+            BodyReader::Chunk { left } if left == n => BodyReader::ChunkEnd,
+            BodyReader::Chunk { left } => BodyReader::Chunk { left: left - n },
+            other => other,
+        };
+    }
+
+    /// Reads the body into `body`, keeping at most `max_body`; `true` when
+    /// all of it (trailers included) was read.
+    async fn read_into<T>(
+        &mut self,
+        wire: &mut Wire<'_, T>,
+        body: &mut Vec<u8>,
+        max_body: usize,
+    ) -> io::Result<bool>
+    where
+        T: AsyncRead + Unpin + ?Sized,
+    {
+        loop {
+            if body.len() == max_body {
+                // Full: whole only if the framing ends right here (the
+                // next chunk-size line may say so); a body read to the
+                // close is never known to be.
+                return match *self {
+                    BodyReader::Chunk { .. } | BodyReader::UntilClose => Ok(false),
+                    _ => Ok(self.ready(wire).await? == 0 && self.ended()),
+                };
+            }
+            let ready = self.ready(wire).await?;
+            if ready == 0 {
+                return Ok(self.ended());
+            }
+            let take = ready.min(max_body - body.len());
+            make_room(body, take, max_body);
+            body.extend_from_slice(&wire.unused()[..take]);
+            self.take(wire, take);
+        }
+    }
 }
 
 /// Reads and parses one answer head.
@@ -460,48 +707,6 @@ fn trim_ows(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
-/// Reads a body of `length` bytes into `body`, keeping at most `max_body`;
-/// `true` when all of it was read.
-async fn read_length<T>(
-    wire: &mut Wire<'_, T>,
-    length: u64,
-    max_body: usize,
-    body: &mut Vec<u8>,
-) -> io::Result<bool>
-where
-    T: AsyncRead + Unpin + ?Sized,
-{
-    let wanted = usize::try_from(length).unwrap_or(usize::MAX).min(max_body);
-    read_into(wire, wanted, body, max_body, "the middle of its answer").await?;
-    Ok(wanted as u64 == length)
-}
-
-/// Appends the next `n` bytes of the connection to `body`, whose length
-/// stays within `max_body`.
-async fn read_into<T>(
-    wire: &mut Wire<'_, T>,
-    n: usize,
-    body: &mut Vec<u8>,
-    max_body: usize,
-    what: &str,
-) -> io::Result<()>
-where
-    T: AsyncRead + Unpin + ?Sized,
-{
-    let mut left = n;
-    while left > 0 {
-        if wire.unused().is_empty() {
-            wire.fill_in(what).await?;
-        }
-        let take = left.min(wire.unused().len());
-        make_room(body, take, max_body);
-        body.extend_from_slice(&wire.unused()[..take]);
-        wire.consume(take);
-        left -= take;
-    }
-    Ok(())
-}
-
 /// Makes room for `more` bytes in `body`, growing by doubling as a `Vec`
 /// does but never past `limit`: memory follows the bytes that came, not
 /// the length an answer claims, and never exceeds the body limit.
@@ -510,42 +715,6 @@ fn make_room(body: &mut Vec<u8>, more: usize, limit: usize) {
     if needed > body.capacity() {
         let target = (body.capacity() * 2).min(limit).max(needed);
         body.reserve_exact(target - body.len());
-    }
-}
-
-/// Reads a chunked body into `body`, keeping at most `max_body`; `true`
-/// when all of it, trailers included, was read.
-async fn read_chunked<T>(
-    wire: &mut Wire<'_, T>,
-    max_body: usize,
-    body: &mut Vec<u8>,
-) -> io::Result<bool>
-where
-    T: AsyncRead + Unpin + ?Sized,
-{
-    loop {
-        let length = wire.line("a chunk size line").await?;
-        let size = chunk_size(&wire.unused()[..length])?;
-        wire.consume(length + 2);
-        if size == 0 {
-            read_trailers(wire).await?;
-            return Ok(true);
-        }
-        let room = max_body - body.len();
-        let take = usize::try_from(size).unwrap_or(usize::MAX).min(room);
-        read_into(wire, take, body, max_body, "the middle of a chunk").await?;
-        if take as u64 != size {
-            return Ok(false); // cut at the limit: the rest is not read
-        }
-        while wire.unused().len() < 2 {
-            wire.fill_in("the middle of a chunk").await?;
-        }
-        if wire.unused()[..2] != *b"\r\n" {
-            return Err(invalid(
-                "a chunk of the bot's answer is longer than its size".into(),
-            ));
-        }
-        wire.consume(2);
     }
 }
 
@@ -623,26 +792,6 @@ fn chunk_size(line: &[u8]) -> io::Result<u64> {
                 u64::MAX
             ))
         })
-}
-
-/// Reads until the bot closes the connection, keeping at most `max_body`.
-async fn read_to_close<T>(
-    wire: &mut Wire<'_, T>,
-    max_body: usize,
-    body: &mut Vec<u8>,
-) -> io::Result<()>
-where
-    T: AsyncRead + Unpin + ?Sized,
-{
-    loop {
-        let take = wire.unused().len().min(max_body - body.len());
-        make_room(body, take, max_body);
-        body.extend_from_slice(&wire.unused()[..take]);
-        wire.consume(take);
-        if body.len() == max_body || !wire.fill().await? {
-            return Ok(());
-        }
-    }
 }
 
 fn invalid(message: String) -> io::Error {
@@ -1176,6 +1325,55 @@ mod tests {
             format!("a chunk size line is over {MAX_HEAD_BYTES} bytes")
         );
         drop(bots);
+    }
+
+    /// A streamed body read piece by piece, with a read cancelled while it
+    /// waited (a stream's timer fired): nothing is lost or read twice.
+    #[tokio::test]
+    async fn a_body_read_as_it_arrives_survives_a_cancelled_read() {
+        let (mut ours, mut bots) = duplex(1 << 16);
+        let bot = tokio::spawn(async move {
+            let mut seen = vec![0u8; REQUEST.len()];
+            bots.read_exact(&mut seen).await.expect("request");
+            bots.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n")
+                .await
+                .expect("first chunk");
+            // Until the reader has given up once.
+            let mut go = [0u8; 1];
+            bots.read_exact(&mut go).await.expect("go");
+            bots.write_all(b"2\r\ncd\r\n0\r\n\r\n").await.expect("rest");
+            bots
+        });
+        let mut buffer = Vec::new();
+        let mut answering = begin(&mut ours, &mut buffer, REQUEST)
+            .await
+            .expect("a head");
+        let mut body = Vec::new();
+        assert!(
+            answering
+                .read_more(&mut ours, &mut buffer, &mut body, 1024)
+                .await
+                .expect("read")
+        );
+        assert_eq!(body, b"ab");
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            answering.read_more(&mut ours, &mut buffer, &mut body, 1024),
+        )
+        .await;
+        assert!(waited.is_err(), "nothing more came yet");
+        ours.write_all(b"!").await.expect("go");
+        while answering
+            .read_more(&mut ours, &mut buffer, &mut body, 1024)
+            .await
+            .expect("read")
+        {}
+        assert_eq!(body, b"abcd");
+        assert!(
+            answering.finish(&mut buffer, true),
+            "read to its end: reusable"
+        );
+        drop(bot.await.expect("bot"));
     }
 
     #[tokio::test]

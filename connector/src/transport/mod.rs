@@ -1,20 +1,37 @@
 //! How requests reach the bot and answers come back.
 
 mod bot_client;
+mod headers;
 pub mod http;
 mod http1;
 #[cfg(test)]
 mod http1_reference;
+mod reply_stream;
 
-pub use http::HttpTransport;
+pub use http::{Exchanged, HttpTransport};
+pub use reply_stream::{ReplyStream, StreamError};
 
-/// The content type of every request to a bot.
-pub const JSON: &str = "application/json";
-/// The user agent of every request to a bot.
-pub const USER_AGENT: &str = concat!("xmpp-lambda-connector/", env!("CARGO_PKG_VERSION"));
+pub use headers::{JSON, USER_AGENT};
 
+use crate::options::RedactedUrl;
 use crate::sqs::RequestSender;
 use xmpp_lambda_shared::{BotResponse, Request};
+
+/// How requests reach a bot, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportConfig {
+    /// POST each request to a URL; the HTTP response is the reply.
+    Http {
+        /// Where requests are POSTed.
+        post_url: RedactedUrl,
+    },
+    /// Send requests to an SQS queue; replies come from the reply queue
+    /// (`REPLY_QUEUE_URL`, required then).
+    Sqs {
+        /// Where request envelopes go.
+        request_queue_url: String,
+    },
+}
 
 /// The way to the bot, chosen by `TRANSPORT`.
 #[derive(Debug)]
@@ -27,10 +44,11 @@ pub enum Transport {
 }
 
 /// What became of a request handed to the transport.
-#[derive(Debug)]
-pub enum Forwarded {
+pub enum Forwarded<'t> {
     /// The bot's answer, to be turned into stanzas now.
     Answered(BotResponse),
+    /// The bot answers with a stream of replies, relayed as they come.
+    Streaming(ReplyStream<'t>),
     /// On the request queue: the reply comes through the reply queue.
     Queued,
     /// Could not be put on the request queue in time (the reason is
@@ -53,9 +71,12 @@ impl Transport {
     /// answer (a bot that cannot be reached is
     /// [`BotResponse::no_response`]); with sqs only until the request is
     /// safely queued.
-    pub async fn forward(&self, request: &Request) -> Forwarded {
+    pub async fn forward(&self, request: &Request) -> Forwarded<'_> {
         match self {
-            Transport::Http(http) => Forwarded::Answered(http.exchange(request).await),
+            Transport::Http(http) => match http.exchange(request).await {
+                Exchanged::Answer(response) => Forwarded::Answered(response),
+                Exchanged::Stream(stream) => Forwarded::Streaming(stream),
+            },
             Transport::Sqs(sqs) => match sqs.enqueue(request).await {
                 Ok(()) => Forwarded::Queued,
                 Err(_) => Forwarded::NotQueued,

@@ -377,6 +377,9 @@ pub fn request(text: Option<&str>) -> Request {
         room: None,
         nick: None,
         mention: None,
+            chat_state: None,
+            receipt_requested: false,
+            markable: false,
     }
 }
 
@@ -398,16 +401,12 @@ pub fn request_from(user: &str, text: &str) -> Request {
 /// forwards it with `COMPONENT_POST_STANZAS=message,iq`.
 pub fn iq_request() -> Request {
     Request {
-        to: "echo@bot.localhost".into(),
-        from: "alice@localhost/phone".into(),
         kind: StanzaKind::Iq,
         stanza: "<iq xmlns='jabber:client' type='get' id='q1' to='echo@bot.localhost' from='alice@localhost/phone'><query xmlns='jabber:iq:version'/></iq>".into(),
         body: None,
         stanza_type: Some("get".into()),
         id: Some("q1".into()),
-        room: None,
-        nick: None,
-        mention: None,
+        ..request(None)
     }
 }
 
