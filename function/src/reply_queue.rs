@@ -199,24 +199,19 @@ async fn send_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xmpp_lambda_shared::{Request, RequestEnvelope, StanzaKind};
+    use xmpp_lambda_shared::{Request, RequestEnvelope};
 
     fn request(stanza_bytes: usize) -> Request {
-        Request {
-            to: "echo@bot.localhost".into(),
-            from: "alice@localhost/phone".into(),
-            kind: StanzaKind::Message,
-            stanza: "x".repeat(stanza_bytes),
-            body: Some("hi".into()),
-            stanza_type: Some("chat".into()),
-            id: Some("m1".into()),
-            room: None,
-            nick: None,
-            mention: None,
-            chat_state: None,
-            receipt_requested: false,
-            markable: false,
-        }
+        serde_json::from_value(serde_json::json!({
+            "to": "echo@bot.localhost",
+            "from": "alice@localhost/phone",
+            "kind": "message",
+            "stanza": "x".repeat(stanza_bytes),
+            "body": "hi",
+            "type": "chat",
+            "id": "m1",
+        }))
+        .expect("a request")
     }
 
     fn out(index: usize, group: &str, bytes: usize) -> Outgoing {

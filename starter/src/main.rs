@@ -66,24 +66,23 @@ async fn main() -> Result<(), xmpp_lambda_function::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xmpp_lambda_function::{ScheduleEvent, StanzaKind};
+    use xmpp_lambda_function::ScheduleEvent;
+    use xmpp_lambda_function::serde_json::{self, json};
 
+    /// A chat message as the bot gets it (the request JSON, as in the
+    /// connector's protocol).
     fn message(body: Option<&str>) -> Request {
-        Request {
-            to: "bot@bot.example.com".into(),
-            from: "alice@example.com/phone".into(),
-            kind: StanzaKind::Message,
-            stanza: "<message/>".into(),
-            body: body.map(str::to_owned),
-            stanza_type: Some("chat".into()),
-            id: None,
-            room: None,
-            nick: None,
-            mention: None,
-            chat_state: None,
-            receipt_requested: false,
-            markable: false,
+        let mut json = json!({
+            "to": "bot@bot.example.com",
+            "from": "alice@example.com/phone",
+            "kind": "message",
+            "stanza": "<message/>",
+            "type": "chat",
+        });
+        if let Some(body) = body {
+            json["body"] = json!(body);
         }
+        serde_json::from_value(json).expect("a request")
     }
 
     #[tokio::test]
@@ -111,7 +110,7 @@ mod tests {
         let schedule = Event::Schedule(ScheduleEvent {
             name: Some("daily".into()),
             time: Some("2026-12-24T08:00:00Z".into()),
-            payload: xmpp_lambda_function::serde_json::Value::Null,
+            payload: serde_json::Value::Null,
         });
         let messages = bot.on_event(&schedule).await;
         let to: Vec<&str> = messages.iter().map(|m| m.to.as_str()).collect();

@@ -463,22 +463,14 @@ mod tests {
             Arc::clone(&stats),
             Arc::default(),
         );
-        let mut request = xmpp_lambda_shared::Request {
-            to: "echo@bot.localhost".into(),
-            from: "alice@localhost/phone".into(),
-            kind: xmpp_lambda_shared::StanzaKind::Message,
-            stanza: String::new(),
-            body: None,
-            stanza_type: Some("chat".into()),
-            id: None,
-            room: None,
-            nick: None,
-            mention: None,
-            chat_state: None,
-            receipt_requested: false,
-            markable: false,
-        };
-        request.stanza = "x".repeat(MAX_REQUEST_ENVELOPE_BYTES);
+        // A stanza as large as a whole request envelope may be.
+        let request: Request = serde_json::from_value(serde_json::json!({
+            "to": "echo@bot.localhost",
+            "from": "alice@localhost/phone",
+            "kind": "message",
+            "stanza": "x".repeat(MAX_REQUEST_ENVELOPE_BYTES),
+        }))
+        .expect("a request");
         let error = sender.enqueue(&request).await.expect_err("refused");
         assert!(matches!(error, EnqueueError::TooLarge { .. }), "{error}");
         assert!(error.to_string().contains("over the 786432"), "{error}");
