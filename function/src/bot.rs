@@ -21,10 +21,11 @@ use xmpp_lambda_shared::{BotResponse, OutboundMessage, Request};
 /// }
 /// ```
 ///
-/// The function may ask for several answers at once (one per SQS record),
-/// hence `Send + Sync`. Under SQS a `429` or `5xx` outcome (and no response)
-/// means "try again later": the message is retried, then goes to the
-/// dead-letter queue.
+/// The function may ask for several answers at once (one per conversation
+/// of an SQS batch), hence `Send + Sync`. Under SQS a `429` or `5xx`
+/// outcome (and no response) means "try again later": the message is
+/// retried, and on its last delivery (`MAX_RECEIVE_COUNT`) the sender gets
+/// that error instead of a retry.
 pub trait Bot: Send + Sync {
     /// The outcome for one request.
     fn answer(&self, request: &Request) -> impl Future<Output = BotResponse> + Send;

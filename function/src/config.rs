@@ -39,6 +39,12 @@ pub enum ConfigError {
          e.g. from `openssl rand -hex 32` (the value is not shown)"
     )]
     ShortPostSecret,
+    /// `MAX_RECEIVE_COUNT` is not a whole number from 1 up.
+    #[error(
+        "MAX_RECEIVE_COUNT={0:?} is not a whole number from 1 up \
+         (the request queue's maxReceiveCount)"
+    )]
+    InvalidMaxReceiveCount(String),
     /// The HTTP client could not be built (e.g. no TLS roots).
     #[error("cannot build the HTTP client for the proxy bot: {0}")]
     HttpClient(#[from] reqwest::Error),
@@ -62,6 +68,22 @@ pub(crate) fn post_signer(
         Some(secret) if secret.len() < MIN_SECRET_BYTES => Err(ConfigError::ShortPostSecret),
         secret => Ok(secret.map(Signer::new)),
     }
+}
+
+/// `MAX_RECEIVE_COUNT`: the request queue's `maxReceiveCount`, so the
+/// handler knows a request's last delivery; unset, every failure is left
+/// to the queue.
+pub(crate) fn max_receive_count(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<u32>, ConfigError> {
+    option(lookup, "MAX_RECEIVE_COUNT")
+        .map(|text| {
+            text.parse::<u32>()
+                .ok()
+                .filter(|count| *count >= 1)
+                .ok_or(ConfigError::InvalidMaxReceiveCount(text))
+        })
+        .transpose()
 }
 
 /// The bots that ship with the function, chosen by `BOT`.
@@ -88,9 +110,10 @@ impl BuiltinBot {
             choice.unwrap_or_else(|| if post_url.is_some() { "proxy" } else { "echo" }.to_owned());
         match choice.as_str() {
             "echo" => {
-                // Checked here too, so a bad secret stops the start whichever
-                // bot runs (the handler verifies requests with it).
+                // Checked here too, so a bad setting stops the start whichever
+                // bot runs (the handler uses them).
                 post_signer(&lookup)?;
+                max_receive_count(&lookup)?;
                 Ok(BuiltinBot::Echo(EchoBot))
             }
             "proxy" => {
@@ -100,6 +123,7 @@ impl BuiltinBot {
                     Some(text) => parse_timeout(&text)?,
                     None => DEFAULT_POST_TIMEOUT,
                 };
+                max_receive_count(&lookup)?;
                 let mut proxy = ProxyBot::new(parsed, timeout)?;
                 if let Some(signer) = post_signer(&lookup)? {
                     proxy = proxy.with_signer(signer);
@@ -234,6 +258,29 @@ mod tests {
         }
         let lookup = |name: &str| (name == "COMPONENT_POST_SECRET").then(String::new);
         assert!(post_signer(&lookup).expect("empty is unset").is_none());
+    }
+
+    #[test]
+    fn max_receive_count_is_a_whole_number_from_one() {
+        let lookup = |value: &'static str| {
+            move |name: &str| (name == "MAX_RECEIVE_COUNT").then(|| value.to_owned())
+        };
+        assert_eq!(max_receive_count(&lookup("5")).expect("valid"), Some(5));
+        assert_eq!(max_receive_count(&lookup(" ")).expect("unset"), None);
+        for bad in ["0", "-1", "five", "2.5"] {
+            assert_eq!(
+                max_receive_count(&lookup(bad)).unwrap_err().to_string(),
+                format!(
+                    "MAX_RECEIVE_COUNT={bad:?} is not a whole number from 1 up \
+                     (the request queue's maxReceiveCount)"
+                )
+            );
+        }
+        let err = bot(&[("MAX_RECEIVE_COUNT", "0")]).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::InvalidMaxReceiveCount(_)),
+            "{err}"
+        );
     }
 
     #[test]

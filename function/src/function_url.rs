@@ -3,8 +3,10 @@
 //! Any other JSON POSTed is a webhook: the bot's [`Bot::on_event`] turns it
 //! into messages to push.
 
+use crate::answer::answer_by;
 use crate::bot::{Bot, Event, WebhookEvent};
-use crate::handler::{Handler, HandlerError, answer_by};
+use crate::error::HandlerError;
+use crate::reply_target::ReplyTarget;
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -29,10 +31,11 @@ const UNSIGNED_TEXT: &str = "the request is not signed with the expected secret"
 
 /// Answers one Function URL request. With a `verifier`, only a request
 /// signed with its secret reaches the bot (a webhook too); any other gets
-/// 401.
+/// 401. A webhook's messages go to `target`.
 pub(crate) async fn handle<B: Bot>(
-    handler: &Handler<B>,
+    bot: &B,
     verifier: Option<&Signer>,
+    target: &ReplyTarget,
     event: Value,
     deadline: Option<Instant>,
 ) -> Result<Value, HandlerError> {
@@ -88,14 +91,14 @@ pub(crate) async fn handle<B: Bot>(
         Ok(Posted::Request(request)) => request,
         // Boxed: the push path's future is deep, and rarely taken.
         Ok(Posted::Webhook(json)) => {
-            return Ok(Box::pin(webhook(handler, &event, json)).await);
+            return Ok(Box::pin(webhook(bot, target, &event, json)).await);
         }
         Err(reason) => {
             tracing::warn!(reason, "refused a Function URL request");
             return Ok(plain(400, &reason));
         }
     };
-    let response = answer_by(handler.bot(), &request, deadline).await;
+    let response = answer_by(bot, &request, deadline).await;
     Ok(response_json(&response))
 }
 
@@ -103,7 +106,8 @@ pub(crate) async fn handle<B: Bot>(
 /// the envelope ids once queued, `204` when the bot sends nothing, `503`
 /// when the messages could not be queued (the caller should retry).
 async fn webhook<B: Bot>(
-    handler: &Handler<B>,
+    bot: &B,
+    target: &ReplyTarget,
     event: &LambdaFunctionUrlRequest,
     body: Value,
 ) -> Value {
@@ -120,11 +124,15 @@ async fn webhook<B: Bot>(
             .collect(),
         body,
     };
-    let messages = handler.bot().on_event(&Event::Webhook(webhook)).await;
+    let messages = bot.on_event(&Event::Webhook(webhook)).await;
     if messages.is_empty() {
         return response_json(&BotResponse::from_http(204, None, b""));
     }
-    match handler.push(messages).await {
+    let sent = match target.outbox().await {
+        Ok(outbox) => outbox.send_all(messages).await,
+        Err(error) => Err(error),
+    };
+    match sent {
         Ok(envelopes) => response_json(&BotResponse::from_http(
             202,
             Some("application/json"),

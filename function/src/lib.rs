@@ -36,29 +36,44 @@
 //! }
 //! ```
 
-mod bot;
+// Each module imports only from those below it in this list: the handler
+// at the top dispatches to one module per trigger, which share the bottom.
+mod handler;
+
+mod function_url;
+mod schedule;
+mod sqs_batch;
+
+mod answer;
 mod config;
 mod echo;
+mod error;
 mod event;
-mod function_url;
-mod handler;
 mod logging;
-mod outbox;
 mod proxy;
+mod reply_target;
+
+mod outbox;
 mod reply_queue;
-mod sqs_batch;
+
+mod bot;
 
 pub use bot::{Bot, Event, ScheduleEvent, WebhookEvent, text_reply};
 pub use config::{BuiltinBot, ConfigError};
 pub use echo::EchoBot;
-pub use handler::{Handler, HandlerError, run};
+pub use error::HandlerError;
+pub use handler::{Handler, run};
 pub use logging::init_logging;
 pub use outbox::{Outbox, OutboxError};
-pub use proxy::ProxyBot;
+pub use proxy::{POOL_IDLE_TIMEOUT, ProxyBot};
 
 /// The protocol types a bot works with, re-exported so a bot needs only
 /// this crate.
 pub use xmpp_lambda_shared::{BotResponse, OutboundMessage, Request, StanzaKind};
+
+/// The JSON crate events and webhooks arrive in, re-exported for the same
+/// reason.
+pub use serde_json;
 
 /// The error [`run`] ends with (the Lambda runtime's own).
 pub use lambda_runtime::Error;

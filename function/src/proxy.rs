@@ -2,9 +2,23 @@
 
 use crate::bot::Bot;
 use reqwest::header::CONTENT_TYPE;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use xmpp_lambda_shared::signing::{Signer, unix_seconds};
 use xmpp_lambda_shared::{BotResponse, Request};
+
+/// How long an idle connection to the bot stays in the pool: under the
+/// 5-second keep-alive of common HTTP servers (Node.js, uvicorn, Apache),
+/// so a connection the bot has already closed is not reused — above all
+/// after Lambda froze the function between invocations, when the close
+/// went unnoticed.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A POST that fails this soon with the connection closed and not a byte
+/// of answer is sent once more, on a new connection: the bot closed a
+/// kept-alive connection just as the request went out, so it never saw it
+/// (servers with a shorter keep-alive than [`POOL_IDLE_TIMEOUT`], or a
+/// close that arrived during a freeze).
+const STALE_CONNECTION_WINDOW: Duration = Duration::from_secs(1);
 
 /// POSTs the request JSON to `COMPONENT_POST_URL` and captures the answer
 /// verbatim, exactly as the connector's http transport would: so a bot
@@ -27,7 +41,10 @@ pub struct ProxyBot {
 impl ProxyBot {
     /// A proxy to `url` that gives up after `timeout` (then: no response).
     pub fn new(url: reqwest::Url, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build()?;
         let origin = url.origin().ascii_serialization();
         Ok(ProxyBot {
             client,
@@ -48,6 +65,20 @@ impl ProxyBot {
     pub fn url(&self) -> &reqwest::Url {
         &self.url
     }
+
+    /// One POST of `body`, signed when a secret is set.
+    async fn post(&self, body: &[u8]) -> Result<reqwest::Response, reqwest::Error> {
+        let mut post = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(signer) = &self.signer {
+            for (name, value) in signer.headers(unix_seconds(SystemTime::now()), body) {
+                post = post.header(name, value);
+            }
+        }
+        post.body(body.to_vec()).send().await
+    }
 }
 
 impl Bot for ProxyBot {
@@ -60,16 +91,15 @@ impl Bot for ProxyBot {
                 return BotResponse::no_response();
             }
         };
-        let mut post = self
-            .client
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/json");
-        if let Some(signer) = &self.signer {
-            for (name, value) in signer.headers(unix_seconds(SystemTime::now()), &body) {
-                post = post.header(name, value);
-            }
+        let started = Instant::now();
+        let mut sent = self.post(&body).await;
+        if let Err(error) = &sent
+            && started.elapsed() < STALE_CONNECTION_WINDOW
+            && closed_before_answer(error)
+        {
+            tracing::debug!(bot = %self.origin, "the bot closed the connection before answering: sending once more");
+            sent = self.post(&body).await;
         }
-        let sent = post.body(body).send().await;
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
@@ -92,6 +122,38 @@ impl Bot for ProxyBot {
             }
         }
     }
+}
+
+/// Whether the connection closed before a byte of the answer came (as when
+/// the bot had already closed a kept-alive connection): not a timeout, not
+/// a refused connection, not a bad answer.
+fn closed_before_answer(error: &reqwest::Error) -> bool {
+    use std::io::ErrorKind;
+    if error.is_timeout() || error.is_connect() || error.is_decode() || error.is_body() {
+        return false;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::UnexpectedEof
+            )
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The error without the URL reqwest puts in its message (see `origin`).

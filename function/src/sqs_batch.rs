@@ -1,9 +1,20 @@
 //! SQS batches: each record a request envelope, each answer a reply
 //! envelope on the reply queue, and the records to retry reported back as
 //! `batchItemFailures` (the event source's partial batch responses).
+//!
+//! A batch holds several conversations: on a FIFO queue a conversation is
+//! a message group, on a standard queue every record is its own.
+//! Conversations are answered at the same time, each one record after the
+//! other, so a batch of ten conversations takes about one bot call. A
+//! record that fails for now is retried with the rest of its own
+//! conversation (answering those now would overtake it), never another's.
+//! On the last delivery before the dead-letter queue a failure is answered
+//! instead: the sender hears the error rather than nothing, and an IQ gets
+//! the answer XMPP requires.
 
+use crate::answer::answer_by;
 use crate::bot::Bot;
-use crate::handler::{HandlerError, answer_by};
+use crate::error::HandlerError;
 use crate::reply_queue::{Outgoing, send_in_batches};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use futures::future::join_all;
@@ -11,19 +22,43 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use xmpp_lambda_shared::{ReplyEnvelope, RequestEnvelope};
+use xmpp_lambda_shared::{BotResponse, ReplyEnvelope, RequestEnvelope};
 
-/// How many bots run at once for one standard-queue batch (batches can
-/// hold up to 10,000 records with a batching window).
-const MAX_CONCURRENT_ANSWERS: usize = 32;
+/// How many conversations are answered at once (a standard-queue batch
+/// can hold up to 10,000 records with a batching window).
+const MAX_CONCURRENT_CONVERSATIONS: usize = 32;
+
+/// The record attribute that says how often SQS has handed the message out.
+const RECEIVE_COUNT: &str = "ApproximateReceiveCount";
+/// The record attribute naming a FIFO message's group.
+const MESSAGE_GROUP: &str = "MessageGroupId";
+
+/// What the batch may take and when retrying stops.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BatchLimits {
+    /// When the bot's time is up (the invocation's deadline less a
+    /// reserve); `None` when the runtime gave none.
+    pub deadline: Option<Instant>,
+    /// The request queue's `maxReceiveCount` (`MAX_RECEIVE_COUNT`): a record
+    /// delivered that often goes to the dead-letter queue if it fails
+    /// again, so it is answered instead. `None`: always retried.
+    pub max_receive_count: Option<u32>,
+}
 
 /// What became of one record before replies are sent.
 enum Outcome {
     /// A final answer, to be sent as a reply.
     Answered(Box<ReplyEnvelope>),
-    /// Not handled now: reported as a failure, so SQS delivers it again
-    /// (and, after `maxReceiveCount`, moves it to the dead-letter queue).
-    Failed,
+    /// The bot failed for now (no response, 429, 5xx): retried, and the
+    /// rest of its conversation with it.
+    Retry,
+    /// Not a request envelope: reported failed so that it ends in the
+    /// dead-letter queue. Its conversation goes on: there is no answer
+    /// to keep in order, and holding the rest back would dead-letter them
+    /// with it.
+    Unreadable,
+    /// Not asked: an earlier record of its conversation is retried.
+    Held,
 }
 
 /// Handles one SQS batch and returns the partial batch response.
@@ -32,7 +67,7 @@ pub(crate) async fn handle<B: Bot>(
     client: &aws_sdk_sqs::Client,
     reply_queue_url: &str,
     event: Value,
-    deadline: Option<Instant>,
+    limits: BatchLimits,
 ) -> Result<Value, HandlerError> {
     let event: SqsEvent = serde_json::from_value(event)
         .map_err(|error| HandlerError::InvalidSqsEvent(error.to_string()))?;
@@ -50,8 +85,6 @@ pub(crate) async fn handle<B: Bot>(
             }
         }
     }
-    // On a FIFO queue, a record must not overtake an earlier one of the
-    // batch: after the first failure every later record fails too.
     let fifo = records.iter().any(|record| {
         record
             .event_source_arn
@@ -59,21 +92,31 @@ pub(crate) async fn handle<B: Bot>(
             .is_some_and(|arn| arn.ends_with(".fifo"))
     });
 
-    let outcomes = if fifo {
-        answer_in_order(bot, &records, deadline).await
-    } else {
-        answer_concurrently(bot, &records, deadline).await
-    };
+    let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_CONVERSATIONS));
+    let answered = join_all(conversations(&records, fifo).into_iter().map(|indexes| {
+        let limit = Arc::clone(&limit);
+        let records = &records;
+        async move {
+            // The semaphore is never closed, so acquiring cannot fail.
+            let _permit = limit.acquire_owned().await.ok();
+            answer_conversation(bot, records, &indexes, limits).await
+        }
+    }))
+    .await;
+    let mut outcomes: Vec<Option<Outcome>> = records.iter().map(|_| None).collect();
+    for (index, outcome) in answered.into_iter().flatten() {
+        outcomes[index] = Some(outcome);
+    }
 
+    // In batch order, so each conversation's replies keep theirs.
     let outgoing: Vec<Outgoing> = outcomes
-        .into_iter()
+        .iter()
         .enumerate()
         .filter_map(|(index, outcome)| match outcome {
-            Outcome::Answered(reply) => Some(Outgoing::reply(index, &reply)),
-            Outcome::Failed => None,
+            Some(Outcome::Answered(reply)) => Some(Outgoing::reply(index, reply)),
+            _ => None,
         })
         .collect();
-    let answered: Vec<usize> = outgoing.iter().map(|out| out.index).collect();
     let unsent = send_in_batches(client, reply_queue_url, outgoing, fifo).await;
     if !unsent.is_empty() {
         tracing::warn!(
@@ -82,18 +125,14 @@ pub(crate) async fn handle<B: Bot>(
         );
     }
 
-    let mut failed = vec![true; records.len()];
-    for index in answered {
-        failed[index] = unsent.contains(&index);
-    }
-    if fifo && let Some(first) = failed.iter().position(|failed| *failed) {
-        failed[first..].iter_mut().for_each(|failed| *failed = true);
-    }
     let failures: Vec<Value> = ids
         .iter()
-        .zip(&failed)
-        .filter(|(_, failed)| **failed)
-        .map(|(id, _)| json!({ "itemIdentifier": id }))
+        .zip(&outcomes)
+        .enumerate()
+        .filter(|(index, (_, outcome))| {
+            !matches!(outcome, Some(Outcome::Answered(_))) || unsent.contains(index)
+        })
+        .map(|(_, (id, _))| json!({ "itemIdentifier": id }))
         .collect();
     tracing::info!(
         records = records.len(),
@@ -104,72 +143,182 @@ pub(crate) async fn handle<B: Bot>(
     Ok(json!({ "batchItemFailures": failures }))
 }
 
-/// FIFO: one record after the other, stopping at the first failure (the
-/// rest would fail anyway, and asking their bot now would break order).
-async fn answer_in_order<B: Bot>(
-    bot: &B,
-    records: &[SqsMessage],
-    deadline: Option<Instant>,
-) -> Vec<Outcome> {
-    let mut outcomes = Vec::with_capacity(records.len());
-    for record in records {
-        let outcome = answer_record(bot, record, deadline).await;
-        let stop = matches!(outcome, Outcome::Failed);
-        outcomes.push(outcome);
-        if stop {
-            break;
+/// The batch's conversations as record indexes, each in batch order: on a
+/// FIFO queue one per message group (in the order the groups first
+/// appear), on a standard queue one per record.
+fn conversations(records: &[SqsMessage], fifo: bool) -> Vec<Vec<usize>> {
+    if !fifo {
+        return (0..records.len()).map(|index| vec![index]).collect();
+    }
+    let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        // A FIFO record always has a group; one without keeps the order of
+        // the others without one.
+        let group = record.attributes.get(MESSAGE_GROUP).map(String::as_str);
+        match groups.iter_mut().find(|(known, _)| *known == group) {
+            Some((_, indexes)) => indexes.push(index),
+            None => groups.push((group, vec![index])),
         }
     }
-    if outcomes.len() < records.len() {
+    groups.into_iter().map(|(_, indexes)| indexes).collect()
+}
+
+/// Answers one conversation's records one after the other; after a record
+/// to retry, the rest are held back.
+async fn answer_conversation<B: Bot>(
+    bot: &B,
+    records: &[SqsMessage],
+    indexes: &[usize],
+    limits: BatchLimits,
+) -> Vec<(usize, Outcome)> {
+    let mut outcomes = Vec::with_capacity(indexes.len());
+    let mut holding = false;
+    for &index in indexes {
+        let record = &records[index];
+        let last = is_last_delivery(record, limits.max_receive_count);
+        let outcome = if holding {
+            if last {
+                answer_unasked(record)
+            } else {
+                Outcome::Held
+            }
+        } else {
+            answer_record(bot, record, limits.deadline, last).await
+        };
+        holding = holding || matches!(outcome, Outcome::Retry);
+        outcomes.push((index, outcome));
+    }
+    let held = outcomes
+        .iter()
+        .filter(|(_, outcome)| matches!(outcome, Outcome::Held))
+        .count();
+    if held > 0 {
         tracing::info!(
-            skipped = records.len() - outcomes.len(),
-            "left the rest of a FIFO batch for later, after a failure"
+            held,
+            "left the rest of a conversation for later, behind a request to retry"
         );
     }
-    outcomes.resize_with(records.len(), || Outcome::Failed);
     outcomes
 }
 
-/// Standard queue: records are independent, so their bots run together.
-async fn answer_concurrently<B: Bot>(
-    bot: &B,
-    records: &[SqsMessage],
-    deadline: Option<Instant>,
-) -> Vec<Outcome> {
-    let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_ANSWERS));
-    join_all(records.iter().map(|record| {
-        let limit = Arc::clone(&limit);
-        async move {
-            // The semaphore is never closed, so acquiring cannot fail.
-            let _permit = limit.acquire_owned().await.ok();
-            answer_record(bot, record, deadline).await
-        }
-    }))
-    .await
+/// Whether SQS will move this record to the dead-letter queue rather than
+/// hand it out again, should it fail now.
+fn is_last_delivery(record: &SqsMessage, max_receive_count: Option<u32>) -> bool {
+    let Some(max) = max_receive_count else {
+        return false;
+    };
+    record
+        .attributes
+        .get(RECEIVE_COUNT)
+        .and_then(|count| count.parse::<u32>().ok())
+        .is_some_and(|count| count >= max)
 }
 
-async fn answer_record<B: Bot>(bot: &B, record: &SqsMessage, deadline: Option<Instant>) -> Outcome {
-    let message_id = record.message_id.as_deref().unwrap_or_default();
-    let envelope = match RequestEnvelope::from_json(record.body.as_deref().unwrap_or_default()) {
-        Ok(envelope) => envelope,
+/// The request envelope a record carries, or `None` (logged) when it
+/// carries something else.
+fn request_envelope(record: &SqsMessage) -> Option<RequestEnvelope> {
+    match RequestEnvelope::from_json(record.body.as_deref().unwrap_or_default()) {
+        Ok(envelope) => Some(envelope),
         Err(error) => {
             tracing::warn!(
-                message_id,
+                message_id = record.message_id.as_deref().unwrap_or_default(),
                 error = %error,
                 "not a request envelope: reported failed, so it ends in the dead-letter queue"
             );
-            return Outcome::Failed;
+            None
         }
+    }
+}
+
+async fn answer_record<B: Bot>(
+    bot: &B,
+    record: &SqsMessage,
+    deadline: Option<Instant>,
+    last: bool,
+) -> Outcome {
+    let Some(envelope) = request_envelope(record) else {
+        return Outcome::Unreadable;
     };
     let response = answer_by(bot, &envelope.request, deadline).await;
     if response.is_retryable() {
+        let message_id = record.message_id.as_deref().unwrap_or_default();
+        if !last {
+            tracing::warn!(
+                message_id,
+                envelope_id = %envelope.id,
+                status = response.status,
+                "the bot failed for now: the message will be retried"
+            );
+            return Outcome::Retry;
+        }
         tracing::warn!(
             message_id,
             envelope_id = %envelope.id,
             status = response.status,
-            "the bot failed for now: the message will be retried"
+            "the bot failed on the last delivery: the sender gets the error instead of a retry"
         );
-        return Outcome::Failed;
     }
     Outcome::Answered(Box::new(envelope.reply(response)))
+}
+
+/// A held record on its last delivery: answered with the no-response error
+/// without asking the bot (which would overtake the record being retried),
+/// rather than dead-lettered in silence.
+fn answer_unasked(record: &SqsMessage) -> Outcome {
+    let Some(envelope) = request_envelope(record) else {
+        return Outcome::Unreadable;
+    };
+    tracing::warn!(
+        message_id = record.message_id.as_deref().unwrap_or_default(),
+        envelope_id = %envelope.id,
+        "a request held behind a retry is on its last delivery: the sender gets the no-response error"
+    );
+    Outcome::Answered(Box::new(envelope.reply(BotResponse::no_response())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(group: Option<&str>, receive_count: Option<&str>) -> SqsMessage {
+        let mut record = SqsMessage::default();
+        if let Some(group) = group {
+            record
+                .attributes
+                .insert(MESSAGE_GROUP.to_owned(), group.to_owned());
+        }
+        if let Some(count) = receive_count {
+            record
+                .attributes
+                .insert(RECEIVE_COUNT.to_owned(), count.to_owned());
+        }
+        record
+    }
+
+    #[test]
+    fn fifo_conversations_are_message_groups_in_batch_order() {
+        let records: Vec<SqsMessage> = ["a", "b", "a", "c", "b", "a"]
+            .iter()
+            .map(|group| record(Some(group), None))
+            .collect();
+        assert_eq!(
+            conversations(&records, true),
+            [vec![0, 2, 5], vec![1, 4], vec![3]]
+        );
+        assert_eq!(
+            conversations(&records, false),
+            (0..6).map(|index| vec![index]).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn the_last_delivery_is_the_one_at_max_receive_count() {
+        let third = record(None, Some("3"));
+        assert!(!is_last_delivery(&third, None));
+        assert!(!is_last_delivery(&third, Some(4)));
+        assert!(is_last_delivery(&third, Some(3)));
+        assert!(is_last_delivery(&third, Some(2)));
+        assert!(!is_last_delivery(&record(None, None), Some(1)));
+        assert!(!is_last_delivery(&record(None, Some("many")), Some(1)));
+    }
 }

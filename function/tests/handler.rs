@@ -7,13 +7,17 @@ use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use base64::Engine;
-use common::{BotServer, Moto, envelope, fixture, request, sqs_event};
+use common::{
+    BotServer, Moto, envelope, fifo_event, fixture, iq_request, request, request_from, sqs_event,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
 use xmpp_lambda_function::{EchoBot, Handler, HandlerError, ProxyBot};
-use xmpp_lambda_shared::{ReplyEnvelope, conversation_id};
+use xmpp_lambda_shared::{
+    COMPONENT_NS, ReplyEnvelope, RequestEnvelope, STANZAS_NS, conversation_id, stanzas_to_send,
+};
 
 fn proxy(bot: &BotServer, timeout: Duration) -> ProxyBot {
     ProxyBot::new(bot.url.parse().expect("bot url"), timeout).expect("proxy bot")
@@ -321,39 +325,92 @@ async fn standard_batch_with_mixed_outcomes() {
     assert_eq!(bot.seen().len(), 6);
 }
 
+const FIFO_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:requests.fifo";
+
+/// A handler proxying to a scripted bot, replying on a FIFO queue of moto's.
+struct FifoSetup {
+    moto: Moto,
+    replies_url: String,
+    bot: BotServer,
+    handler: Handler<ProxyBot>,
+}
+
+impl FifoSetup {
+    /// With `max_receive_count`, the handler answers a last delivery.
+    async fn start(max_receive_count: Option<u32>) -> FifoSetup {
+        let moto = Moto::start();
+        let replies_url = moto.queue("replies.fifo", &[]).await;
+        let bot = BotServer::start().await;
+        let mut handler = Handler::new(proxy(&bot, Duration::from_secs(5)))
+            .with_reply_queue(&replies_url)
+            .with_sqs_client(moto.client.clone());
+        if let Some(count) = max_receive_count {
+            handler = handler.with_max_receive_count(count);
+        }
+        FifoSetup {
+            moto,
+            replies_url,
+            bot,
+            handler,
+        }
+    }
+}
+
+fn fifo_envelope(id: &str, user: &str, text: &str) -> String {
+    RequestEnvelope::new(id, request_from(user, text)).to_json()
+}
+
+fn asked(bot: &BotServer) -> Vec<String> {
+    bot.seen()
+        .iter()
+        .map(|s| s.request().body.unwrap_or_else(|| "(no body)".into()))
+        .collect()
+}
+
 #[tokio::test]
-async fn fifo_batch_stops_at_the_first_failure() {
-    let moto = Moto::start();
-    let replies_url = moto.queue("replies.fifo", &[]).await;
-    let bot = BotServer::start().await;
-    let handler = Handler::new(proxy(&bot, Duration::from_secs(5)))
-        .with_reply_queue(&replies_url)
-        .with_sqs_client(moto.client.clone());
-    let event = sqs_event(
-        "sqs_event_fifo.json",
-        "arn:aws:sqs:us-east-1:123456789012:requests.fifo",
+async fn fifo_batch_fails_only_the_rest_of_the_failing_conversation() {
+    let FifoSetup {
+        moto,
+        replies_url,
+        bot,
+        handler,
+    } = FifoSetup::start(None).await;
+    let event = fifo_event(
+        FIFO_ARN,
         &[
-            ("a", envelope("e-a", "one")),
-            ("b", envelope("e-b", "two")),
-            ("c", envelope("e-c", "status 503")),
-            ("d", envelope("e-d", "four")),
-            ("e", envelope("e-e", "status 404")),
+            ("b1", fifo_envelope("e-b1", "bob", "one")),
+            ("a1", fifo_envelope("e-a1", "alice", "status 503")),
+            ("c1", fifo_envelope("e-c1", "carol", "three")),
+            ("a2", fifo_envelope("e-a2", "alice", "two")),
+            ("b2", fifo_envelope("e-b2", "bob", "four")),
+            ("a3", fifo_envelope("e-a3", "alice", "status 404")),
         ],
+        1,
     );
     let result = handler.handle(event, None).await.expect("answered");
-    assert_eq!(failures(&result), ids(&["c", "d", "e"]));
-    // d and e were not asked: answering them now would overtake c.
-    let asked: Vec<String> = bot
-        .seen()
-        .iter()
-        .map(|s| s.request().body.unwrap_or_default())
-        .collect();
-    assert_eq!(asked, ["one", "two", "status 503"]);
+    // Alice's conversation waits behind her failed request; Bob's and
+    // Carol's are done.
+    assert_eq!(failures(&result), ids(&["a1", "a2", "a3"]));
+    // a2 and a3 were not asked: answering them now would overtake a1.
+    let mut asked = asked(&bot);
+    asked.sort();
+    assert_eq!(asked, ["four", "one", "status 503", "three"]);
 
     let messages = moto.drain(&replies_url).await;
     let sent = replies(&messages);
-    let order: Vec<&str> = sent.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(order, ["e-a", "e-b"]);
+    let mut sent_ids: Vec<&str> = sent.iter().map(|r| r.id.as_str()).collect();
+    let bobs: Vec<&str> = sent_ids
+        .iter()
+        .copied()
+        .filter(|id| id.starts_with("e-b"))
+        .collect();
+    assert_eq!(
+        bobs,
+        ["e-b1", "e-b2"],
+        "one conversation's replies in order"
+    );
+    sent_ids.sort();
+    assert_eq!(sent_ids, ["e-b1", "e-b2", "e-c1"]);
     for (message, reply) in messages.iter().zip(&sent) {
         let attributes = message.attributes().expect("system attributes");
         assert_eq!(
@@ -372,22 +429,137 @@ async fn fifo_batch_stops_at_the_first_failure() {
 }
 
 #[tokio::test]
-async fn fifo_batch_with_an_invalid_first_record_fails_whole() {
-    let moto = Moto::start();
-    let replies_url = moto.queue("replies.fifo", &[]).await;
-    let bot = BotServer::start().await;
-    let handler = Handler::new(proxy(&bot, Duration::from_secs(5)))
-        .with_reply_queue(&replies_url)
-        .with_sqs_client(moto.client.clone());
+async fn fifo_batch_goes_on_past_a_record_that_is_not_an_envelope() {
+    let FifoSetup {
+        moto,
+        replies_url,
+        bot,
+        handler,
+    } = FifoSetup::start(None).await;
+    // Both in the fixture's one message group.
     let event = sqs_event(
         "sqs_event_fifo.json",
-        "arn:aws:sqs:us-east-1:123456789012:requests.fifo",
+        FIFO_ARN,
         &[("a", "{}".into()), ("b", envelope("e-b", "two"))],
     );
     let result = handler.handle(event, None).await.expect("answered");
-    assert_eq!(failures(&result), ids(&["a", "b"]));
-    assert!(bot.seen().is_empty());
+    // The unreadable record goes on to the dead-letter queue; holding the
+    // conversation back behind it would only send the rest there too.
+    assert_eq!(failures(&result), ids(&["a"]));
+    assert_eq!(asked(&bot), ["two"]);
+    let sent = replies(&moto.drain(&replies_url).await);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].id, "e-b");
+}
+
+#[tokio::test]
+async fn on_the_last_delivery_a_failure_is_answered_not_dead_lettered() {
+    let FifoSetup {
+        moto,
+        replies_url,
+        bot: _bot,
+        handler,
+    } = FifoSetup::start(Some(3)).await;
+    let records = [
+        ("a1", fifo_envelope("e-a1", "alice", "status 503")),
+        ("a2", fifo_envelope("e-a2", "alice", "two")),
+        ("q1", RequestEnvelope::new("e-q1", iq_request()).to_json()),
+        ("b1", fifo_envelope("e-b1", "bob", "status 500")),
+    ];
+
+    // Before the last delivery, failures are retried as ever.
+    let second = handler
+        .handle(fifo_event(FIFO_ARN, &records, 2), None)
+        .await
+        .expect("answered");
+    assert_eq!(failures(&second), ids(&["a1", "a2", "q1", "b1"]));
     assert!(moto.drain(&replies_url).await.is_empty());
+
+    // On the last one, the bot's failure is the answer.
+    let last = handler
+        .handle(fifo_event(FIFO_ARN, &records, 3), None)
+        .await
+        .expect("answered");
+    assert_eq!(failures(&last), ids(&[]));
+    let mut sent = replies(&moto.drain(&replies_url).await);
+    sent.sort_by(|a, b| a.id.cmp(&b.id));
+    let outcomes: Vec<(&str, u16)> = sent
+        .iter()
+        .map(|r| (r.id.as_str(), r.response.status))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("e-a1", 503), ("e-a2", 200), ("e-b1", 500), ("e-q1", 503)]
+    );
+    // What the connector makes of them: the IQ gets the error reply XMPP
+    // requires, the message its sender's error.
+    let mut ids = 0;
+    let mut new_id = || {
+        ids += 1;
+        format!("r{ids}")
+    };
+    let iq = sent
+        .iter()
+        .find(|r| r.id == "e-q1")
+        .expect("the IQ's reply");
+    let (stanzas, refused) =
+        stanzas_to_send(&iq.request, &iq.response, "bot.localhost", &mut new_id);
+    assert!(refused.is_none(), "{refused:?}");
+    let [stanza] = stanzas.as_slice() else {
+        panic!("one stanza for the IQ: {stanzas:?}");
+    };
+    assert_eq!(
+        (stanza.name(), stanza.attr("type"), stanza.attr("id")),
+        ("iq", Some("error"), Some("q1"))
+    );
+    let error = stanza
+        .get_child("error", COMPONENT_NS)
+        .expect("an <error/>");
+    assert!(
+        error.has_child("remote-server-timeout", STANZAS_NS),
+        "{stanza:?}"
+    );
+    let message = sent.iter().find(|r| r.id == "e-b1").expect("bob's reply");
+    let (stanzas, _) = stanzas_to_send(
+        &message.request,
+        &message.response,
+        "bot.localhost",
+        &mut new_id,
+    );
+    assert_eq!(stanzas.len(), 1);
+    assert_eq!(stanzas[0].attr("type"), Some("error"));
+    assert_eq!(stanzas[0].attr("to"), Some("bob@localhost/phone"));
+}
+
+#[tokio::test]
+async fn a_request_held_behind_a_retry_on_its_last_delivery_gets_the_no_response_error() {
+    let FifoSetup {
+        moto,
+        replies_url,
+        bot,
+        handler,
+    } = FifoSetup::start(Some(3)).await;
+    let mut event = fifo_event(
+        FIFO_ARN,
+        &[
+            ("a1", fifo_envelope("e-a1", "alice", "status 503")),
+            ("a2", fifo_envelope("e-a2", "alice", "two")),
+            ("g", "garbage".into()),
+        ],
+        2,
+    );
+    // a2 has been handed out more often than a1 (SQS's counts are
+    // approximate), and the garbage is on its last delivery too.
+    event["Records"][1]["attributes"]["ApproximateReceiveCount"] = json!("3");
+    event["Records"][2]["attributes"]["ApproximateReceiveCount"] = json!("3");
+    let result = handler.handle(event, None).await.expect("answered");
+    // a1 is retried; a2 is answered without asking the bot (that would
+    // overtake a1); the garbage has nobody to answer and is dead-lettered.
+    assert_eq!(failures(&result), ids(&["a1", "g"]));
+    assert_eq!(asked(&bot), ["status 503"]);
+    let sent = replies(&moto.drain(&replies_url).await);
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].id.as_str(), sent[0].response.status), ("e-a2", 0));
 }
 
 #[tokio::test]

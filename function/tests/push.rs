@@ -34,8 +34,9 @@ async fn send_envelopes(moto: &Moto, url: &str) -> Vec<SendEnvelope> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_schedule_makes_the_reminder_bot_push() {
+/// The reminder bot reminding `to` (comma-separated JIDs) through a FIFO
+/// reply queue of moto's; returns moto, the queue's URL and the function.
+async fn reminder_bot(to: &str) -> (Moto, String, LambdaEmulator) {
     let moto = Moto::start();
     let replies = moto.queue("replies.fifo", &[]).await;
     let lambda = LambdaEmulator::start(
@@ -44,14 +45,18 @@ async fn a_schedule_makes_the_reminder_bot_push() {
             &moto,
             &replies,
             &[
-                (
-                    "REMINDER_TO",
-                    "alice@example.com, ops@conference.example.com",
-                ),
+                ("REMINDER_TO", to),
                 ("REMINDER_TEXT", "Stand-up in 5 minutes"),
             ],
         ),
     );
+    (moto, replies, lambda)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_makes_the_reminder_bot_push() {
+    let (moto, replies, lambda) =
+        reminder_bot("alice@example.com, ops@conference.example.com").await;
 
     // EventBridge Scheduler's input as template.yaml sets it up.
     let (status, outcome) = lambda.invoke(&json!({"schedule": "daily"})).await;
@@ -74,6 +79,32 @@ async fn a_schedule_makes_the_reminder_bot_push() {
     // An EventBridge rule's event does the same.
     let (status, _) = lambda.invoke(&fixture("eventbridge_schedule.json")).await;
     assert_eq!(status, 200);
+    assert_eq!(send_envelopes(&moto, &replies).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_schedule_pushes_once() {
+    let (moto, replies, lambda) = reminder_bot("alice@example.com, bob@example.com").await;
+    // EventBridge Scheduler's input as template.yaml sets it up, with
+    // `<aws.scheduler.scheduled-time>` filled in. Lambda retries a failed
+    // asynchronous invocation with the same event.
+    let fired = json!({"schedule": "xmpp-lambda-schedule", "time": "2026-12-24T08:00:00Z"});
+    let (status, first) = lambda.invoke(&fired).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, retried) = lambda.invoke(&fired).await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(first, retried, "the same envelope ids");
+    // The FIFO reply queue drops the repeats (the connector drops them by
+    // id on any queue): one message per recipient.
+    let envelopes = send_envelopes(&moto, &replies).await;
+    let ids: Vec<&str> = envelopes.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(json!({ "envelopes": ids }), first);
+
+    // The next occurrence is new.
+    let next = json!({"schedule": "xmpp-lambda-schedule", "time": "2026-12-25T08:00:00Z"});
+    let (status, outcome) = lambda.invoke(&next).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_ne!(outcome, first);
     assert_eq!(send_envelopes(&moto, &replies).await.len(), 2);
 }
 

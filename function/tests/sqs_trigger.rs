@@ -5,11 +5,11 @@
 mod common;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use common::{BotServer, LambdaEmulator, Moto, bootstrap, envelope};
+use common::{BotServer, LambdaEmulator, Moto, bootstrap, envelope, iq_request, request_from};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
-use xmpp_lambda_shared::ReplyEnvelope;
+use std::time::{Duration, Instant};
+use xmpp_lambda_shared::{ReplyEnvelope, RequestEnvelope, conversation_id};
 use xmpp_lambda_sqs_trigger::{BatchReport, Trigger, TriggerConfig};
 
 /// Requests, replies and a DLQ after two receives, plus the function.
@@ -23,6 +23,11 @@ struct Setup {
 }
 
 async fn setup(fifo: bool) -> Setup {
+    setup_with(fifo, &[]).await
+}
+
+/// [`setup`], with `extra` in the function's environment.
+async fn setup_with(fifo: bool, extra: &[(&str, &str)]) -> Setup {
     let moto = Moto::start();
     let suffix = if fifo { ".fifo" } else { "" };
     let dead_letters = moto.queue(&format!("dead-letters{suffix}"), &[]).await;
@@ -41,6 +46,11 @@ async fn setup(fifo: bool) -> Setup {
     let mut env = moto.env();
     env.push(("REPLY_QUEUE_URL".into(), replies.clone()));
     env.push(("COMPONENT_POST_URL".into(), bot.url.clone()));
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let lambda = LambdaEmulator::start(&bootstrap(), &env);
     Setup {
         moto,
@@ -241,24 +251,186 @@ async fn fifo_batches_carry_the_group_and_keep_order() {
     let replies = setup.moto.drain(&setup.replies).await;
     assert_eq!(replies.len(), 1);
 
-    // After the visibility timeout b is delivered again, and fails again.
-    // (moto does not hold c back behind b once both turn visible again, as
-    // SQS would, so only b is checked here.)
+    // After the visibility timeout b and c are delivered again, in order,
+    // and c waits behind b once more.
     let mut again = Seen::default();
     for _ in 0..10 {
         let report = trigger.poll_once().await.expect("poll");
         if !report.event.is_null() {
+            let event: SqsEvent =
+                serde_json::from_value(report.event.clone()).expect("an SQS event");
+            let order: Vec<String> = event
+                .records
+                .iter()
+                .map(|r| envelope_id(r.body.as_deref().unwrap_or_default()))
+                .collect();
+            assert_eq!(order, ["e-b", "e-c"], "the group comes back in order");
             record(&mut again, &report);
         }
         if again.failed.contains("e-b") {
             break;
         }
     }
-    assert!(again.failed.contains("e-b"), "{again:?}");
+    assert_eq!(again.failed, set(&["e-b", "e-c"]), "{again:?}");
     assert_eq!(
         again.receive_counts.get("e-b").map(String::as_str),
         Some("2")
     );
+}
+
+/// Sends `text` from `user` as the connector would: on a FIFO queue in the
+/// conversation's group, deduplicated by the envelope id `id`.
+async fn send_from(setup: &Setup, id: &str, user: &str, text: &str) {
+    let request = request_from(user, text);
+    let group = conversation_id(&request);
+    let body = RequestEnvelope::new(id, request).to_json();
+    setup
+        .moto
+        .send(&setup.requests, &body, Some((&group, id)))
+        .await;
+}
+
+const USERS: [&str; 10] = [
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_batch_of_ten_conversations_takes_about_one_bot_call() {
+    let setup = setup(true).await;
+    for user in USERS {
+        send_from(&setup, &format!("e-{user}"), user, "sleep 1000 hello").await;
+    }
+    let trigger = trigger(&setup, 10).await;
+    let started = Instant::now();
+    let report = trigger.poll_once().await.expect("poll");
+    let took = started.elapsed();
+    assert!(report.batch_error.is_none(), "{report:?}");
+    assert_eq!(report.deleted.len(), 10, "{report:?}");
+    // Ten conversations, each waiting one second for the bot, side by
+    // side: one bot call's time, not ten.
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_millis(3500),
+        "the batch took {took:?}"
+    );
+    assert_eq!(setup.moto.drain(&setup.replies).await.len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_conversation_is_retried_in_order_while_the_others_are_done() {
+    let setup = setup(true).await;
+    send_from(&setup, "e-alice-1", "alice", "flaky first").await;
+    send_from(&setup, "e-alice-2", "alice", "second").await;
+    for user in &USERS[1..] {
+        send_from(&setup, &format!("e-{user}"), user, "hello").await;
+    }
+    let trigger = trigger(&setup, 10).await;
+
+    let first = trigger.poll_once().await.expect("poll");
+    eprintln!("FIRST {}", first.event);
+    let mut seen = Seen::default();
+    record(&mut seen, &first);
+    // Alice's first request failed: her second waits behind it. Every other
+    // conversation in the batch was answered and deleted.
+    assert_eq!(seen.failed, set(&["e-alice-1", "e-alice-2"]), "{seen:?}");
+    assert_eq!(seen.deleted.len(), 8, "{seen:?}");
+
+    // The rest arrives; after the visibility timeout Alice's two come back
+    // and are answered, in order.
+    for _ in 0..10 {
+        let report = trigger.poll_once().await.expect("poll");
+        assert!(report.batch_error.is_none(), "{report:?}");
+        if !report.event.is_null() {
+            eprintln!("NEXT {} {:?}", report.event, report.deleted);
+            record(&mut seen, &report);
+        }
+        if seen.deleted.len() == 11 {
+            break;
+        }
+    }
+    assert_eq!(seen.deleted.len(), 11, "{seen:?}");
+    let asked: Vec<String> = setup
+        .bot
+        .seen()
+        .iter()
+        .map(|s| s.request().body.unwrap_or_default())
+        .filter(|text| text != "hello")
+        .collect();
+    assert_eq!(asked, ["flaky first", "flaky first", "second"]);
+    let replies: Vec<String> = setup
+        .moto
+        .drain(&setup.replies)
+        .await
+        .iter()
+        .map(|m| envelope_id(m.body().expect("body")))
+        .collect();
+    assert_eq!(replies.len(), 11, "{replies:?}");
+    let alices: Vec<&str> = replies
+        .iter()
+        .map(String::as_str)
+        .filter(|id| id.starts_with("e-alice"))
+        .collect();
+    assert_eq!(alices, ["e-alice-1", "e-alice-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_last_receive_the_sender_gets_the_error_and_nothing_is_dead_lettered() {
+    // The queue moves a message to its DLQ after 2 receives; the function
+    // knows it.
+    let setup = setup_with(false, &[("MAX_RECEIVE_COUNT", "2")]).await;
+    setup
+        .moto
+        .send(&setup.requests, &envelope("e-500", "status 500"), None)
+        .await;
+    let iq = RequestEnvelope::new("e-iq", iq_request()).to_json();
+    setup.moto.send(&setup.requests, &iq, None).await;
+    setup.moto.send(&setup.requests, "garbage", None).await;
+    let trigger = trigger(&setup, 10).await;
+
+    let first = poll(&trigger, 3, 10).await;
+    assert_eq!(
+        first.failed,
+        set(&["e-500", "e-iq", "garbage"]),
+        "{first:?}"
+    );
+    assert!(setup.moto.drain(&setup.replies).await.is_empty());
+
+    // The second receive is the last: the bot fails again, and its failure
+    // is the answer.
+    let second = poll(&trigger, 3, 10).await;
+    assert_eq!(second.deleted, set(&["e-500", "e-iq"]), "{second:?}");
+    assert_eq!(second.failed, set(&["garbage"]), "{second:?}");
+    assert!(
+        second.receive_counts.values().all(|count| count == "2"),
+        "{second:?}"
+    );
+    let mut answered: Vec<(String, u16)> = setup
+        .moto
+        .drain(&setup.replies)
+        .await
+        .iter()
+        .map(|m| {
+            let reply = ReplyEnvelope::from_json(m.body().expect("body")).expect("reply");
+            (reply.id, reply.response.status)
+        })
+        .collect();
+    answered.sort();
+    assert_eq!(
+        answered,
+        [("e-500".to_owned(), 500), ("e-iq".to_owned(), 503)]
+    );
+
+    // Only the garbage, which has no sender to tell, is dead-lettered.
+    let mut dead = Vec::new();
+    for _ in 0..10 {
+        let report = trigger.poll_once().await.expect("poll");
+        assert!(report.event.is_null(), "nothing left: {report:?}");
+        dead.extend(setup.moto.drain(&setup.dead_letters).await);
+        if !dead.is_empty() {
+            break;
+        }
+    }
+    let dead: Vec<&str> = dead.iter().map(|m| m.body().expect("body")).collect();
+    assert_eq!(dead, ["garbage"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,16 @@ pub enum EnvelopeError {
 /// The most messages one send envelope carries.
 pub const MAX_SEND_MESSAGES: usize = 10;
 
+/// The largest message body SQS accepts (1 MiB, `SendMessage`'s
+/// `MessageBody` limit and the default `MaximumMessageSize` of a queue):
+/// no envelope may be larger.
+pub const MAX_QUEUE_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// The largest request envelope the connector queues. Its reply envelope
+/// repeats the request, so the rest of [`MAX_QUEUE_MESSAGE_BYTES`] (256 KiB)
+/// is left for the bot's answer.
+pub const MAX_REQUEST_ENVELOPE_BYTES: usize = 768 * 1024;
+
 /// A request on its way to the bot: the body of a request-queue message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestEnvelope {

@@ -24,8 +24,8 @@ mod response;
 pub mod signing;
 
 pub use envelope::{
-    ENVELOPE_VERSION, EnvelopeError, MAX_SEND_MESSAGES, ReplyEnvelope, ReplyQueueMessage,
-    RequestEnvelope, SendEnvelope,
+    ENVELOPE_VERSION, EnvelopeError, MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_ENVELOPE_BYTES,
+    MAX_SEND_MESSAGES, ReplyEnvelope, ReplyQueueMessage, RequestEnvelope, SendEnvelope,
 };
 pub use outbound::OutboundMessage;
 pub use request::{ChatState, Request, StanzaKind, UnknownKind, conversation_id, message_group_id};

@@ -54,6 +54,17 @@ impl LambdaFunction {
         Self::start_binary(&workspace_example(name), moto, reply_queue_url, env).await
     }
 
+    /// Like [`LambdaFunction::start`], with another binary of the workspace
+    /// as the function (the starter's `my-xmpp-bot`).
+    pub async fn start_bin(
+        name: &str,
+        moto: &Moto,
+        reply_queue_url: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        Self::start_binary(&workspace_bin(name), moto, reply_queue_url, env).await
+    }
+
     async fn start_binary(
         binary: &std::path::Path,
         moto: &Moto,
@@ -157,6 +168,18 @@ impl SqsTrigger {
         function: &LambdaFunction,
         batch_size: u32,
     ) -> Result<Self> {
+        Self::start_with(moto, queue_url, function, batch_size, &[]).await
+    }
+
+    /// Like [`SqsTrigger::start`], with `env` too (e.g. the credentials of
+    /// the function's role).
+    pub async fn start_with(
+        moto: &Moto,
+        queue_url: &str,
+        function: &LambdaFunction,
+        batch_size: u32,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let mut command = Command::new(workspace_bin("xmpp-lambda-sqs-trigger"));
         command
             .arg("--queue-url")
@@ -173,6 +196,9 @@ impl SqsTrigger {
             .arg("--invoke-timeout")
             .arg("60");
         serverless_child(&mut command, moto);
+        for (key, value) in env {
+            command.env(key, value);
+        }
         Ok(SqsTrigger {
             child: command.spawn()?,
         })

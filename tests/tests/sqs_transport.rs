@@ -88,13 +88,16 @@ impl Queues {
             .create_queue_with(&format!("replies{suffix}"), &[("VisibilityTimeout", "5")])
             .await?;
         let proxy_url;
-        let bot_env: Vec<(&str, &str)> = match &options.bot {
+        let mut bot_env: Vec<(&str, &str)> = match &options.bot {
             Bot::Echo => vec![("BOT", "echo")],
             Bot::Proxy(bot) => {
                 proxy_url = bot.url();
                 vec![("BOT", "proxy"), ("COMPONENT_POST_URL", proxy_url.as_str())]
             }
         };
+        // As the template does: the function answers a request's last
+        // delivery instead of leaving it to the dead-letter queue.
+        bot_env.push(("MAX_RECEIVE_COUNT", options.max_receive_count));
         let mut consumers = Vec::new();
         for _ in 0..options.consumers {
             consumers.push(QueueConsumer::start(&moto, &requests, &replies, &bot_env).await?);
@@ -502,13 +505,17 @@ async fn replies_queued_while_prosody_restarts_arrive_after_relink() -> Result<(
 }
 
 #[tokio::test]
-async fn bot_errors_are_retried_then_answered_or_dead_lettered() -> Result<()> {
+async fn bot_errors_are_retried_then_answered_with_the_error_on_the_last_delivery() -> Result<()> {
     let prosody = Prosody::start().await?;
-    // "flaky": 500 the first time, then an answer. "broken": always 500.
+    // "flaky": 500 the first time, then an answer. "broken" and every IQ:
+    // always an error.
     let failed_once: Arc<Mutex<HashSet<String>>> = Arc::default();
     let bot = BotServer::start(move |request: BotRequest| {
         let failed_once = Arc::clone(&failed_once);
         async move {
+            if request.json["kind"] == "iq" {
+                return BotReply::status(503);
+            }
             let text = request.json["body"].as_str().unwrap_or_default().to_owned();
             if text.starts_with("broken") {
                 return BotReply::status(500);
@@ -532,35 +539,75 @@ async fn bot_errors_are_retried_then_answered_or_dead_lettered() -> Result<()> {
         ..Options::default()
     })
     .await?;
-    let _connector = connector(&prosody, &queues, &[]).await?;
+    let _connector = connector(
+        &prosody,
+        &queues,
+        &[("COMPONENT_POST_STANZAS", "message,iq")],
+    )
+    .await?;
     let mut alice = login(&prosody, "alice").await?;
     let echo = jid_at(&prosody, "echo");
 
     alice.send_message(&echo, "flaky one").await?;
-    alice.send_message(&echo, "broken one").await?;
+    let broken = alice.send_message(&echo, "broken one").await?;
     alice.send_message(&echo, "fine one").await?;
-    let mut got = bodies(&mut alice, 2, WAIT).await?;
-    got.sort();
-    assert_eq!(got, [echoed("fine one"), echoed("flaky one")]);
+    alice
+        .send(&format!(
+            "<iq type='get' to='{echo}' id='version-1'><query xmlns='jabber:iq:version'/></iq>"
+        ))
+        .await?;
 
-    // The broken request was tried maxReceiveCount times, then moved to
-    // the dead-letter queue; the user got nothing for it, and nothing else
-    // was lost.
-    wait_depth(&queues.moto, &queues.dead_letters, 1).await?;
+    // Two answers, and on the second (last) delivery the two requests the
+    // bot kept failing get their errors: an XMPP error for the message, the
+    // error reply an IQ must get.
+    let mut answers = Vec::new();
+    let mut errors = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while answers.len() < 2 || errors.len() < 2 {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let stanza = alice.recv(remaining).await.ok_or_else(|| {
+            format!(
+                "got {answers:?} and {} errors; expected 2 and 2",
+                errors.len()
+            )
+        })?;
+        match (stanza.name(), stanza.attr("type")) {
+            (_, Some("error")) => errors.push(stanza),
+            ("message", _) => answers.push(body_of(&stanza).unwrap_or_default()),
+            _ => {}
+        }
+    }
+    answers.sort();
+    assert_eq!(answers, [echoed("fine one"), echoed("flaky one")]);
+    errors.sort_by_key(|stanza| stanza.name().to_owned());
+    assert_eq!(errors[0].name(), "iq");
+    assert_stanza_error(
+        &errors[0],
+        "version-1",
+        "wait",
+        "remote-server-timeout",
+        Some("Service temporarily unavailable"),
+    );
+    assert_eq!(errors[1].name(), "message");
+    assert_stanza_error(&errors[1], &broken, "cancel", "internal-server-error", None);
+
+    // Nothing was dead-lettered, and nothing else was lost.
     wait_drained(&queues.moto, &queues.requests).await?;
-    let dead = queues.moto.peek_bodies(&queues.dead_letters).await?;
-    assert_eq!(dead.len(), 1);
-    assert!(dead[0].contains("broken one"), "{dead:?}");
+    assert_eq!(queues.moto.queue_depth(&queues.dead_letters).await?, 0);
     let tries: HashMap<String, usize> =
         bot.requests()
             .iter()
             .fold(HashMap::new(), |mut tries, request| {
-                let text = request.json["body"].as_str().unwrap_or_default().to_owned();
+                let text = match request.json["kind"].as_str() {
+                    Some("iq") => "(iq)".to_owned(),
+                    _ => request.json["body"].as_str().unwrap_or_default().to_owned(),
+                };
                 *tries.entry(text).or_default() += 1;
                 tries
             });
     assert_eq!(tries.get("flaky one"), Some(&2), "{tries:?}");
     assert_eq!(tries.get("broken one"), Some(&2), "{tries:?}");
+    assert_eq!(tries.get("(iq)"), Some(&2), "{tries:?}");
     assert_eq!(tries.get("fine one"), Some(&1), "{tries:?}");
     assert_quiet(&mut alice).await;
     Ok(())

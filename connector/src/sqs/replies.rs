@@ -12,15 +12,21 @@
 //! deleted without being sent again. A message that is not an envelope, or
 //! a send envelope that fails the checks, is logged and left alone, for the
 //! queue's redrive policy (there is no sender to tell).
+//!
+//! Every call has a time limit: a long poll whose connection was dropped
+//! without a word (by SQS, a NAT, a proxy) fails after [`RECEIVE_TIMEOUT`]
+//! and is retried, and `/readyz` says the reply queue cannot be polled
+//! until a poll works again.
 
 use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error};
-use crate::health::QueueHealth;
+use crate::health::{QueueCall, QueueHealth};
 use crate::ids::new_stanza_id;
 use crate::metrics::Metrics;
 use crate::push::Pusher;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 use xmpp_lambda_component::Backoff;
@@ -34,6 +40,12 @@ pub const REMEMBERED_IDS: usize = 10_000;
 /// The long-poll wait: the longest SQS allows, so an idle connector makes
 /// three receive calls a minute.
 const WAIT_SECONDS: i32 = 20;
+/// The longest a receive may take: the long poll's wait, and time for the
+/// answer to arrive after it.
+pub const RECEIVE_TIMEOUT: Duration = Duration::from_secs(WAIT_SECONDS as u64 + 10);
+/// The longest a DeleteMessageBatch may take; a message not deleted comes
+/// back after its visibility timeout and is dropped as a repeat.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads the reply queue and writes its replies to the stream.
 pub struct ReplyPoller {
@@ -53,6 +65,8 @@ pub struct ReplyPoller {
     metrics: Metrics,
     /// Envelope ids already written, to drop repeats.
     written: RecentIds,
+    /// How long one receive may take ([`RECEIVE_TIMEOUT`]).
+    receive_timeout: Duration,
 }
 
 /// A reply whose stanzas are queued for the link.
@@ -84,6 +98,7 @@ impl ReplyPoller {
             health,
             metrics,
             written: RecentIds::new(REMEMBERED_IDS),
+            receive_timeout: RECEIVE_TIMEOUT,
         }
     }
 
@@ -127,25 +142,31 @@ impl ReplyPoller {
         info!("stopped polling the reply queue");
     }
 
-    /// One long poll.
+    /// One long poll, within [`RECEIVE_TIMEOUT`].
     async fn receive(&self) -> Result<Vec<Message>, String> {
         self.stats.receive_calls.inc_by(1);
-        let output = self
+        let call = self
             .client
             .receive_message()
             .queue_url(self.queue_url.as_ref())
             .max_number_of_messages(MAX_BATCH_ENTRIES as i32)
             .wait_time_seconds(WAIT_SECONDS)
-            .send()
-            .await
-            .map_err(|error| describe_error(&error));
+            .send();
+        let output = match tokio::time::timeout(self.receive_timeout, call).await {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(error)) => Err(describe_error(&error)),
+            Err(_) => Err(format!(
+                "ReceiveMessage did not answer within {} s",
+                self.receive_timeout.as_secs_f64()
+            )),
+        };
         let output = match output {
             Ok(output) => {
-                self.health.record_ok();
+                self.health.record_ok(QueueCall::Poll);
                 output
             }
             Err(error) => {
-                self.health.record_error(&error);
+                self.health.record_error(QueueCall::Poll, &error);
                 return Err(error);
             }
         };
@@ -261,6 +282,7 @@ impl ReplyPoller {
     /// repeat.
     async fn delete(&self, receipt_handles: Vec<String>) {
         let (client, queue_url, stats) = (&self.client, &self.queue_url, &self.stats);
+        let health = &self.health;
         for chunk in receipt_handles.chunks(MAX_BATCH_ENTRIES) {
             let entries = chunk.iter().enumerate().filter_map(|(index, handle)| {
                 DeleteMessageBatchRequestEntry::builder()
@@ -270,12 +292,18 @@ impl ReplyPoller {
                     .ok()
             });
             stats.delete_calls.inc_by(1);
-            let result = client
+            let call = client
                 .delete_message_batch()
                 .queue_url(queue_url.as_ref())
                 .set_entries(Some(entries.collect()))
-                .send()
-                .await;
+                .send();
+            let result = match tokio::time::timeout(DELETE_TIMEOUT, call).await {
+                Ok(result) => result.map_err(|error| describe_error(&error)),
+                Err(_) => Err(format!(
+                    "DeleteMessageBatch did not answer within {} s",
+                    DELETE_TIMEOUT.as_secs()
+                )),
+            };
             match result {
                 Ok(output) => {
                     stats
@@ -290,7 +318,8 @@ impl ReplyPoller {
                     }
                 }
                 Err(error) => {
-                    warn!(error = %describe_error(&error), replies = chunk.len(), "could not delete written replies; they will come back and be dropped");
+                    health.count_error();
+                    warn!(%error, replies = chunk.len(), "could not delete written replies; they will come back and be dropped");
                 }
             }
         }
@@ -342,6 +371,91 @@ impl RecentIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::Health;
+    use crate::rooms::RoomDirectory;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::mpsc;
+
+    /// An SQS endpoint that accepts every connection and never answers:
+    /// what a long poll sees when its connection was dropped on the way.
+    async fn silent_endpoint() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                held.push(connection);
+            }
+        });
+        (endpoint, accepted)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_that_never_answers_times_out_is_retried_and_readyz_says_so() {
+        let (endpoint, accepted) = silent_endpoint().await;
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .build();
+        let (_link_tx, link) = watch::channel(LinkState::Up { connection: 1 });
+        let (writer, _written) = mpsc::unbounded_channel();
+        let pusher = Pusher::new(
+            "bot.localhost",
+            writer,
+            link.clone(),
+            RoomDirectory::default(),
+        );
+        let stats = Arc::new(SqsStats::default());
+        let queues = Arc::new(QueueHealth::default());
+        let poller = ReplyPoller::new(
+            aws_sdk_sqs::Client::from_conf(config),
+            format!("{endpoint}/123456789012/replies"),
+            pusher,
+            link.clone(),
+            Arc::clone(&stats),
+            Arc::clone(&queues),
+            Metrics::new(),
+        );
+        let health = Health::new(link, Some(queues));
+        assert_eq!(health.readiness(), Ok(()));
+        let (stop, shutdown) = xmpp_lambda_component::shutdown_channel();
+        let started = tokio::time::Instant::now();
+        let running = tokio::spawn(poller.run(shutdown));
+
+        // The first poll hangs until its time is up; then the poller tries
+        // again, and /readyz says why it is not ready meanwhile.
+        while stats.receive_calls.get() < 2 {
+            assert!(started.elapsed() < RECEIVE_TIMEOUT * 2, "no second poll");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            started.elapsed() >= RECEIVE_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            accepted.load(Ordering::SeqCst) >= 1,
+            "the connection was taken"
+        );
+        assert_eq!(
+            health.readiness(),
+            Err(
+                "the reply queue cannot be polled: ReceiveMessage did not answer within 30 s"
+                    .into()
+            )
+        );
+        stop.trigger();
+        running.await.expect("the poller stops");
+    }
 
     #[test]
     fn recent_ids_forget_the_oldest() {

@@ -1,8 +1,10 @@
 //! Requests onto the request queue.
 //!
-//! Each request becomes a [`RequestEnvelope`] with a fresh id. One batcher
-//! task packs waiting envelopes into SendMessageBatch calls (at most 10
-//! entries and 256 KiB). A request arriving while nothing else is waiting
+//! Each request becomes a [`RequestEnvelope`] with a fresh id, refused at
+//! once if it is over [`MAX_REQUEST_ENVELOPE_BYTES`] (its reply envelope,
+//! which repeats it, could not fit in an SQS message). One batcher task
+//! packs waiting envelopes into SendMessageBatch calls (at most 10 entries
+//! and 1 MiB). A request arriving while nothing else is waiting
 //! or being sent goes out at once, so a lone message is never delayed;
 //! under load (several waiting, or other calls still in flight) the
 //! batcher lingers a few milliseconds for the batch to fill. Several
@@ -16,7 +18,7 @@
 //! never silence.
 
 use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error, is_fifo};
-use crate::health::QueueHealth;
+use crate::health::{QueueCall, QueueHealth};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +27,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 use xmpp_lambda_component::Backoff;
-use xmpp_lambda_shared::{Request, RequestEnvelope, conversation_id};
+use xmpp_lambda_shared::{
+    MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_ENVELOPE_BYTES, Request, RequestEnvelope, conversation_id,
+};
 
-/// The most message bytes in one SendMessageBatch call.
-const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// The most message bytes in one SendMessageBatch call (the same as one
+/// message).
+const MAX_BATCH_BYTES: usize = MAX_QUEUE_MESSAGE_BYTES;
 /// How long to wait for more requests when several are already waiting:
 /// short, so batching under load costs little latency.
 const LINGER: Duration = Duration::from_millis(5);
@@ -53,6 +58,16 @@ pub enum EnqueueError {
     /// cannot help.
     #[error("the request queue refused the message: {0}")]
     Refused(String),
+    /// The request envelope is too large for its answer to come back
+    /// through the reply queue; never sent.
+    #[error(
+        "the request envelope is {bytes} bytes, over the {MAX_REQUEST_ENVELOPE_BYTES} a reply \
+         envelope (which repeats it) leaves room for"
+    )]
+    TooLarge {
+        /// The envelope's size.
+        bytes: usize,
+    },
     /// The connector is stopping and sends no more requests.
     #[error("the request sender has stopped")]
     Stopped,
@@ -137,10 +152,16 @@ impl RequestSender {
     /// with the reason it could not be within the bot timeout.
     pub async fn enqueue(&self, request: &Request) -> Result<(), EnqueueError> {
         let envelope = RequestEnvelope::new(uuid::Uuid::new_v4().to_string(), request.clone());
+        let body = envelope.to_json();
+        if body.len() > MAX_REQUEST_ENVELOPE_BYTES {
+            let error = EnqueueError::TooLarge { bytes: body.len() };
+            warn!(envelope_id = %envelope.id, from = %request.from, to = %request.to, %error, "request not queued");
+            return Err(error);
+        }
         let (done, outcome) = oneshot::channel();
         let pending = Pending {
             id: envelope.id.clone(),
-            body: envelope.to_json(),
+            body,
             group: self.fifo.then(|| conversation_id(request)),
             deadline: Instant::now() + self.timeout,
             last_error: None,
@@ -323,16 +344,18 @@ async fn send_once(queue: &Queue, pending: Vec<Pending>, latest: Instant) -> Vec
         .min(CALL_TIMEOUT);
     let output = match tokio::time::timeout(limit, call).await {
         Ok(Ok(output)) => {
-            queue.health.record_ok();
+            queue.health.record_ok(QueueCall::Send);
             output
         }
         Ok(Err(error)) => {
             let error = describe_error(&error);
-            queue.health.record_error(&error);
+            queue.health.record_error(QueueCall::Send, &error);
             return all_failed(pending, &error);
         }
         Err(_) => {
-            queue.health.record_error("SendMessageBatch timed out");
+            queue
+                .health
+                .record_error(QueueCall::Send, "SendMessageBatch timed out");
             return all_failed(pending, "SendMessageBatch timed out");
         }
     };
@@ -419,26 +442,58 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_holds_at_most_256_kib_and_gives_back_what_does_not_fit() {
-        let mut batch = Batch::new(pending(200 * 1024).0);
-        let (big, _) = pending(100 * 1024);
+    fn a_batch_holds_at_most_1_mib_and_gives_back_what_does_not_fit() {
+        let mut batch = Batch::new(pending(800 * 1024).0);
+        let (big, _) = pending(300 * 1024);
         let left = batch.push(big).expect("does not fit");
-        assert_eq!(left.body.len(), 100 * 1024);
-        assert!(batch.push(pending(56 * 1024).0).is_none(), "fits exactly");
+        assert_eq!(left.body.len(), 300 * 1024);
+        assert!(batch.push(pending(224 * 1024).0).is_none(), "fits exactly");
         assert!(batch.is_full());
         assert_eq!(batch.bytes, MAX_BATCH_BYTES);
     }
 
     #[tokio::test]
-    async fn a_request_past_its_deadline_is_refused_without_a_call() {
+    async fn a_request_whose_reply_could_not_fit_is_refused_without_a_call() {
+        let queue_url = "http://127.0.0.1:9/123456789012/requests".to_owned();
+        let stats = Arc::new(SqsStats::default());
+        let (sender, batcher) = RequestSender::start(
+            unreachable_client(),
+            queue_url,
+            Duration::from_secs(30),
+            Arc::clone(&stats),
+            Arc::default(),
+        );
+        // A stanza as large as a whole request envelope may be.
+        let request: Request = serde_json::from_value(serde_json::json!({
+            "to": "echo@bot.localhost",
+            "from": "alice@localhost/phone",
+            "kind": "message",
+            "stanza": "x".repeat(MAX_REQUEST_ENVELOPE_BYTES),
+        }))
+        .expect("a request");
+        let error = sender.enqueue(&request).await.expect_err("refused");
+        assert!(matches!(error, EnqueueError::TooLarge { .. }), "{error}");
+        assert!(error.to_string().contains("over the 786432"), "{error}");
+        drop(sender);
+        batcher.await.expect("the batcher ends");
+        assert_eq!(stats.send_calls.get(), 0);
+    }
+
+    /// A client whose every call fails at once: nothing listens there.
+    fn unreachable_client() -> aws_sdk_sqs::Client {
         let config = aws_sdk_sqs::Config::builder()
             .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
             .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            // Nothing listens here: a call would fail, not time out.
             .endpoint_url("http://127.0.0.1:9")
             .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_deadline_is_refused_without_a_call() {
         let queue = Queue {
-            client: aws_sdk_sqs::Client::from_conf(config),
+            // Nothing listens there: a call would fail, not time out.
+            client: unreachable_client(),
             url: "http://127.0.0.1:9/123456789012/requests".into(),
             stats: Arc::default(),
             health: Arc::default(),

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use xmpp_lambda_shared::{Request, RequestEnvelope, StanzaKind};
+use xmpp_lambda_shared::{Request, RequestEnvelope, StanzaKind, conversation_id};
 
 /// The region every test client and process uses.
 pub const REGION: &str = "us-east-1";
@@ -216,8 +216,9 @@ impl SeenRequest {
 
 /// A real HTTP bot on loopback whose answer depends on the message text:
 /// `status N` → status N (text/plain), `slow` → answers after 30 s,
-/// `plain` → 200 text/plain, anything else → 200 JSON
-/// `{"body": "bot heard <text>"}` with a charset parameter.
+/// `sleep N …` → answers after N ms, `flaky …` → 500 the first time that
+/// text comes, `plain` → 200 text/plain, an IQ → 503, anything else → 200
+/// JSON `{"body": "bot heard <text>"}` with a charset parameter.
 pub struct BotServer {
     pub url: String,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
@@ -298,18 +299,41 @@ async fn serve_one(
         buf.extend_from_slice(&chunk[..n]);
     }
     let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
-    let text = serde_json::from_str::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("body").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_default();
-    log.lock().expect("lock").push(SeenRequest {
-        method,
-        content_type,
-        headers,
-        body,
-    });
+    let json = serde_json::from_str::<Value>(&body).unwrap_or_default();
+    let text = json
+        .get("body")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let is_iq = json.get("kind").and_then(Value::as_str) == Some("iq");
+    let seen_before = {
+        let mut log = log.lock().expect("lock");
+        let seen_before = log.iter().any(|seen| {
+            serde_json::from_str::<Value>(&seen.body)
+                .ok()
+                .is_some_and(|json| json.get("body").and_then(Value::as_str) == Some(&text))
+        });
+        log.push(SeenRequest {
+            method,
+            content_type,
+            headers,
+            body,
+        });
+        seen_before
+    };
+    if let Some(ms) = text
+        .strip_prefix("sleep ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
 
-    let (status, content_type, answer) = if let Some(code) = text.strip_prefix("status ") {
+    let (status, content_type, answer) = if is_iq {
+        (503, "text/plain", "no IQs here".to_owned())
+    } else if text.starts_with("flaky") && !seen_before {
+        (500, "text/plain", "flaky, try again".to_owned())
+    } else if let Some(code) = text.strip_prefix("status ") {
         (
             code.parse().unwrap_or(500),
             "text/plain",
@@ -362,6 +386,45 @@ pub fn request(text: Option<&str>) -> Request {
 /// A request envelope body for a message saying `text`.
 pub fn envelope(id: &str, text: &str) -> String {
     RequestEnvelope::new(id, request(Some(text))).to_json()
+}
+
+/// A message request from `user@localhost` saying `text`: each user is
+/// a conversation of its own.
+pub fn request_from(user: &str, text: &str) -> Request {
+    let mut request = request(Some(text));
+    request.from = format!("{user}@localhost/phone");
+    request.stanza = request.stanza.replace("alice@", &format!("{user}@"));
+    request
+}
+
+/// An IQ `get` request from alice (a version query), as the connector
+/// forwards it with `COMPONENT_POST_STANZAS=message,iq`.
+pub fn iq_request() -> Request {
+    Request {
+        kind: StanzaKind::Iq,
+        stanza: "<iq xmlns='jabber:client' type='get' id='q1' to='echo@bot.localhost' from='alice@localhost/phone'><query xmlns='jabber:iq:version'/></iq>".into(),
+        body: None,
+        stanza_type: Some("get".into()),
+        id: Some("q1".into()),
+        ..request(None)
+    }
+}
+
+/// A FIFO SQS event from the queue `arn`, one record per `(messageId,
+/// request envelope)`, each in its conversation's message group as the
+/// connector sets it (a body that is no envelope: the group `unreadable`),
+/// each delivered `receive_count` times so far.
+pub fn fifo_event(arn: &str, records: &[(&str, String)], receive_count: u32) -> Value {
+    let mut event = sqs_event("sqs_event_fifo.json", arn, records);
+    for record in event["Records"].as_array_mut().expect("records") {
+        let body = record["body"].as_str().expect("a body");
+        let group = RequestEnvelope::from_json(body)
+            .map(|envelope| conversation_id(&envelope.request))
+            .unwrap_or_else(|_| "unreadable".to_owned());
+        record["attributes"]["MessageGroupId"] = json!(group);
+        record["attributes"]["ApproximateReceiveCount"] = json!(receive_count.to_string());
+    }
+    event
 }
 
 pub fn fixture(name: &str) -> Value {
@@ -520,6 +583,12 @@ impl LambdaEmulator {
             request = request.header(*name, *value);
         }
         request.send().await.expect("Function URL request")
+    }
+
+    /// The function process's id (to freeze it as Lambda does between
+    /// invocations).
+    pub fn function_pid(&self) -> u32 {
+        self.function.0.id()
     }
 
     /// Whether the function process is still running.
