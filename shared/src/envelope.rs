@@ -61,8 +61,29 @@ pub struct ReplyEnvelope {
     pub id: String,
     /// The request again, so the connector needs no state to build the reply.
     pub request: Request,
-    /// The bot's HTTP outcome, turned into stanzas by the connector.
+    /// The bot's HTTP outcome, turned into stanzas by the connector. In a
+    /// part of a stream, one line: a reply object as a JSON answer, or the
+    /// outcome that stopped the stream.
     pub response: BotResponse,
+    /// Set when the answer is streamed (DESIGN §11): each line is an
+    /// envelope of its own, sent as soon as it exists, and this says which.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamPart>,
+}
+
+/// One part of a streamed answer over the reply queue. The parts of one
+/// request share its envelope id; the connector applies them in `seq`
+/// order, each once (a repeat is dropped, one that comes early waits for
+/// the ones before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPart {
+    /// 0 for the first line, then one more for each.
+    pub seq: u64,
+    /// This part ends the stream. Its response is the last line, or (when
+    /// the stream stopped early) the outcome the sender hears of, or a
+    /// `204` when the stream ended after its last line.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last: bool,
 }
 
 /// Messages a bot pushes (DESIGN §6): the body of a reply-queue message
@@ -139,6 +160,15 @@ impl RequestEnvelope {
             id: self.id.clone(),
             request: self.request.clone(),
             response,
+            stream: None,
+        }
+    }
+
+    /// Part `seq` of a streamed answer to this request (`last` ends it).
+    pub fn reply_part(&self, response: BotResponse, seq: u64, last: bool) -> ReplyEnvelope {
+        ReplyEnvelope {
+            stream: Some(StreamPart { seq, last }),
+            ..self.reply(response)
         }
     }
 }
@@ -253,6 +283,20 @@ mod tests {
             "{json}"
         );
         assert_eq!(ReplyEnvelope::from_json(&json).expect("parse"), envelope);
+    }
+
+    #[test]
+    fn a_stream_part_round_trips_and_a_plain_reply_has_none() {
+        let request = RequestEnvelope::new("0b8c", request());
+        let part = request.reply_part(BotResponse::json(r#"{"body":"one"}"#), 3, false);
+        let json = part.to_json();
+        assert!(json.ends_with(r#""stream":{"seq":3}}"#), "{json}");
+        assert_eq!(ReplyEnvelope::from_json(&json).expect("parse"), part);
+        let last = request.reply_part(BotResponse::from_http(204, None, b""), 4, true);
+        assert!(last.to_json().ends_with(r#""stream":{"seq":4,"last":true}}"#));
+        let plain = request.reply(BotResponse::json("{}"));
+        assert!(!plain.to_json().contains("stream"));
+        assert_eq!(plain.stream, None);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub mod signing;
 
 pub use envelope::{
     ENVELOPE_VERSION, EnvelopeError, MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_ENVELOPE_BYTES,
-    MAX_SEND_MESSAGES, ReplyEnvelope, ReplyQueueMessage, RequestEnvelope, SendEnvelope,
+    MAX_SEND_MESSAGES, ReplyEnvelope, ReplyQueueMessage, RequestEnvelope, SendEnvelope, StreamPart,
 };
 pub use outbound::OutboundMessage;
 pub use request::{ChatState, Request, StanzaKind, UnknownKind, conversation_id, message_group_id};
