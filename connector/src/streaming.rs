@@ -117,6 +117,7 @@ pub enum Stop {
 }
 
 /// A correction waiting for its turn.
+#[derive(Debug)]
 struct Pending {
     /// The correction itself.
     stanza: Element,
@@ -125,11 +126,226 @@ struct Pending {
 }
 
 /// The message a stream's corrections apply to.
+#[derive(Debug)]
 struct Corrected {
     /// The id it was first sent with, which every correction names.
     first_id: String,
     /// When its last correction went out.
     last_sent: Instant,
+}
+
+/// Where a stream of replies stands, whichever way its lines come (an
+/// http answer, or parts on the reply queue): which message corrections
+/// apply to, a correction waiting for its turn, and whether the sender
+/// sees the bot typing. It decides what to write; the caller writes it
+/// and keeps the time.
+#[derive(Debug)]
+pub struct StreamState {
+    /// At most one correction of a message per this long.
+    edit_interval: Duration,
+    /// How long a wait for the next line may take before typing shows;
+    /// `None` when it never does.
+    typing: Option<Duration>,
+    /// The sender sees the bot typing now.
+    composing: bool,
+    /// When typing will show, if no line comes first.
+    typing_due: Option<Instant>,
+    /// The message a `replace` line corrects.
+    corrected: Option<Corrected>,
+    /// The latest correction, waiting for the interval to pass.
+    pending: Option<Pending>,
+    /// Reply stanzas written so far.
+    written: usize,
+}
+
+impl StreamState {
+    /// A stream that begins now, for `request`: the receipt (unless it went
+    /// out already) and the marker go first, since the bot has the message
+    /// and is answering.
+    pub fn start(
+        request: &Request,
+        domain: &str,
+        edit_interval: Duration,
+        typing: Option<Duration>,
+        notified: Notified,
+        new_id: &mut dyn FnMut() -> String,
+        out: &mut Vec<Element>,
+    ) -> StreamState {
+        if !notified.receipt {
+            out.extend(delivery_receipt(request, domain, new_id));
+        }
+        out.extend(displayed_marker(request, domain, new_id));
+        StreamState {
+            edit_interval,
+            typing,
+            composing: notified.composing,
+            typing_due: typing.map(|after| Instant::now() + after),
+            corrected: None,
+            pending: None,
+            written: 0,
+        }
+    }
+
+    /// When something is due without a line: a waiting correction, or
+    /// typing.
+    pub fn next_due(&self) -> Option<Instant> {
+        let pending = self.pending.as_ref().map(|pending| pending.due);
+        let typing = self.typing_due.filter(|_| !self.composing);
+        match (pending, typing) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// What is due at `now`: a waiting correction goes out, typing shows.
+    pub fn on_time(
+        &mut self,
+        request: &Request,
+        domain: &str,
+        now: Instant,
+        new_id: &mut dyn FnMut() -> String,
+        out: &mut Vec<Element>,
+    ) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|pending| pending.due <= now)
+        {
+            self.flush_pending(now, out);
+        }
+        if !self.composing && self.typing_due.is_some_and(|due| due <= now) {
+            self.typing_due = None;
+            if let Some(composing) =
+                chat_state_message(request, ChatState::Composing, domain, new_id)
+            {
+                out.push(composing);
+                self.composing = true;
+            }
+        }
+    }
+
+    /// One line of the stream: its stanzas to write now (a correction may
+    /// wait instead), or why the line is refused.
+    pub fn line(
+        &mut self,
+        request: &Request,
+        domain: &str,
+        line: &str,
+        now: Instant,
+        new_id: &mut dyn FnMut() -> String,
+        out: &mut Vec<Element>,
+    ) -> Result<(), BadReply> {
+        let replaces = line_replaces(line);
+        let mut stanzas = response_to_stanzas(request, &BotResponse::json(line), domain, new_id)?;
+        if add_active(request, &mut stanzas) {
+            // A message carries <active/>: typing shows again only if the
+            // next line is slow.
+            self.composing = false;
+            self.typing_due = self.typing.map(|after| now + after);
+        }
+        match (replaces, &mut self.corrected, &stanzas[..]) {
+            // A correction of the previous message: now, or once the
+            // interval since the last one has passed.
+            (true, Some(chain), [message]) if is_message_with_body(message) => {
+                let correction = as_correction(message.clone(), &chain.first_id);
+                let due = chain.last_sent + self.edit_interval;
+                if due <= now {
+                    self.pending = None;
+                    chain.last_sent = now;
+                    out.push(correction);
+                    self.written += 1;
+                } else {
+                    self.pending = Some(Pending {
+                        stanza: correction,
+                        due,
+                    });
+                }
+            }
+            _ => {
+                // Anything else ends the previous chain: its last text
+                // goes first.
+                self.flush_pending(now, out);
+                self.corrected = None;
+                for stanza in stanzas {
+                    if is_message_with_body(&stanza) {
+                        self.corrected = stanza.attr("id").map(|id| Corrected {
+                            first_id: id.to_owned(),
+                            last_sent: now,
+                        });
+                    }
+                    out.push(stanza);
+                    self.written += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream ended after its last line: the last text of a chain
+    /// goes, and typing never stays on. Returns the reply stanzas written
+    /// in all.
+    pub fn finish(
+        mut self,
+        request: &Request,
+        domain: &str,
+        new_id: &mut dyn FnMut() -> String,
+        out: &mut Vec<Element>,
+    ) -> usize {
+        self.flush_pending(Instant::now(), out);
+        if self.composing {
+            out.extend(chat_state_message(
+                request,
+                ChatState::Active,
+                domain,
+                new_id,
+            ));
+        }
+        self.written
+    }
+
+    /// The stream stopped early: the last text of a chain still goes, then
+    /// `error` (the sender's §2 error, if one may be sent), and typing
+    /// never stays on.
+    pub fn stop(
+        mut self,
+        request: &Request,
+        domain: &str,
+        error: Option<Element>,
+        new_id: &mut dyn FnMut() -> String,
+        out: &mut Vec<Element>,
+    ) -> usize {
+        self.flush_pending(Instant::now(), out);
+        out.extend(error);
+        if self.composing {
+            out.extend(chat_state_message(
+                request,
+                ChatState::Active,
+                domain,
+                new_id,
+            ));
+        }
+        self.written
+    }
+
+    /// Sends the waiting correction, if any.
+    fn flush_pending(&mut self, now: Instant, out: &mut Vec<Element>) {
+        if let Some(pending) = self.pending.take() {
+            out.push(pending.stanza);
+            self.written += 1;
+            if let Some(chain) = &mut self.corrected {
+                chain.last_sent = now;
+            }
+        }
+    }
+}
+
+/// The sender's error for a stream that stopped early.
+pub fn stop_error(request: &Request, stop: &Stop) -> Option<Element> {
+    match stop {
+        Stop::BadLine { reason, .. } => bad_reply_error(request, reason),
+        Stop::Unreadable { .. } => error_reply(request, &error_for_status(500)),
+        Stop::Idle(_) | Stop::TooLong(_) => error_reply(request, &error_for_status(0)),
+    }
 }
 
 /// What a stream is relayed for.
@@ -147,10 +363,10 @@ pub struct Relay<'a> {
     pub notified: Notified,
 }
 
-/// Relays `stream`'s lines through `write`, each line's stanzas as soon as
-/// the line is complete, with the conversation's receipt, marker and
-/// typing (DESIGN §10); at the end (or stop) returns how it ended and how
-/// many reply stanzas were written.
+/// Relays an http bot's stream of lines through `write`, each line's
+/// stanzas as soon as the line is complete, with the conversation's
+/// receipt, marker and typing (DESIGN §10); at the end (or stop) returns
+/// how it ended and how many reply stanzas were written.
 pub async fn relay(
     mut stream: ReplyStream<'_>,
     relay: Relay<'_>,
@@ -164,46 +380,25 @@ pub async fn relay(
         typing,
         notified,
     } = relay;
-    let started = Instant::now();
-    let stop_at = started + options.max;
-    let mut written = 0;
+    let stop_at = Instant::now() + options.max;
+    let mut out = Vec::new();
+    let mut state = StreamState::start(
+        request,
+        domain,
+        options.edit_interval,
+        typing,
+        notified,
+        new_id,
+        &mut out,
+    );
     let mut lines = 0;
-    let mut corrected: Option<Corrected> = None;
-    let mut pending: Option<Pending> = None;
-    // The bot has the message, and answered it: the receipt (unless it
-    // went out already) and the marker.
-    if !notified.receipt
-        && let Some(receipt) = delivery_receipt(request, domain, new_id)
-    {
-        write(receipt);
-    }
-    if let Some(marker) = displayed_marker(request, domain, new_id) {
-        write(marker);
-    }
-    // Whether the sender sees the bot typing now, and when it will.
-    let mut composing = notified.composing;
-    let mut typing_due = typing.map(|after| Instant::now() + after);
-    let end = loop {
+    let stop = loop {
+        out.drain(..).for_each(&mut *write);
         let idle_until = (Instant::now() + options.idle_timeout).min(stop_at);
-        let due = pending.as_ref().map(|pending| pending.due);
         let line = tokio::select! {
             line = stream.next_line() => line,
-            () = sleep_until(due) => {
-                if let Some(pending) = pending.take() {
-                    write(pending.stanza);
-                    written += 1;
-                    if let Some(corrected) = &mut corrected {
-                        corrected.last_sent = Instant::now();
-                    }
-                }
-                continue;
-            }
-            () = sleep_until(typing_due.filter(|_| !composing)) => {
-                typing_due = None;
-                if let Some(message) = chat_state_message(request, ChatState::Composing, domain, new_id) {
-                    write(message);
-                    composing = true;
-                }
+            () = sleep_until(state.next_due()) => {
+                state.on_time(request, domain, Instant::now(), new_id, &mut out);
                 continue;
             }
             () = tokio::time::sleep_until(idle_until) => {
@@ -215,107 +410,35 @@ pub async fn relay(
             }
         };
         lines += 1;
-        let line = match line {
-            Ok(Some(line)) => line,
-            Ok(None) => {
-                if let Some(pending) = pending.take() {
-                    write(pending.stanza);
-                    written += 1;
-                }
-                if composing {
-                    write_active(request, domain, new_id, write);
-                }
-                stream.finish();
-                return (StreamEnd::Complete, written);
-            }
-            Err(error) => break Stop::Unreadable { line: lines, error },
-        };
-        let replaces = line_replaces(&line);
-        let mut stanzas =
-            match response_to_stanzas(request, &BotResponse::json(line), domain, new_id) {
-                Ok(stanzas) => stanzas,
-                Err(reason) => {
+        match line {
+            Ok(Some(line)) => {
+                if let Err(reason) =
+                    state.line(request, domain, &line, Instant::now(), new_id, &mut out)
+                {
                     break Stop::BadLine {
                         line: lines,
                         reason,
                     };
                 }
-            };
-        if add_active(request, &mut stanzas) {
-            // A message carries <active/>: typing shows again only if the
-            // next line is slow.
-            composing = false;
-            typing_due = typing.map(|after| Instant::now() + after);
-        }
-        match (replaces, &mut corrected, &stanzas[..]) {
-            // A correction of the previous message: now, or once the
-            // interval since the last one has passed.
-            (true, Some(chain), [message]) if is_message_with_body(message) => {
-                let correction = as_correction(message.clone(), &chain.first_id);
-                let due = chain.last_sent + options.edit_interval;
-                if due <= Instant::now() {
-                    pending = None;
-                    write(correction);
-                    written += 1;
-                    chain.last_sent = Instant::now();
-                } else {
-                    pending = Some(Pending {
-                        stanza: correction,
-                        due,
-                    });
-                }
             }
-            _ => {
-                // Anything else ends the previous chain: its last text
-                // goes first.
-                if let Some(pending) = pending.take() {
-                    write(pending.stanza);
-                    written += 1;
-                }
-                corrected = None;
-                for stanza in stanzas {
-                    if is_message_with_body(&stanza) {
-                        corrected = stanza.attr("id").map(|id| Corrected {
-                            first_id: id.to_owned(),
-                            last_sent: Instant::now(),
-                        });
-                    }
-                    write(stanza);
-                    written += 1;
-                }
+            Ok(None) => {
+                let written = state.finish(request, domain, new_id, &mut out);
+                out.drain(..).for_each(&mut *write);
+                stream.finish();
+                return (StreamEnd::Complete, written);
             }
+            Err(error) => break Stop::Unreadable { line: lines, error },
         }
     };
-    // Stopped: the last text of a chain still goes, then the error, and
-    // typing never stays on.
-    if let Some(pending) = pending.take() {
-        write(pending.stanza);
-        written += 1;
-    }
-    let error = match &end {
-        Stop::BadLine { reason, .. } => bad_reply_error(request, reason),
-        Stop::Unreadable { .. } => error_reply(request, &error_for_status(500)),
-        Stop::Idle(_) | Stop::TooLong(_) => error_reply(request, &error_for_status(0)),
-    };
-    if let Some(error) = error {
-        write(error);
-    }
-    if composing {
-        write_active(request, domain, new_id, write);
-    }
-    (StreamEnd::Stopped(end), written)
-}
-
-/// A standalone `<active/>`: the bot stopped typing without a message.
-fn write_active(
-    request: &Request,
-    domain: &str,
-    new_id: &mut (dyn FnMut() -> String + Send),
-    write: &mut (dyn FnMut(Element) + Send),
-) {
-    if let Some(active) = chat_state_message(request, ChatState::Active, domain, new_id) {
-        write(active);
-    }
+    let written = state.stop(
+        request,
+        domain,
+        stop_error(request, &stop),
+        new_id,
+        &mut out,
+    );
+    out.drain(..).for_each(&mut *write);
+    (StreamEnd::Stopped(stop), written)
 }
 
 /// Sleeps until `at`, or forever without one.
@@ -323,5 +446,170 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xmpp_lambda_shared::{ChatState as State, StanzaKind};
+
+    fn request(chat_state: Option<State>) -> Request {
+        Request {
+            to: "echo@bot.example.com".into(),
+            from: "alice@example.com/x".into(),
+            kind: StanzaKind::Message,
+            stanza: String::new(),
+            body: Some("go".into()),
+            stanza_type: Some("chat".into()),
+            id: Some("m1".into()),
+            room: None,
+            nick: None,
+            mention: None,
+            chat_state,
+            receipt_requested: false,
+            markable: false,
+        }
+    }
+
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("id{n}")
+        }
+    }
+
+    /// What `out` holds, as the bodies and chat states of its messages.
+    fn seen(out: &mut Vec<Element>) -> Vec<String> {
+        out.drain(..)
+            .map(|stanza| {
+                let body = stanza
+                    .get_child("body", "jabber:component:accept")
+                    .map(Element::text);
+                let replaces = stanza.get_child("replace", xmpp_lambda_shared::CORRECTION_NS);
+                let state = stanza
+                    .children()
+                    .find(|c| c.has_ns(xmpp_lambda_shared::live::CHAT_STATES_NS))
+                    .map(Element::name);
+                match (body, replaces, state) {
+                    (Some(body), Some(_), _) => format!("correction {body}"),
+                    (Some(body), None, _) => format!("message {body}"),
+                    (None, _, Some(state)) => state.to_owned(),
+                    _ => "other".to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn corrections_are_coalesced_and_the_last_text_always_goes() {
+        let request = request(None);
+        let mut new_id = ids();
+        let mut out = Vec::new();
+        let interval = Duration::from_secs(1);
+        let mut state = StreamState::start(
+            &request,
+            "bot.example.com",
+            interval,
+            None,
+            Notified::default(),
+            &mut new_id,
+            &mut out,
+        );
+        let line = |body: &str, replace: bool| {
+            serde_json::json!({ "body": body, "replace": replace }).to_string()
+        };
+        let mut text = String::from("w0");
+        state
+            .line(
+                &request,
+                "bot.example.com",
+                &line(&text, false),
+                Instant::now(),
+                &mut new_id,
+                &mut out,
+            )
+            .expect("a good line");
+        assert_eq!(seen(&mut out), vec!["message w0"]);
+        // Nine corrections 0.3 s apart: at most one a second goes out, the
+        // others wait and are replaced by newer text.
+        let mut sent = 0;
+        for n in 1..10 {
+            tokio::time::advance(Duration::from_millis(300)).await;
+            let now = Instant::now();
+            state.on_time(&request, "bot.example.com", now, &mut new_id, &mut out);
+            text.push_str(&format!(" w{n}"));
+            state
+                .line(
+                    &request,
+                    "bot.example.com",
+                    &line(&text, true),
+                    now,
+                    &mut new_id,
+                    &mut out,
+                )
+                .expect("a good line");
+            sent += seen(&mut out).len();
+        }
+        assert!((2..=3).contains(&sent), "{sent} corrections in 2.7 s");
+        let written = state.finish(&request, "bot.example.com", &mut new_id, &mut out);
+        let last = seen(&mut out);
+        assert_eq!(last, vec![format!("correction {text}")], "the final text");
+        assert_eq!(written, 1 + sent + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn typing_shows_between_slow_lines_and_never_stays_on() {
+        let request = request(Some(State::Active));
+        let mut new_id = ids();
+        let mut out = Vec::new();
+        let mut state = StreamState::start(
+            &request,
+            "bot.example.com",
+            Duration::from_secs(1),
+            Some(Duration::from_millis(500)),
+            Notified::default(),
+            &mut new_id,
+            &mut out,
+        );
+        assert!(out.is_empty(), "no receipt or marker was asked for");
+        let due = state.next_due().expect("typing is due");
+        tokio::time::advance(due - Instant::now()).await;
+        state.on_time(
+            &request,
+            "bot.example.com",
+            Instant::now(),
+            &mut new_id,
+            &mut out,
+        );
+        assert_eq!(seen(&mut out), vec!["composing"]);
+        assert_eq!(state.next_due(), None, "typing shows once per wait");
+        state
+            .line(
+                &request,
+                "bot.example.com",
+                r#"{"body":"one"}"#,
+                Instant::now(),
+                &mut new_id,
+                &mut out,
+            )
+            .expect("a good line");
+        // The message ends typing, so it carries <active/>.
+        assert_eq!(seen(&mut out), vec!["message one"]);
+        assert!(state.next_due().is_some(), "typing may show again");
+        tokio::time::advance(Duration::from_millis(600)).await;
+        state.on_time(
+            &request,
+            "bot.example.com",
+            Instant::now(),
+            &mut new_id,
+            &mut out,
+        );
+        assert_eq!(seen(&mut out), vec!["composing"]);
+        // Stopped while typing: the error, then a lone <active/>.
+        let error = stop_error(&request, &Stop::Idle(Duration::from_secs(30)));
+        state.stop(&request, "bot.example.com", error, &mut new_id, &mut out);
+        assert_eq!(seen(&mut out), vec!["other", "active"]);
     }
 }

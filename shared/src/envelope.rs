@@ -293,7 +293,10 @@ mod tests {
         assert!(json.ends_with(r#""stream":{"seq":3}}"#), "{json}");
         assert_eq!(ReplyEnvelope::from_json(&json).expect("parse"), part);
         let last = request.reply_part(BotResponse::from_http(204, None, b""), 4, true);
-        assert!(last.to_json().ends_with(r#""stream":{"seq":4,"last":true}}"#));
+        assert!(
+            last.to_json()
+                .ends_with(r#""stream":{"seq":4,"last":true}}"#)
+        );
         let plain = request.reply(BotResponse::json("{}"));
         assert!(!plain.to_json().contains("stream"));
         assert_eq!(plain.stream, None);
