@@ -18,7 +18,7 @@
 //! and is retried, and `/readyz` says the reply queue cannot be polled
 //! until a poll works again.
 
-use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error};
+use super::calls::{MAX_BATCH_ENTRIES, SqsStats, describe_error};
 use crate::awaiting::{Awaiting, Part};
 use crate::health::{QueueCall, QueueHealth};
 use crate::ids::new_stanza_id;

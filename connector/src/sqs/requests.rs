@@ -17,7 +17,7 @@
 //! then its sender learns it was not queued, so the user gets an error,
 //! never silence.
 
-use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error, is_fifo};
+use super::calls::{MAX_BATCH_ENTRIES, SqsStats, describe_error, is_fifo};
 use crate::health::{QueueCall, QueueHealth};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use std::sync::Arc;
