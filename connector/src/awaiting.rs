@@ -13,7 +13,7 @@
 //! typing that is due, a stream's correction whose turn has come, and
 //! requests that waited too long.
 
-use crate::streaming::StreamState;
+use crate::stream_state::StreamState;
 use minidom::Element;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -25,7 +25,8 @@ use crate::request_memory::{Held, RequestMemory, TooLarge};
 use crate::rooms::Rooms;
 use crate::routes::{Destination, Router};
 use crate::sqs::requests::EnqueueError;
-use crate::streaming::{self, StreamEnd, StreamOptions};
+use crate::stream_state::StreamOptions;
+use crate::streaming::{self, Stop, StreamEnd};
 use crate::transport::Forwarded;
 use minidom::Element;
 use std::collections::{HashMap, VecDeque};
@@ -476,7 +477,11 @@ impl Shared {
                         self.write(stanza)
                     })
                     .await;
-                outcomes.streamed(&end, written);
+                outcomes.streamed(
+                    matches!(end, StreamEnd::Complete),
+                    matches!(end, StreamEnd::Stopped(Stop::BadLine { .. })),
+                    written,
+                );
                 match end {
                     StreamEnd::Complete => debug!(
                         from = %request.from,

@@ -43,6 +43,7 @@ mod rooms;
 mod routes;
 mod sigv4;
 mod sqs;
+mod stream_state;
 mod streaming;
 mod timer_anchor;
 mod transport;

@@ -102,7 +102,7 @@ impl ReplyPoller {
                 pusher.writer().clone(),
                 pusher.domain(),
                 None,
-                crate::streaming::StreamOptions::default().edit_interval,
+                crate::stream_state::StreamOptions::default().edit_interval,
             ),
             pusher,
             link,
