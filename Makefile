@@ -78,4 +78,4 @@ fuzz:
 # Records what Prosody and ejabberd send on a component stream into
 # fuzz/captures/, the real traffic the stream target starts from.
 fuzz-capture: setup
-	cargo test -p xmpp-lambda-fuzz --test capture -- --ignored --test-threads 1
+	cargo run -p xmpp-lambda-fuzz --example capture
