@@ -322,6 +322,7 @@ def streams(by):
             "idle_rss_kib": run["idle_rss_kib"], "samples": len(samples),
             "max_sampled_rss_kib": samples[-1] if samples else None,
             "median_sampled_rss_kib": samples[(len(samples) - 1) // 2] if samples else None,
+            "rss_samples_kib": run["rss_samples_kib"],
             "after_rss_kib": run["after_rss_kib"], "hwm_kib": run["hwm_kib"],
             "hwm_since_start": not run["hwm_reset"],
             "connector_cpu_us_per_line": run["connector_cpu_s"] * 1e6 / messages if messages else None,
