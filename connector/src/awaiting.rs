@@ -390,27 +390,10 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xmpp_lambda_shared::{RequestEnvelope, StanzaKind};
+    use crate::stream_state::tests::request;
+    use xmpp_lambda_shared::RequestEnvelope;
 
     const DOMAIN: &str = "bot.example.com";
-
-    fn request(chat_state: Option<ChatState>) -> Request {
-        Request {
-            to: "echo@bot.example.com".into(),
-            from: "alice@example.com/x".into(),
-            kind: StanzaKind::Message,
-            stanza: "<message/>".into(),
-            body: Some("go".into()),
-            stanza_type: Some("chat".into()),
-            id: Some("m1".into()),
-            room: None,
-            nick: None,
-            mention: None,
-            chat_state,
-            receipt_requested: false,
-            markable: false,
-        }
-    }
 
     fn awaiting() -> (Awaiting, mpsc::UnboundedReceiver<Outbound>) {
         let (writer, written) = mpsc::unbounded_channel();

@@ -39,7 +39,7 @@ use xmpp_lambda_component::Shutdown;
 use xmpp_lambda_component::{Inbound, Outbound, Oversize};
 use xmpp_lambda_shared::ChatState;
 use xmpp_lambda_shared::live::{
-    Notified, chat_state_message, delivery_receipt, is_notification, shows_typing,
+    Notified, chat_state_message, delivery_receipt, replies_among, shows_typing,
     stanzas_to_send_live,
 };
 use xmpp_lambda_shared::{
@@ -542,10 +542,7 @@ impl Shared {
             notified,
             &mut new_stanza_id,
         );
-        let replies = stanzas
-            .iter()
-            .filter(|stanza| !is_notification(stanza))
-            .count();
+        let replies = replies_among(&stanzas);
         outcomes.answered(&response, replies, refused.is_some());
         if let Some(reason) = refused {
             warn!(%reason, from = %request.from, to = %request.to, status = response.status, "bot reply refused");

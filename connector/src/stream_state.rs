@@ -258,22 +258,13 @@ impl StreamState {
     /// goes, and typing never stays on. Returns the reply stanzas written
     /// in all.
     pub fn finish(
-        mut self,
+        self,
         request: &Request,
         domain: &str,
         new_id: &mut dyn FnMut() -> String,
         out: &mut Vec<Element>,
     ) -> usize {
-        self.flush_pending(Instant::now(), out);
-        if self.composing {
-            out.extend(chat_state_message(
-                request,
-                ChatState::Active,
-                domain,
-                new_id,
-            ));
-        }
-        self.written
+        self.stop(request, domain, None, new_id, out)
     }
 
     /// The stream stopped early: the last text of a chain still goes, then
@@ -313,12 +304,14 @@ impl StreamState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::streaming::{Stop, stop_error};
     use xmpp_lambda_shared::{ChatState as State, StanzaKind};
 
-    fn request(chat_state: Option<State>) -> Request {
+    /// A chat message from alice to the echo bot, with the chat state its
+    /// client sent.
+    pub(crate) fn request(chat_state: Option<State>) -> Request {
         Request {
             to: "echo@bot.example.com".into(),
             from: "alice@example.com/x".into(),

@@ -34,7 +34,7 @@ use xmpp_lambda_component::Backoff;
 use xmpp_lambda_component::Shutdown;
 use xmpp_lambda_component::{LinkState, Outbound};
 use xmpp_lambda_shared::ReplyQueueMessage;
-use xmpp_lambda_shared::live::{is_notification, stanzas_to_send_live};
+use xmpp_lambda_shared::live::{replies_among, stanzas_to_send_live};
 
 /// How many written envelope ids are remembered to drop repeats: far more
 /// than can be in flight between a write and its delete.
@@ -317,10 +317,7 @@ impl ReplyPoller {
             notified,
             &mut new_stanza_id,
         );
-        let replies = stanzas
-            .iter()
-            .filter(|stanza| !is_notification(stanza))
-            .count();
+        let replies = replies_among(&stanzas);
         self.metrics
             .requests
             .answered(&envelope.response, replies, refused.is_some());
