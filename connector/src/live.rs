@@ -13,14 +13,14 @@ pub const OPTIONS: &[OptionDoc] = &[
     OptionDoc {
         name: "COMPONENT_MESSAGES_WITHOUT_BODY",
         aliases: &[],
-        meaning: "messages without a body (chat states, receipts, markers): skip (not \\
+        meaning: "messages without a body (chat states, receipts, markers): skip (not \
                   forwarded, so they cost no request) or forward",
         default: "skip",
     },
     OptionDoc {
         name: "COMPONENT_TYPING_AFTER",
         aliases: &[],
-        meaning: "milliseconds a bot may take before the person sees it typing (only for \\
+        meaning: "milliseconds a bot may take before the person sees it typing (only for \
                   clients that sent a chat state; never in rooms), or off",
         default: "500",
     },

@@ -24,7 +24,7 @@ pub const OPTIONS: &[OptionDoc] = &[
     OptionDoc {
         name: "COMPONENT_STREAM_EDIT_INTERVAL",
         aliases: &[],
-        meaning: "milliseconds between two corrections of one streamed message (the last text \\
+        meaning: "milliseconds between two corrections of one streamed message (the last text \
                   is always sent)",
         default: "1000",
     },
