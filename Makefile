@@ -79,7 +79,7 @@ fuzz:
 # Records what Prosody and ejabberd send on a component stream into
 # fuzz/captures/, the real traffic the stream target starts from.
 fuzz-capture: setup
-	cargo test -p xmpp-lambda-fuzz --test capture -- --ignored --test-threads 1
+	cargo run -p xmpp-lambda-fuzz --example capture
 
 # The book (docs/, mdBook) into target/book. Installs mdBook into .tools/
 # on first use (a few minutes of CPU, once); fails on any mdBook error or a

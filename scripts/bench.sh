@@ -6,17 +6,25 @@
 #   BENCH_OUT=DIR   where results.json goes (default target/bench)
 #   BENCH_CONNECTOR=PATH  measure this connector binary instead of the one
 #                   built here (e.g. an older release, for before/after)
+#   BENCH_ONLY=LIST only these sections, comma-separated, of: ping echo
+#                   ceiling stream sqs function (default all); without sqs
+#                   and function, only the bench tools and the connector
+#                   are built
 #
 # Everything runs on loopback: Prosody from a generated config (rate limits
-# off), a Rust HTTP echo bot, the connector (http transport), the ceiling
-# (`bench-echo-component`, a trivial echo component without HTTP), and the
-# load generator `xmpp-loadgen` from bench/.
+# off), a Rust HTTP echo bot (which also streams NDJSON answers), the
+# connector (http transport), the ceiling (`bench-echo-component`, a trivial
+# echo component without HTTP), and the load generator `xmpp-loadgen` from
+# bench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 # The Python tools (cargo-lambda, zig, moto) live in .venv (scripts/setup.sh).
 export PATH=$ROOT/.venv/bin:$HOME/.cargo/bin:$PATH
 QUICK=${BENCH_QUICK:-0}
+ONLY=${BENCH_ONLY:-}
+# Whether section $1 runs.
+wanted() { [ -z "$ONLY" ] || [[ ",${ONLY// /,}," == *",$1,"* ]]; }
 OUT=${BENCH_OUT:-$ROOT/target/bench}
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/xmpp-lambda-bench.XXXXXX)
@@ -35,6 +43,22 @@ else
   CEILING_LEVELS=("1x1" "4x4" "16x8")
 fi
 PING_LEVELS=("1x1" "10x10" "20x25")
+# Streamed answers (DESIGN §11): STREAM_LINES lines STREAM_INTERVAL_MS apart,
+# one at a time and STREAM_SESSIONS conversations at once, as messages and
+# as corrections; then MEMORY_LEVEL (sessions x streams each) long streams
+# of MEMORY_LINES lines at once, for the connector's memory: one stream per
+# user, as when that many people each ask a model-backed bot at once (with
+# several per session, Prosody's writes of lines due at the same moment to
+# one client wait on each other). Each row lasts about count / concurrency
+# x the stream's length.
+STREAM_LINES=20; STREAM_INTERVAL_MS=100
+if [ "$QUICK" = 1 ]; then
+  STREAM_ONE_COUNT=2; STREAM_SESSIONS=4; STREAM_MANY_COUNT=8; REPLACE_COUNT=2
+  MEMORY_LEVEL=20x1; MEMORY_LINES=20
+else
+  STREAM_ONE_COUNT=12; STREAM_SESSIONS=10; STREAM_MANY_COUNT=100; REPLACE_COUNT=10
+  MEMORY_LEVEL=100x1; MEMORY_LINES=60
+fi
 
 PIDS=()
 cleanup() {
@@ -69,7 +93,10 @@ mem_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 # ---------------------------------------------------------------- build
 log "building release binaries"
 # The connector and the function are measured when they build; the tools must.
-if ! cargo build --release -q -p xmpp-lambda-bench -p xmpp-lambda-connector -p xmpp-lambda-function \
+if ! wanted sqs && ! wanted function; then
+  cargo build --release -q -p xmpp-lambda-bench
+  cargo build --release -q -p xmpp-lambda-connector || log "the connector does not build"
+elif ! cargo build --release -q -p xmpp-lambda-bench -p xmpp-lambda-connector -p xmpp-lambda-function \
     -p xmpp-lambda-sqs-trigger; then
   log "the connector or the function does not build: measuring what does"
   cargo build --release -q -p xmpp-lambda-bench
@@ -88,7 +115,7 @@ PIDS+=("$PROSODY_PID")
 # Registers users load0..loadN-1 once (the load generator can, but one
 # prosodyctl per user per level would dominate a quick run).
 max_sessions=1
-for level in "${LEVELS[@]}" "${PING_LEVELS[@]}" "${CEILING_LEVELS[@]}"; do
+for level in "${LEVELS[@]}" "${PING_LEVELS[@]}" "${CEILING_LEVELS[@]}" "${STREAM_SESSIONS}x1" "$MEMORY_LEVEL"; do
   s=${level%x*}
   [ "$s" -gt "$max_sessions" ] && max_sessions=$s
 done
@@ -107,11 +134,13 @@ wait_for_line "$ECHO_LOG" "listening on" 10 "$ECHO_PID"
 ECHO_URL=$(sed -n 's/^listening on //p' "$ECHO_LOG" | head -1)
 
 # ---------------------------------------------------------------- 0: the generator's and Prosody's ceiling
-for level in "${PING_LEVELS[@]}"; do
-  s=${level%x*}; w=${level#*x}
-  log "ping ${s}x${w}: $PING_COUNT round trips to the server itself"
-  record ping "$(loadgen --mode ping --sessions "$s" --in-flight "$w" --count "$PING_COUNT")"
-done
+if wanted ping; then
+  for level in "${PING_LEVELS[@]}"; do
+    s=${level%x*}; w=${level#*x}
+    log "ping ${s}x${w}: $PING_COUNT round trips to the server itself"
+    record ping "$(loadgen --mode ping --sessions "$s" --in-flight "$w" --count "$PING_COUNT")"
+  done
+fi
 
 # ---------------------------------------------------------------- connector (http transport)
 start_connector() { # TRANSPORT, log file; extra env from the caller
@@ -128,7 +157,9 @@ start_connector() { # TRANSPORT, log file; extra env from the caller
 }
 
 CONNECTOR_LOG=$WORK/connector-http.log
-if COMPONENT_POST_URL=$ECHO_URL start_connector http "$CONNECTOR_LOG"; then
+if ! wanted echo; then
+  :
+elif COMPONENT_POST_URL=$ECHO_URL start_connector http "$CONNECTOR_LOG"; then
   sleep 1 # let start-up allocations settle before reading idle memory
   record connector_idle "{\"rss_kib\":$(mem_kib "$CONNECTOR_PID" VmRSS),\"hwm_kib\":$(mem_kib "$CONNECTOR_PID" VmHWM)}"
   for level in "${LEVELS[@]}"; do
@@ -229,11 +260,75 @@ ceiling_pair() { # level target conversations
     tail -3 "$WORK/ceiling.log" >&2 || true
   fi
 }
-for level in "${CEILING_LEVELS[@]}"; do
-  ceiling_pair "$level" 'echo{k}@bot.localhost' per_request
-done
-deepest=${CEILING_LEVELS[${#CEILING_LEVELS[@]}-1]}
-ceiling_pair "$deepest" 'echo@bot.localhost' per_session
+if wanted ceiling; then
+  for level in "${CEILING_LEVELS[@]}"; do
+    ceiling_pair "$level" 'echo{k}@bot.localhost' per_request
+  done
+  deepest=${CEILING_LEVELS[${#CEILING_LEVELS[@]}-1]}
+  ceiling_pair "$deepest" 'echo@bot.localhost' per_session
+fi
+
+# ---------------------------------------------------------------- streamed replies
+# One connector, the echo bot's /stream answers routed by localpart:
+# stream* gets STREAM_LINES separate messages, replace* the same lines as
+# corrections of one message (coalesced to one per second by default),
+# long* MEMORY_LINES messages. Each stream is its own conversation. The
+# generator times each request's first message and its last (the one
+# marked (n/n)) and counts the messages in between. Each session first
+# makes one echo round trip: a new session's first message through any
+# component (the trivial one too) waits about 40 ms in Prosody here.
+stream_url() { echo "${ECHO_URL}stream?lines=$1&interval_ms=$STREAM_INTERVAL_MS${2:-}"; }
+STREAM_ROUTES="stream*=$(stream_url "$STREAM_LINES"),replace*=$(stream_url "$STREAM_LINES" '&replace=1')"
+STREAM_ROUTES+=",long*=$(stream_url "$MEMORY_LINES")"
+stream_row() { # kind level target count lines
+  local kind=$1 level=$2 target=$3 count=$4 lines=$5 s w cpu0 pcpu0 run
+  s=${level%x*}; w=${level#*x}
+  log "stream ($kind) ${s}x${w}: $count answers of $lines lines, $STREAM_INTERVAL_MS ms apart"
+  cpu0=$(cpu_seconds "$CONNECTOR_PID"); pcpu0=$(cpu_seconds "$PROSODY_PID")
+  run=$(loadgen --mode stream --target "$target" --sessions "$s" --in-flight "$w" --count "$count" \
+    --timeout 60 --warmup 1 --warmup-target echo@bot.localhost)
+  record stream "{\"kind\":\"$kind\",\"level\":\"$level\",\"lines\":$lines,\"interval_ms\":$STREAM_INTERVAL_MS,\"xmpp\":$run,\"connector_cpu_s\":$(delta "$cpu0" "$(cpu_seconds "$CONNECTOR_PID")"),\"prosody_cpu_s\":$(delta "$pcpu0" "$(cpu_seconds "$PROSODY_PID")")}"
+}
+# The memory row: every stream at once, the connector's VmRSS sampled every
+# 0.1 s meanwhile, and its VmHWM after. The peak is reset first (clear_refs
+# 5, Linux 4.0+), so it is this row's, not the earlier rows'.
+stream_memory_row() {
+  local level=$MEMORY_LEVEL s w count hwm_reset=false idle cpu0 pcpu0 cpu pcpu run sampler
+  s=${level%x*}; w=${level#*x}; count=$((s * w))
+  local samples=$WORK/rss-samples stop=$WORK/rss-stop
+  : >"$samples"; rm -f "$stop"
+  echo 5 2>/dev/null >"/proc/$CONNECTOR_PID/clear_refs" && hwm_reset=true
+  idle=$(mem_kib "$CONNECTOR_PID" VmRSS)
+  log "stream memory: $count streams of $MEMORY_LINES lines at once (${s}x${w})"
+  (
+    while [ ! -e "$stop" ] && kill -0 "$CONNECTOR_PID" 2>/dev/null; do
+      mem_kib "$CONNECTOR_PID" VmRSS >>"$samples" 2>/dev/null || true
+      sleep 0.1
+    done
+  ) &
+  sampler=$!
+  PIDS+=("$sampler")
+  cpu0=$(cpu_seconds "$CONNECTOR_PID"); pcpu0=$(cpu_seconds "$PROSODY_PID")
+  run=$(loadgen --mode stream --target 'long{n}@bot.localhost' --sessions "$s" --in-flight "$w" \
+    --count "$count" --timeout 60 --warmup 1 --warmup-target echo@bot.localhost)
+  cpu=$(delta "$cpu0" "$(cpu_seconds "$CONNECTOR_PID")"); pcpu=$(delta "$pcpu0" "$(cpu_seconds "$PROSODY_PID")")
+  touch "$stop"
+  wait "$sampler" 2>/dev/null || true
+  record stream_memory "{\"level\":\"$level\",\"streams\":$count,\"lines\":$MEMORY_LINES,\"interval_ms\":$STREAM_INTERVAL_MS,\"xmpp\":$run,\"idle_rss_kib\":$idle,\"rss_samples_kib\":[$(grep -E '^[0-9]+$' "$samples" | paste -sd, -)],\"after_rss_kib\":$(mem_kib "$CONNECTOR_PID" VmRSS),\"hwm_kib\":$(mem_kib "$CONNECTOR_PID" VmHWM),\"hwm_reset\":$hwm_reset,\"connector_cpu_s\":$cpu,\"prosody_cpu_s\":$pcpu}"
+}
+if ! wanted stream; then
+  :
+elif COMPONENT_POST_URL=$ECHO_URL COMPONENT_ROUTES=$STREAM_ROUTES start_connector http "$WORK/connector-stream.log"; then
+  stream_row messages 1x1 'stream0@bot.localhost' "$STREAM_ONE_COUNT" "$STREAM_LINES"
+  stream_row messages "${STREAM_SESSIONS}x1" 'stream{n}@bot.localhost' "$STREAM_MANY_COUNT" "$STREAM_LINES"
+  stream_row replace 1x1 'replace0@bot.localhost' "$REPLACE_COUNT" "$STREAM_LINES"
+  stream_memory_row
+  stop_pid "$CONNECTOR_PID"
+else
+  log "streamed replies: the connector did not link"
+  tail -5 "$WORK/connector-stream.log" >&2 || true
+  record stream_unavailable '"the connector did not start"'
+fi
 
 # ---------------------------------------------------------------- SQS transport through moto
 # moto behind bench-sqs-counter, which counts API calls by queue and action:
@@ -310,15 +405,16 @@ PY
   wait "$CONNECTOR_PID" 2>/dev/null || true
   return 0
 }
-log "sqs transport through moto"
-if ! bench_sqs; then
+if ! wanted sqs; then
+  :
+elif log "sqs transport through moto" && ! bench_sqs; then
   log "sqs transport: not available"
   record sqs_unavailable '"not available: the connector sqs transport or the local trigger did not start"'
 fi
 
 # ---------------------------------------------------------------- function: init time and zip size
 FUNCTION_BIN=$BIN/bootstrap
-if [ -x "$ROOT/.venv/bin/cargo-lambda" ]; then
+if wanted function && [ -x "$ROOT/.venv/bin/cargo-lambda" ]; then
   log "cargo lambda build --release (zip)"
   lambda_started=$(date +%s)
   if cargo lambda build --release -q -p xmpp-lambda-function --output-format zip >"$WORK/lambda-build.log" 2>&1; then
@@ -331,7 +427,7 @@ if [ -x "$ROOT/.venv/bin/cargo-lambda" ]; then
   fi
   BUILD_S=$((BUILD_S + $(date +%s) - lambda_started))
 fi
-if [ -x "$FUNCTION_BIN" ]; then
+if wanted function && [ -x "$FUNCTION_BIN" ]; then
   log "function init: $INIT_RUNS cold starts of $FUNCTION_BIN"
   if init=$("$BIN/bench-lambda-init" --bootstrap "$FUNCTION_BIN" --runs "$INIT_RUNS" --env BOT=echo); then
     record init "$init"
@@ -342,5 +438,5 @@ fi
 
 # ---------------------------------------------------------------- report
 ELAPSED=$(($(date +%s) - STARTED))
-record timing "{\"total_s\":$ELAPSED,\"build_s\":$BUILD_S}"
+record timing "{\"total_s\":$ELAPSED,\"build_s\":$BUILD_S,\"only\":\"$ONLY\"}"
 python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$OUT/results.json" "$ELAPSED" "$QUICK"

@@ -52,6 +52,11 @@ def main():
     for line in lines:
         by.setdefault(line["figure"], []).append(line["data"])
 
+    # BENCH_ONLY: the sections that ran; the others are left out, not
+    # reported as missing.
+    only = [name for name in ((by.get("timing") or [{}])[0].get("only") or "").replace(" ", ",").split(",")
+            if name]
+    ran = lambda section: not only or section in only
     rows = []  # (figure, level, rate/s, p50, p99, note)
     summary = {"machine": machine(), "quick": quick, "elapsed_s": elapsed,
                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -119,7 +124,11 @@ def main():
         rows.append(("connector RSS idle / peak (MiB)", "-", None, None, None,
                      f"{idle['rss_kib'] / 1024:.1f} / {fmt(peak / 1024 if peak else None, 1)}"))
 
-    if "sqs" in by:
+    summary["streams"], summary["stream_memory"] = streams(by)
+
+    if not ran("sqs"):
+        summary["sqs"] = "not run"
+    elif "sqs" in by:
         summary["sqs"] = by["sqs"]
         for s in by["sqs"]:
             rows.append(("sqs transport (moto)", s.get("level", "-"), s.get("rate_per_s"), s.get("p50_ms"),
@@ -131,7 +140,9 @@ def main():
 
     init = (by.get("init") or [None])[0]
     summary["function_init"] = init
-    if init:
+    if not ran("function"):
+        pass
+    elif init:
         rows.append(("function init, start -> first next (ms)", f"{init['runs']} runs", None,
                      init["init_ms"][1], init["init_ms"][2], f"min {init['init_ms'][0]:.2f} ms (p50 col = median, p99 col = max)"))
         rows.append(("function start -> first event answered (ms)", f"{init['runs']} runs", None,
@@ -140,8 +151,9 @@ def main():
         rows.append(("function init", "-", None, None, None, "not available"))
     zip_ = (by.get("zip") or [None])[0]
     summary["zip_bytes"] = zip_["bytes"] if zip_ else None
-    rows.append(("function release zip", "-", None, None, None,
-                 f"{zip_['bytes'] / 1e6:.2f} MB" if zip_ else "not available"))
+    if ran("function"):
+        rows.append(("function release zip", "-", None, None, None,
+                     f"{zip_['bytes'] / 1e6:.2f} MB" if zip_ else "not available"))
 
     timing = (by.get("timing") or [{}])[0]
     summary["timing"] = timing
@@ -149,7 +161,8 @@ def main():
     print()
     print(f"xmpp-lambda benchmark{' (QUICK: tiny counts, figures not meaningful)' if quick else ''}: "
           f"{m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Prosody {m['prosody']}; "
-          f"{elapsed} s ({timing.get('build_s', '?')} s building)")
+          f"{elapsed} s ({timing.get('build_s', '?')} s building)"
+          + (f"; only {', '.join(only)}" if only else ""))
     header = ("figure", "level", "rt/s", "p50 ms", "p99 ms", "notes")
     table = [header] + [(r[0], r[1], fmt(r[2], 0), fmt(r[3], 3), fmt(r[4], 3), r[5]) for r in rows]
     widths = [max(len(str(r[i])) for r in table) for i in range(5)]
@@ -160,6 +173,7 @@ def main():
         print("| " + " | ".join(cells) + f" | {r[5]} |")
     print("level = sessions x in-flight requests per session")
     print_ceiling_table(summary["ceiling"])
+    print_stream_tables(summary["streams"], summary["stream_memory"], "stream_unavailable" in by)
     with open(out_path, "w") as f:
         json.dump(summary, f, indent=2)
     print(f"figures written to {out_path}")
@@ -262,6 +276,106 @@ def print_ceiling_table(pairs):
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in table[1:]:
         print("| " + " | ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)) + " |")
+
+
+def streams(by):
+    """Streamed answers: per row, the first and last message's timing and
+    the messages per stream; for the memory row, the connector's RSS while
+    every stream runs, and CPU per line. Returns (rows, memory)."""
+    rows = []
+    for run in by.get("stream", []):
+        x = run["xmpp"]
+        st = x.get("stream") or {}
+        # The bot writes its last line this long after its first.
+        schedule_ms = (run["lines"] - 1) * run["interval_ms"]
+        messages = st.get("messages") or 0
+        rows.append({
+            "kind": run["kind"], "level": run["level"], "lines": run["lines"],
+            "interval_ms": run["interval_ms"], "streams": x["round_trips"], "sent": x["sent"],
+            "errors": x["errors"], "error_conditions": x["error_conditions"], "timeouts": x["timeouts"],
+            "failures": x["failures"], "first_p50_ms": st.get("first_p50_ms"), "first_p99_ms": st.get("first_p99_ms"),
+            "last_p50_ms": x["p50_ms"], "last_p99_ms": x["p99_ms"],
+            "last_line_written_ms": schedule_ms,
+            "last_over_schedule_p50_ms": x["p50_ms"] - schedule_ms if x["p50_ms"] is not None else None,
+            "last_over_schedule_p99_ms": x["p99_ms"] - schedule_ms if x["p99_ms"] is not None else None,
+            "messages": messages, "corrections": st.get("corrections"),
+            "messages_per_stream_min": st.get("messages_per_request_min"),
+            "messages_per_stream_mean": st.get("messages_per_request_mean"),
+            "messages_per_stream_max": st.get("messages_per_request_max"),
+            "connector_cpu_us_per_message": run["connector_cpu_s"] * 1e6 / messages if messages else None,
+            "prosody_cpu_us_per_message": run["prosody_cpu_s"] * 1e6 / messages if messages else None,
+        })
+    memory = None
+    run = (by.get("stream_memory") or [None])[0]
+    if run:
+        x = run["xmpp"]
+        messages = (x.get("stream") or {}).get("messages") or 0
+        samples = sorted(run["rss_samples_kib"])
+        memory = {
+            "level": run["level"], "streams": run["streams"], "lines": run["lines"],
+            "interval_ms": run["interval_ms"], "completed": x["round_trips"], "errors": x["errors"],
+            "error_conditions": x["error_conditions"],
+            "timeouts": x["timeouts"], "failures": x["failures"], "messages": messages,
+            "last_p50_ms": x["p50_ms"], "last_p99_ms": x["p99_ms"],
+            "first_p50_ms": (x.get("stream") or {}).get("first_p50_ms"),
+            "first_p99_ms": (x.get("stream") or {}).get("first_p99_ms"),
+            "idle_rss_kib": run["idle_rss_kib"], "samples": len(samples),
+            "max_sampled_rss_kib": samples[-1] if samples else None,
+            "median_sampled_rss_kib": samples[(len(samples) - 1) // 2] if samples else None,
+            "rss_samples_kib": run["rss_samples_kib"],
+            "after_rss_kib": run["after_rss_kib"], "hwm_kib": run["hwm_kib"],
+            "hwm_since_start": not run["hwm_reset"],
+            "connector_cpu_us_per_line": run["connector_cpu_s"] * 1e6 / messages if messages else None,
+            "prosody_cpu_us_per_line": run["prosody_cpu_s"] * 1e6 / messages if messages else None,
+        }
+    return rows, memory
+
+
+def print_stream_tables(rows, memory, unavailable):
+    if unavailable:
+        print()
+        print("Streamed replies: not available (the connector did not start)")
+        return
+    if not rows and not memory:
+        return
+    print()
+    # CPU per message is left to results.json here: these rows carry too few
+    # messages for /proc's 10 ms ticks; the memory row below has enough.
+    print("Streamed replies (NDJSON; the bot writes line k at (k-1) x interval; times from sending):")
+    header = ("answer", "level", "streams", "first message p50 / p99 ms", "last message p50 / p99 ms",
+              "last over the bot's last line, p50 / p99 ms", "messages per stream (min-max)")
+    table = [header]
+    for r in rows:
+        kind = (f"{r['lines']} lines {r['interval_ms']} ms apart"
+                + (", as corrections" if r["kind"] == "replace" else ""))
+        spread = (f"{fmt(r['messages_per_stream_mean'])} ({r['messages_per_stream_min']}-"
+                  f"{r['messages_per_stream_max']})" if r["messages_per_stream_mean"] is not None else "-")
+        table.append((
+            kind, r["level"],
+            f"{r['streams']} of {r['sent']}" + failures(r),
+            f"{fmt(r['first_p50_ms'], 2)} / {fmt(r['first_p99_ms'], 2)}",
+            f"{fmt(r['last_p50_ms'], 1)} / {fmt(r['last_p99_ms'], 1)}",
+            f"{fmt(r['last_over_schedule_p50_ms'], 2)} / {fmt(r['last_over_schedule_p99_ms'], 2)}",
+            spread,
+        ))
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    print("| " + " | ".join(str(h).ljust(widths[i]) for i, h in enumerate(header)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in table[1:]:
+        print("| " + " | ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)) + " |")
+    if memory:
+        mib = lambda kib: fmt(kib / 1024, 1) if kib is not None else "-"
+        m = memory
+        print(f"{m['streams']} streams at once ({m['level']}), {m['lines']} lines {m['interval_ms']} ms apart: "
+              f"{m['completed']} complete" + failures(m) + f"; first / last message p50 "
+              f"{fmt(m['first_p50_ms'], 2)} / {fmt(m['last_p50_ms'], 1)} ms, p99 "
+              f"{fmt(m['first_p99_ms'], 2)} / {fmt(m['last_p99_ms'], 1)} ms")
+        print(f"  connector RSS MiB: before {mib(m['idle_rss_kib'])}, during {mib(m['median_sampled_rss_kib'])} "
+              f"(median) / {mib(m['max_sampled_rss_kib'])} (max of {m['samples']} samples), after "
+              f"{mib(m['after_rss_kib'])}, peak (VmHWM{', since start' if m['hwm_since_start'] else ''}) "
+              f"{mib(m['hwm_kib'])}")
+        print(f"  CPU per line: connector {fmt(m['connector_cpu_us_per_line'], 1)} us, "
+              f"Prosody {fmt(m['prosody_cpu_us_per_line'], 1)} us")
 
 
 def failures(summary):

@@ -13,6 +13,10 @@ message body (or by the IQ id for pings) and timed.
 
 Flags:
   --mode MODE            message (default): chat messages to --target, one reply each
+                         stream: chat messages to --target, each answered by a stream
+                               of messages (or corrections) whose bodies end in
+                               (k/n); a request is done at its (n/n) message, and
+                               both the first and the last message are timed
                          ping: XEP-0199 pings to the server's domain (the server's
                                and the generator's own ceiling)
                          http: POST the request JSON a connector would send straight
@@ -38,6 +42,9 @@ Flags:
   --size BYTES           message body size (default 32)
   --timeout SECS         a reply later than this counts as a timeout (default 10)
   --warmup N             round trips per session before measuring (default 0)
+  --warmup-target JID    where the warm-up messages go instead of --target, each
+                         answered by one reply (so a stream mode run can warm up
+                         on an echo)
   --json                 print the summary as one JSON object instead of text
   --help                 this text
 ";
@@ -47,6 +54,9 @@ Flags:
 pub enum Mode {
     /// Chat messages to a target JID, each answered by one reply.
     Message,
+    /// Chat messages to a target JID, each answered by a stream of
+    /// messages ending with the one marked `(n/n)`.
+    Stream,
     /// XEP-0199 pings to the server itself.
     Ping,
     /// The request JSON POSTed directly to a bot URL, no XMPP at all.
@@ -88,6 +98,9 @@ pub struct Options {
     pub timeout: Duration,
     /// Unmeasured round trips per session first (connection pools, caches).
     pub warmup: u64,
+    /// Where the warm-up messages go when not to `target`: a stream takes
+    /// seconds, an echo on the same server a millisecond.
+    pub warmup_target: Option<String>,
     /// Print JSON instead of text.
     pub json: bool,
 }
@@ -96,6 +109,19 @@ impl Options {
     /// The user name of session `n`.
     pub fn user(&self, n: usize) -> String {
         self.user_pattern.replace("{n}", &n.to_string())
+    }
+
+    /// The options of the warm-up: messages to `warmup_target`, each
+    /// answered by one reply, when one is given; else these options.
+    pub fn warmup_options(&self) -> Options {
+        match &self.warmup_target {
+            Some(target) if self.mode != Mode::Ping => Options {
+                mode: Mode::Message,
+                target: Some(target.clone()),
+                ..self.clone()
+            },
+            _ => self.clone(),
+        }
     }
 
     /// The target JID of session `n`'s requests in slot `k` (`{n}` in the
@@ -143,6 +169,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ArgsErr
         size: 32,
         timeout: Duration::from_secs(10),
         warmup: 0,
+        warmup_target: None,
         json: false,
     };
     let mut args = args.into_iter();
@@ -165,6 +192,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ArgsErr
             "--mode" => {
                 opts.mode = match value.as_str() {
                     "message" => Mode::Message,
+                    "stream" => Mode::Stream,
                     "ping" => Mode::Ping,
                     "http" => Mode::Http,
                     _ => return Err(invalid()),
@@ -185,6 +213,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ArgsErr
             "--size" => opts.size = value.parse().map_err(|_| invalid())?,
             "--timeout" => opts.timeout = seconds(&value).ok_or_else(invalid)?,
             "--warmup" => opts.warmup = value.parse().map_err(|_| invalid())?,
+            "--warmup-target" => opts.warmup_target = Some(value),
             _ => return Err(ArgsError::Unknown(flag)),
         }
     }
@@ -194,6 +223,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ArgsErr
     match opts.mode {
         Mode::Message if opts.target.is_none() => {
             return Err(ArgsError::Inconsistent("--mode message needs --target"));
+        }
+        Mode::Stream if opts.target.is_none() => {
+            return Err(ArgsError::Inconsistent("--mode stream needs --target"));
         }
         Mode::Http if opts.http_url.is_none() => {
             return Err(ArgsError::Inconsistent("--mode http needs --http-url"));
@@ -249,6 +281,17 @@ mod tests {
         assert!(opts.json);
         let per_session = parse(args(&["--target", "load{n}@localhost"])).expect("valid flags");
         assert_eq!(per_session.target_of(7, 2), "load7@localhost");
+        let stream = parse(args(&["--mode", "stream", "--target", "s@bot"])).expect("valid flags");
+        assert_eq!(stream.mode, Mode::Stream);
+        let warm = parse(args(&["--target", "s@bot", "--warmup-target", "e@bot"])).expect("valid");
+        assert_eq!(warm.warmup_target.as_deref(), Some("e@bot"));
+        let warm_stream = Options {
+            mode: Mode::Stream,
+            ..warm
+        }
+        .warmup_options();
+        assert_eq!(warm_stream.mode, Mode::Message);
+        assert_eq!(warm_stream.target_of(0, 0), "e@bot");
         let per_slot = parse(args(&["--target", "echo{k}@bot"])).expect("valid flags");
         assert_eq!(per_slot.target_of(7, 2), "echo2@bot");
     }
@@ -263,6 +306,10 @@ mod tests {
             parse(args(&["--sessions", "0"])),
             Err(ArgsError::Invalid { .. })
         ));
+        assert_eq!(
+            parse(args(&["--mode", "stream"])).err(),
+            Some(ArgsError::Inconsistent("--mode stream needs --target"))
+        );
         assert_eq!(
             parse(args(&["--port"])).err(),
             Some(ArgsError::MissingValue("--port".into()))

@@ -81,6 +81,7 @@ pub async fn run(opts: Options) -> Summary {
     }
     let mode = match opts.mode {
         Mode::Message => "message",
+        Mode::Stream => "stream",
         Mode::Ping => "ping",
         Mode::Http => "http",
     };
@@ -151,7 +152,15 @@ async fn run_session(
         if opts.warmup > 0 {
             let warmup = Budget::new(Some(opts.warmup), None);
             let mut ignored = Tally::default();
-            drive(n, &mut conn, opts, &warmup, &mut ignored, 0).await?;
+            drive(
+                n,
+                &mut conn,
+                &opts.warmup_options(),
+                &warmup,
+                &mut ignored,
+                0,
+            )
+            .await?;
         }
         Ok::<_, XmppError>(conn)
     }
@@ -186,8 +195,8 @@ async fn drive(
     tally: &mut Tally,
     first_seq: u64,
 ) -> Result<(), XmppError> {
-    // Sequence number → when it was sent.
-    let mut outstanding: HashMap<u64, Instant> = HashMap::with_capacity(opts.in_flight);
+    // Sequence number → the request waiting for its answer.
+    let mut outstanding: HashMap<u64, Outstanding> = HashMap::with_capacity(opts.in_flight);
     let mut next_seq = first_seq;
     let padding = "x".repeat(opts.size);
     // One target per slot: with `{k}` each request in flight is its own
@@ -202,8 +211,8 @@ async fn drive(
             handle_reply(&stanza, opts.mode, &mut outstanding, tally);
         }
         let now = Instant::now();
-        outstanding.retain(|_, sent| {
-            let alive = now.duration_since(*sent) < opts.timeout;
+        outstanding.retain(|_, request| {
+            let alive = now.duration_since(request.sent) < opts.timeout;
             if !alive {
                 tally.timeouts += 1;
             }
@@ -225,14 +234,14 @@ async fn drive(
                     ));
                 }
             }
-            outstanding.insert(seq, Instant::now());
+            outstanding.insert(seq, Outstanding::new(Instant::now()));
             tally.sent += 1;
         }
         if !out.is_empty() {
             conn.send(&out).await?;
             out.clear();
         }
-        let Some(oldest) = outstanding.values().min().copied() else {
+        let Some(oldest) = outstanding.values().map(|request| request.sent).min() else {
             return Ok(());
         };
         // Wait for bytes, or until the oldest request times out.
@@ -240,18 +249,46 @@ async fn drive(
     }
 }
 
+/// A request waiting for its answer.
+#[derive(Debug)]
+struct Outstanding {
+    /// When it was sent: every latency counts from here.
+    sent: Instant,
+    /// Streams: when the first message came, kept until the last does.
+    first: Option<std::time::Duration>,
+    /// Streams: messages received so far, to count what the user got.
+    messages: u32,
+    /// Streams: how many of them were corrections.
+    corrections: u32,
+}
+
+impl Outstanding {
+    fn new(sent: Instant) -> Outstanding {
+        Outstanding {
+            sent,
+            first: None,
+            messages: 0,
+            corrections: 0,
+        }
+    }
+}
+
+/// Namespace of XEP-0308 corrections.
+const NS_CORRECTION: &str = "urn:xmpp:message-correct:0";
+
 /// Matches one incoming stanza to its request and records the outcome.
 fn handle_reply(
     stanza: &Element,
     mode: Mode,
-    outstanding: &mut HashMap<u64, Instant>,
+    outstanding: &mut HashMap<u64, Outstanding>,
     tally: &mut Tally,
 ) {
     let is_error = stanza.attr("type") == Some("error");
+    let mut body = None;
     let seq = match (mode, stanza.name()) {
         (Mode::Ping, "iq") => stanza.attr("id").and_then(|id| seq_of_id(id, 'p')),
-        (Mode::Message, "message") => {
-            let body = stanza
+        (Mode::Message | Mode::Stream, "message") => {
+            body = stanza
                 .children()
                 .find(|c| c.name() == "body")
                 .map(Element::text);
@@ -264,15 +301,51 @@ fn handle_reply(
         // Presence and anything else: not an answer to us.
         _ => return,
     };
-    let Some(sent) = seq.and_then(|seq| outstanding.remove(&seq)) else {
+    let Some(seq) = seq.filter(|seq| outstanding.contains_key(seq)) else {
         tally.unmatched += 1;
+        return;
+    };
+    if mode == Mode::Stream && !is_error {
+        let Some(request) = outstanding.get_mut(&seq) else {
+            return;
+        };
+        let elapsed = request.sent.elapsed();
+        let first = *request.first.get_or_insert(elapsed);
+        request.messages += 1;
+        if stanza.get_child("replace", NS_CORRECTION).is_some() {
+            request.corrections += 1;
+        }
+        // Only the message marked (n/n) ends the stream; a correction
+        // carrying it is the final text.
+        if body
+            .as_deref()
+            .and_then(stream_position)
+            .is_some_and(|(k, n)| k == n)
+        {
+            let messages = request.messages;
+            tally.corrections += u64::from(request.corrections);
+            outstanding.remove(&seq);
+            tally.record_stream(first, elapsed, messages);
+        }
+        return;
+    }
+    let Some(request) = outstanding.remove(&seq) else {
         return;
     };
     if is_error {
         tally.record_error(xmpp::error_condition(stanza));
     } else {
-        tally.record(sent.elapsed());
+        tally.record(request.sent.elapsed());
     }
+}
+
+/// Where a streamed message stands in its stream: `(k, n)` from a body
+/// ending in `(k/n)`, as the bench bot writes them.
+pub fn stream_position(body: &str) -> Option<(u32, u32)> {
+    let inner = body.trim_end().strip_suffix(')')?;
+    let inner = &inner[inner.rfind('(')? + 1..];
+    let (k, n) = inner.split_once('/')?;
+    Some((k.parse().ok()?, n.parse().ok()?))
 }
 
 /// The sequence number in an id such as `p17`.
@@ -304,6 +377,71 @@ mod tests {
     }
 
     #[test]
+    fn stream_positions_are_read_from_the_end_of_a_body() {
+        assert_eq!(stream_position("Did you say #3 xx? (1/20)"), Some((1, 20)));
+        assert_eq!(stream_position("#3 (a) more more (20/20) "), Some((20, 20)));
+        assert_eq!(stream_position("(1/20) and then text"), None);
+        assert_eq!(stream_position("(x/20)"), None);
+        assert_eq!(stream_position("no position"), None);
+    }
+
+    #[test]
+    fn a_stream_completes_at_its_last_message_and_counts_corrections() {
+        let mut outstanding = HashMap::new();
+        outstanding.insert(5, Outstanding::new(Instant::now()));
+        outstanding.insert(6, Outstanding::new(Instant::now()));
+        let mut tally = Tally::default();
+        let parse = |xml: &str| {
+            Element::from_reader_with_prefixes(xml.as_bytes(), Some(xmpp::NS_CLIENT.to_owned()))
+                .expect("valid stanza")
+        };
+        let first =
+            parse("<message type='chat' id='a'><body>Did you say #5 x? (1/3)</body></message>");
+        let typing = parse(
+            "<message type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
+        );
+        let correction = |text: &str| {
+            parse(&format!(
+                "<message type='chat' id='b'><body>{text}</body>\
+                 <replace xmlns='urn:xmpp:message-correct:0' id='a'/></message>"
+            ))
+        };
+        handle_reply(&first, Mode::Stream, &mut outstanding, &mut tally);
+        handle_reply(&typing, Mode::Stream, &mut outstanding, &mut tally);
+        handle_reply(
+            &correction("Did you say #5 x? more (2/3)"),
+            Mode::Stream,
+            &mut outstanding,
+            &mut tally,
+        );
+        assert!(tally.latencies_us.is_empty(), "not done before (3/3)");
+        assert_eq!(outstanding[&5].messages, 2);
+        handle_reply(
+            &correction("Did you say #5 x? more more (3/3)"),
+            Mode::Stream,
+            &mut outstanding,
+            &mut tally,
+        );
+        assert!(!outstanding.contains_key(&5));
+        assert_eq!(tally.latencies_us.len(), 1);
+        assert_eq!(tally.first_latencies_us.len(), 1);
+        assert!(tally.first_latencies_us[0] <= tally.latencies_us[0]);
+        assert_eq!(tally.messages_per_request, vec![3]);
+        assert_eq!(tally.corrections, 2);
+        // The chat state matched nothing.
+        assert_eq!(tally.unmatched, 1);
+        // A stream that stops with an error is an error, not a stream.
+        let error = parse(
+            "<message type='error' id='m6'><error type='cancel'>\
+             <internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+        );
+        handle_reply(&error, Mode::Stream, &mut outstanding, &mut tally);
+        assert!(outstanding.is_empty());
+        assert_eq!(tally.errors["cancel/internal-server-error"], 1);
+        assert_eq!(tally.latencies_us.len(), 1);
+    }
+
+    #[test]
     fn the_budget_hands_out_exactly_its_count() {
         let budget = Budget::new(Some(3), None);
         let taken = (0..10).filter(|_| budget.take()).count();
@@ -315,8 +453,8 @@ mod tests {
     #[test]
     fn replies_and_errors_are_matched_to_requests() {
         let mut outstanding = HashMap::new();
-        outstanding.insert(1, Instant::now());
-        outstanding.insert(2, Instant::now());
+        outstanding.insert(1, Outstanding::new(Instant::now()));
+        outstanding.insert(2, Outstanding::new(Instant::now()));
         let mut tally = Tally::default();
         let parse = |xml: &str| {
             Element::from_reader_with_prefixes(xml.as_bytes(), Some(xmpp::NS_CLIENT.to_owned()))

@@ -7,6 +7,31 @@ use std::time::Duration;
 
 use xmpp_lambda_bench::stats::{Summary, Tally};
 
+/// A summary of `n` streams, each with its first message after `first_ms`,
+/// its last after `last_ms`, in `messages` messages of which
+/// `corrections` were corrections.
+fn stream_summary(
+    sessions: usize,
+    n: u64,
+    first_ms: u64,
+    last_ms: u64,
+    messages: u32,
+    corrections: u64,
+) -> String {
+    let mut tally = Tally::default();
+    for _ in 0..n {
+        tally.record_stream(
+            Duration::from_millis(first_ms),
+            Duration::from_millis(last_ms),
+            messages,
+        );
+    }
+    tally.sent = n;
+    tally.corrections = corrections * n;
+    let summary = Summary::new("stream", sessions, 1, tally, Duration::from_secs(2));
+    serde_json::to_string(&summary).expect("a summary serialises")
+}
+
 /// A summary of `n` round trips of `ms` milliseconds each.
 fn summary(mode: &'static str, sessions: usize, in_flight: usize, n: u64, ms: u64) -> String {
     let mut tally = Tally::default();
@@ -44,6 +69,18 @@ fn the_report_reads_loadgen_summaries() {
         format!(
             r#"{{"figure":"ceiling","data":{{"kind":"ceiling","level":"4x4","conversations":"per_request","xmpp":{},"component_cpu_s":0.001,"prosody_cpu_s":0.03,"bot_cpu_s":0.0,"segments":null}}}}"#,
             summary("message", 4, 4, 200, 1)
+        ),
+        format!(
+            r#"{{"figure":"stream","data":{{"kind":"messages","level":"1x1","lines":20,"interval_ms":100,"xmpp":{},"connector_cpu_s":0.02,"prosody_cpu_s":0.04}}}}"#,
+            stream_summary(1, 10, 1, 1902, 20, 0)
+        ),
+        format!(
+            r#"{{"figure":"stream","data":{{"kind":"replace","level":"1x1","lines":20,"interval_ms":100,"xmpp":{},"connector_cpu_s":0.003,"prosody_cpu_s":0.006}}}}"#,
+            stream_summary(1, 10, 1, 1905, 3, 2)
+        ),
+        format!(
+            r#"{{"figure":"stream_memory","data":{{"level":"10x10","streams":100,"lines":60,"interval_ms":100,"xmpp":{},"idle_rss_kib":7168,"rss_samples_kib":[7168,9216,10240,8192],"after_rss_kib":8192,"hwm_kib":10752,"hwm_reset":true,"connector_cpu_s":0.6,"prosody_cpu_s":1.2}}}}"#,
+            stream_summary(10, 100, 2, 5910, 60, 0)
         ),
         r#"{"figure":"sqs_unavailable","data":"not available"}"#.to_owned(),
         r#"{"figure":"init","data":{"runs":3,"init_ms":[1.0,2.0,3.0],"first_event_ms":[1.5,2.5,3.5],"outcome":"response","answer":"{}"}}"#.to_owned(),
@@ -97,6 +134,42 @@ fn the_report_reads_loadgen_summaries() {
     );
     assert!(pair["ceiling"]["segments_in_per_msg"].is_null(), "{pair}");
     assert!(table.contains("Against the ceiling"), "{table}");
+
+    // Streams: 10 of 20 lines each, the last 2 ms after the bot's last
+    // line (written at 1.9 s); 200 messages for 0.02 s of connector CPU.
+    let messages = &report["streams"][0];
+    assert_eq!(messages["streams"], 10, "{messages}");
+    assert!(close(&messages["first_p50_ms"], 1.0), "{messages}");
+    assert!(close(&messages["last_p99_ms"], 1902.0), "{messages}");
+    assert!(
+        close(&messages["last_over_schedule_p50_ms"], 2.0),
+        "{messages}"
+    );
+    assert!(
+        close(&messages["connector_cpu_us_per_message"], 100.0),
+        "{messages}"
+    );
+    // Corrections: 3 messages per stream, 2 of them corrections.
+    let replace = &report["streams"][1];
+    assert_eq!(replace["messages_per_stream_max"], 3, "{replace}");
+    assert_eq!(replace["corrections"], 20, "{replace}");
+    // 100 streams of 60 lines: 6,000 lines for 0.6 s of connector CPU.
+    let memory = &report["stream_memory"];
+    assert_eq!(memory["completed"], 100, "{memory}");
+    assert_eq!(memory["max_sampled_rss_kib"], 10240, "{memory}");
+    assert_eq!(memory["median_sampled_rss_kib"], 8192, "{memory}");
+    assert_eq!(memory["hwm_since_start"], false, "{memory}");
+    assert!(
+        close(&memory["connector_cpu_us_per_line"], 100.0),
+        "{memory}"
+    );
+    assert!(table.contains("Streamed replies"), "{table}");
+    assert!(
+        table.contains("20 lines 100 ms apart, as corrections"),
+        "{table}"
+    );
+    assert!(table.contains("| 2.00 / 2.00 "), "{table}");
+    assert!(table.contains("peak (VmHWM) 10.5"), "{table}");
     assert!(table.contains("0.50 [>= 0.8] (missed)"), "{table}");
     assert!(table.contains("30.0 [<= 30] (met)"), "{table}");
     assert!(

@@ -68,6 +68,11 @@ impl Outbound {
             .is_some_and(oneshot::Sender::is_closed)
     }
 
+    /// The stanza to be written.
+    pub fn element(&self) -> &Element {
+        &self.stanza
+    }
+
     /// The stanza, and who waits for its write: what a stand-in for the
     /// link (the fuzz targets) checks and confirms.
     pub(crate) fn into_parts(self) -> (Element, Option<oneshot::Sender<()>>) {

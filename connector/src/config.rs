@@ -18,7 +18,7 @@ use crate::options::{
 use crate::rooms::RoomOptions;
 use crate::routes::{Pattern, RouteConfig};
 use crate::sigv4::SigningOptions;
-use crate::streaming::StreamOptions;
+use crate::stream_state::StreamOptions;
 use crate::transport::TransportConfig;
 
 /// The link's and the default bot's options.
@@ -116,7 +116,7 @@ pub fn all_options() -> Vec<OptionDoc> {
         crate::rooms::OPTIONS,
         crate::api::OPTIONS,
         crate::live::OPTIONS,
-        crate::streaming::OPTIONS,
+        crate::stream_state::OPTIONS,
     ]
     .concat()
 }

@@ -16,6 +16,7 @@
 //! standard queue keeps no order, so there every request is sent at once,
 //! and one user's burst fills batches instead of going out one call each.
 
+use crate::awaiting::Awaiting;
 use crate::decision::{Decision, Knowledge, decide};
 use crate::ids::new_stanza_id;
 use crate::live::{LiveOptions, WithoutBody, typing_while};
@@ -23,7 +24,9 @@ use crate::metrics::Metrics;
 use crate::request_memory::{Held, RequestMemory, TooLarge};
 use crate::rooms::Rooms;
 use crate::routes::{Destination, Router};
-use crate::streaming::{self, StreamEnd, StreamOptions};
+use crate::sqs::requests::EnqueueError;
+use crate::stream_state::StreamOptions;
+use crate::streaming::{self, Stop, StreamEnd};
 use crate::transport::Forwarded;
 use minidom::Element;
 use std::collections::{HashMap, VecDeque};
@@ -36,7 +39,7 @@ use xmpp_lambda_component::Shutdown;
 use xmpp_lambda_component::{Inbound, Outbound, Oversize};
 use xmpp_lambda_shared::ChatState;
 use xmpp_lambda_shared::live::{
-    Notified, chat_state_message, delivery_receipt, is_notification, shows_typing,
+    Notified, chat_state_message, delivery_receipt, replies_among, shows_typing,
     stanzas_to_send_live,
 };
 use xmpp_lambda_shared::{
@@ -49,10 +52,12 @@ pub const MAX_IN_FLIGHT: usize = 256;
 
 /// How conversations with the bot go, as configured: live feedback and
 /// streamed answers (DESIGN §10, §11).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ConversationOptions {
     pub live: LiveOptions,
     pub streams: StreamOptions,
+    /// Requests awaiting their answers through the reply queue.
+    pub awaiting: Option<Awaiting>,
 }
 
 /// Routes stanzas: auto-answers, or requests to the bot.
@@ -86,6 +91,9 @@ struct Shared {
     /// How long a bot may work before its sender sees it typing; `None`
     /// when typing is off.
     typing_after: Option<Duration>,
+    /// Requests on the request queue awaiting their answers (typing
+    /// meanwhile); `None` without a reply queue.
+    awaiting: Option<Awaiting>,
     /// What is counted for `/metrics`.
     metrics: Metrics,
     /// The waiting requests of each conversation that has a task running.
@@ -169,6 +177,7 @@ impl Dispatcher {
                 writer,
                 streams: conversations.streams,
                 typing_after: conversations.live.typing_after,
+                awaiting: conversations.awaiting,
                 metrics,
                 conversations: Mutex::new(HashMap::new()),
             }),
@@ -468,7 +477,11 @@ impl Shared {
                         self.write(stanza)
                     })
                     .await;
-                outcomes.streamed(&end, written);
+                outcomes.streamed(
+                    matches!(end, StreamEnd::Complete),
+                    matches!(end, StreamEnd::Stopped(Stop::BadLine { .. })),
+                    written,
+                );
                 match end {
                     StreamEnd::Complete => debug!(
                         from = %request.from,
@@ -488,20 +501,28 @@ impl Shared {
                 }
                 return;
             }
-            Forwarded::Queued => {
+            Forwarded::Queued { envelope_id } => {
                 outcomes.queued.inc();
-                // The bot has the message once it is on its queue.
+                // The bot has the message once it is on its queue; typing
+                // shows until its answer comes back.
                 self.write_any(delivery_receipt(request, &self.domain, &mut new_stanza_id));
+                if let Some(awaiting) = &self.awaiting {
+                    awaiting.queued(envelope_id, request);
+                }
                 return;
             }
-            Forwarded::NotQueued => {
+            Forwarded::NotQueued(error) => {
                 outcomes.not_queued.inc();
-                // Never silence: the sender learns to try again later.
-                let spec = StanzaErrorSpec::new(
-                    ErrorType::Wait,
-                    "remote-server-timeout",
-                    Some("The bot's request queue cannot be reached"),
-                );
+                // Never silence: the sender learns to try again later, or
+                // that the stanza is too large to go through the queue.
+                let spec = match error {
+                    EnqueueError::TooLarge { .. } => too_large_error(),
+                    _ => StanzaErrorSpec::new(
+                        ErrorType::Wait,
+                        "remote-server-timeout",
+                        Some("The bot's request queue cannot be reached"),
+                    ),
+                };
                 self.write_any(error_reply(request, &spec));
                 if notified.composing {
                     self.write_any(chat_state_message(
@@ -521,10 +542,7 @@ impl Shared {
             notified,
             &mut new_stanza_id,
         );
-        let replies = stanzas
-            .iter()
-            .filter(|stanza| !is_notification(stanza))
-            .count();
+        let replies = replies_among(&stanzas);
         outcomes.answered(&response, replies, refused.is_some());
         if let Some(reason) = refused {
             warn!(%reason, from = %request.from, to = %request.to, status = response.status, "bot reply refused");

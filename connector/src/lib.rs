@@ -22,6 +22,7 @@
 //! parsers they exercise ([`fuzzing`]); the program is [`main`].
 
 mod api;
+mod awaiting;
 mod check;
 mod config;
 mod decision;
@@ -42,6 +43,7 @@ mod rooms;
 mod routes;
 mod sigv4;
 mod sqs;
+mod stream_state;
 mod streaming;
 mod timer_anchor;
 mod transport;
@@ -238,16 +240,34 @@ async fn run(config: Config) -> ExitCode {
     if !config.routes.is_empty() {
         info!(routes = ?router.names(), "requests are routed by localpart");
     }
-    let poller = match (&config.reply_queue_url, sqs_client, &queue_health) {
-        (Some(url), Some(client), Some(health)) => Some(sqs::ReplyPoller::new(
-            client,
-            url.clone(),
-            pusher.clone(),
-            link_state.clone(),
-            Arc::clone(&stats),
-            Arc::clone(health),
-            metrics.clone(),
-        )),
+    // Answers that come back through the reply queue: typing shown while
+    // they are awaited, streamed parts applied in order.
+    let awaiting = uses_sqs.then(|| {
+        awaiting::Awaiting::new(
+            outbound_tx.clone(),
+            &config.component_domain,
+            config.live.typing_after,
+            config.streams.edit_interval,
+        )
+    });
+    let poller = match (
+        &config.reply_queue_url,
+        sqs_client,
+        &queue_health,
+        &awaiting,
+    ) {
+        (Some(url), Some(client), Some(health), Some(awaiting)) => Some(
+            sqs::ReplyPoller::new(
+                client,
+                url.clone(),
+                pusher.clone(),
+                link_state.clone(),
+                Arc::clone(&stats),
+                Arc::clone(health),
+                metrics.clone(),
+            )
+            .with_awaiting(awaiting.clone()),
+        ),
         _ => None,
     };
     info!(?config, "starting");
@@ -262,6 +282,7 @@ async fn run(config: Config) -> ExitCode {
         dispatch::ConversationOptions {
             live: config.live,
             streams: config.streams,
+            awaiting: awaiting.clone(),
         },
         metrics.clone(),
     );
@@ -280,6 +301,9 @@ async fn run(config: Config) -> ExitCode {
         shutdown.clone(),
     ));
     let poller = poller.map(|poller| tokio::spawn(poller.run(shutdown.clone())));
+    if let Some(awaiting) = awaiting {
+        tokio::spawn(awaiting.run(shutdown.clone()));
+    }
     let room_keeper = tokio::spawn(room_keeper.run(link_state.clone(), shutdown.clone()));
     tokio::spawn(metrics.clone().follow_link(link_state.clone()));
     let api_server = api_listener.map(|listener| {

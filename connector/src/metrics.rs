@@ -5,7 +5,6 @@
 //! the part that counts (an atomic add, no lookup by label on the hot
 //! path). Names start with `xmpp_lambda_`; each has HELP text.
 
-use crate::streaming::{Stop, StreamEnd};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -320,15 +319,15 @@ impl Metrics {
 }
 
 impl RequestOutcomes {
-    /// Counts the outcome of a streamed answer that wrote `written`
-    /// stanzas: replied when it completed with some, a bad reply when a
-    /// line was refused, no response when it timed out or broke.
-    pub fn streamed(&self, end: &StreamEnd, written: usize) {
-        let counter = match end {
-            StreamEnd::Complete if written > 0 => &self.replied,
-            StreamEnd::Complete => &self.no_reply,
-            StreamEnd::Stopped(Stop::BadLine { .. }) => &self.bad_reply,
-            StreamEnd::Stopped(_) => &self.no_response,
+    /// Counts the outcome of a streamed answer that wrote `written` reply
+    /// stanzas: replied when it `completed` with some, a bad reply when a
+    /// line was `refused`, no response when it timed out or broke.
+    pub fn streamed(&self, completed: bool, refused: bool, written: usize) {
+        let counter = match (completed, refused) {
+            (true, _) if written > 0 => &self.replied,
+            (true, _) => &self.no_reply,
+            (false, true) => &self.bad_reply,
+            (false, false) => &self.no_response,
         };
         counter.inc();
     }

@@ -1,97 +1,17 @@
-//! Streamed replies (DESIGN §11): a bot's answer that is a stream of reply
-//! lines, relayed as each line completes.
-//!
-//! Each line goes through the reply rules of §2 on its own and is written
-//! at once, in order. A line with `"replace": true` corrects the stream's
-//! previous message (XEP-0308): corrections of one message go out at most
-//! once per `COMPONENT_STREAM_EDIT_INTERVAL`, the latest text waiting for
-//! its turn, and the last text of a chain is always sent. A line may take
-//! `COMPONENT_STREAM_IDLE_TIMEOUT`, the whole stream
-//! `COMPONENT_STREAM_MAX`; a timeout or a bad line stops the stream: what
-//! was sent stays sent, and the sender then gets the §2 error.
+//! Streamed replies over http (DESIGN §11): a bot's answer that is a
+//! stream of reply lines, relayed as each line completes. A line may take
+//! `COMPONENT_STREAM_IDLE_TIMEOUT`, the whole stream `COMPONENT_STREAM_MAX`;
+//! a timeout or a bad line stops the stream: what was sent stays sent, and
+//! the sender then gets the §2 error. What each line writes is
+//! [`StreamState`]'s to decide.
 
-use crate::options::{OptionDoc, OptionError, Sources, invalid, parse_seconds};
+use crate::stream_state::{StreamOptions, StreamState};
 use crate::transport::{ReplyStream, StreamError};
 use minidom::Element;
 use std::time::Duration;
 use tokio::time::Instant;
-use xmpp_lambda_shared::live::{
-    Notified, add_active, chat_state_message, delivery_receipt, displayed_marker,
-};
-use xmpp_lambda_shared::{
-    BadReply, BotResponse, ChatState, Request, as_correction, bad_reply_error, error_for_status,
-    error_reply, is_message_with_body, line_replaces, response_to_stanzas,
-};
-
-/// The streams' options.
-pub const OPTIONS: &[OptionDoc] = &[
-    OptionDoc {
-        name: "COMPONENT_STREAM_EDIT_INTERVAL",
-        aliases: &[],
-        meaning: "milliseconds between two corrections of one streamed message (the last text \\
-                  is always sent)",
-        default: "1000",
-    },
-    OptionDoc {
-        name: "COMPONENT_STREAM_IDLE_TIMEOUT",
-        aliases: &[],
-        meaning: "seconds a streamed answer may take for its next line",
-        default: "30",
-    },
-    OptionDoc {
-        name: "COMPONENT_STREAM_MAX",
-        aliases: &[],
-        meaning: "seconds a streamed answer may take in all",
-        default: "900",
-    },
-];
-
-/// The streams' options, as configured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamOptions {
-    /// At most one correction of a message per this long.
-    pub edit_interval: Duration,
-    /// The longest wait for a line.
-    pub idle_timeout: Duration,
-    /// The longest a stream may run.
-    pub max: Duration,
-}
-
-impl Default for StreamOptions {
-    fn default() -> Self {
-        StreamOptions {
-            edit_interval: Duration::from_millis(1000),
-            idle_timeout: Duration::from_secs(30),
-            max: Duration::from_secs(900),
-        }
-    }
-}
-
-impl StreamOptions {
-    pub fn from_sources(sources: &Sources<'_>) -> Result<StreamOptions, OptionError> {
-        let edit_interval = match sources.get("COMPONENT_STREAM_EDIT_INTERVAL") {
-            None => StreamOptions::default().edit_interval,
-            Some(text) => text
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|ms| *ms <= 60_000)
-                .map(Duration::from_millis)
-                .ok_or_else(|| {
-                    invalid(
-                        "COMPONENT_STREAM_EDIT_INTERVAL",
-                        &text,
-                        "a number of milliseconds, at most 60000",
-                    )
-                })?,
-        };
-        Ok(StreamOptions {
-            edit_interval,
-            idle_timeout: parse_seconds(sources, "COMPONENT_STREAM_IDLE_TIMEOUT", 30)?,
-            max: parse_seconds(sources, "COMPONENT_STREAM_MAX", 900)?,
-        })
-    }
-}
+use xmpp_lambda_shared::live::Notified;
+use xmpp_lambda_shared::{BadReply, Request, bad_reply_error, error_for_status, error_reply};
 
 /// How a relayed stream ended.
 #[derive(Debug)]
@@ -116,20 +36,13 @@ pub enum Stop {
     TooLong(Duration),
 }
 
-/// A correction waiting for its turn.
-struct Pending {
-    /// The correction itself.
-    stanza: Element,
-    /// When it may go out.
-    due: Instant,
-}
-
-/// The message a stream's corrections apply to.
-struct Corrected {
-    /// The id it was first sent with, which every correction names.
-    first_id: String,
-    /// When its last correction went out.
-    last_sent: Instant,
+/// The sender's error for a stream that stopped early.
+pub fn stop_error(request: &Request, stop: &Stop) -> Option<Element> {
+    match stop {
+        Stop::BadLine { reason, .. } => bad_reply_error(request, reason),
+        Stop::Unreadable { .. } => error_reply(request, &error_for_status(500)),
+        Stop::Idle(_) | Stop::TooLong(_) => error_reply(request, &error_for_status(0)),
+    }
 }
 
 /// What a stream is relayed for.
@@ -147,10 +60,10 @@ pub struct Relay<'a> {
     pub notified: Notified,
 }
 
-/// Relays `stream`'s lines through `write`, each line's stanzas as soon as
-/// the line is complete, with the conversation's receipt, marker and
-/// typing (DESIGN §10); at the end (or stop) returns how it ended and how
-/// many reply stanzas were written.
+/// Relays an http bot's stream of lines through `write`, each line's
+/// stanzas as soon as the line is complete, with the conversation's
+/// receipt, marker and typing (DESIGN §10); at the end (or stop) returns
+/// how it ended and how many reply stanzas were written.
 pub async fn relay(
     mut stream: ReplyStream<'_>,
     relay: Relay<'_>,
@@ -164,46 +77,25 @@ pub async fn relay(
         typing,
         notified,
     } = relay;
-    let started = Instant::now();
-    let stop_at = started + options.max;
-    let mut written = 0;
+    let stop_at = Instant::now() + options.max;
+    let mut out = Vec::new();
+    let mut state = StreamState::start(
+        request,
+        domain,
+        options.edit_interval,
+        typing,
+        notified,
+        new_id,
+        &mut out,
+    );
     let mut lines = 0;
-    let mut corrected: Option<Corrected> = None;
-    let mut pending: Option<Pending> = None;
-    // The bot has the message, and answered it: the receipt (unless it
-    // went out already) and the marker.
-    if !notified.receipt
-        && let Some(receipt) = delivery_receipt(request, domain, new_id)
-    {
-        write(receipt);
-    }
-    if let Some(marker) = displayed_marker(request, domain, new_id) {
-        write(marker);
-    }
-    // Whether the sender sees the bot typing now, and when it will.
-    let mut composing = notified.composing;
-    let mut typing_due = typing.map(|after| Instant::now() + after);
-    let end = loop {
+    let stop = loop {
+        out.drain(..).for_each(&mut *write);
         let idle_until = (Instant::now() + options.idle_timeout).min(stop_at);
-        let due = pending.as_ref().map(|pending| pending.due);
         let line = tokio::select! {
             line = stream.next_line() => line,
-            () = sleep_until(due) => {
-                if let Some(pending) = pending.take() {
-                    write(pending.stanza);
-                    written += 1;
-                    if let Some(corrected) = &mut corrected {
-                        corrected.last_sent = Instant::now();
-                    }
-                }
-                continue;
-            }
-            () = sleep_until(typing_due.filter(|_| !composing)) => {
-                typing_due = None;
-                if let Some(message) = chat_state_message(request, ChatState::Composing, domain, new_id) {
-                    write(message);
-                    composing = true;
-                }
+            () = sleep_until(state.next_due()) => {
+                state.on_time(request, domain, Instant::now(), new_id, &mut out);
                 continue;
             }
             () = tokio::time::sleep_until(idle_until) => {
@@ -215,107 +107,35 @@ pub async fn relay(
             }
         };
         lines += 1;
-        let line = match line {
-            Ok(Some(line)) => line,
-            Ok(None) => {
-                if let Some(pending) = pending.take() {
-                    write(pending.stanza);
-                    written += 1;
-                }
-                if composing {
-                    write_active(request, domain, new_id, write);
-                }
-                stream.finish();
-                return (StreamEnd::Complete, written);
-            }
-            Err(error) => break Stop::Unreadable { line: lines, error },
-        };
-        let replaces = line_replaces(&line);
-        let mut stanzas =
-            match response_to_stanzas(request, &BotResponse::json(line), domain, new_id) {
-                Ok(stanzas) => stanzas,
-                Err(reason) => {
+        match line {
+            Ok(Some(line)) => {
+                if let Err(reason) =
+                    state.line(request, domain, &line, Instant::now(), new_id, &mut out)
+                {
                     break Stop::BadLine {
                         line: lines,
                         reason,
                     };
                 }
-            };
-        if add_active(request, &mut stanzas) {
-            // A message carries <active/>: typing shows again only if the
-            // next line is slow.
-            composing = false;
-            typing_due = typing.map(|after| Instant::now() + after);
-        }
-        match (replaces, &mut corrected, &stanzas[..]) {
-            // A correction of the previous message: now, or once the
-            // interval since the last one has passed.
-            (true, Some(chain), [message]) if is_message_with_body(message) => {
-                let correction = as_correction(message.clone(), &chain.first_id);
-                let due = chain.last_sent + options.edit_interval;
-                if due <= Instant::now() {
-                    pending = None;
-                    write(correction);
-                    written += 1;
-                    chain.last_sent = Instant::now();
-                } else {
-                    pending = Some(Pending {
-                        stanza: correction,
-                        due,
-                    });
-                }
             }
-            _ => {
-                // Anything else ends the previous chain: its last text
-                // goes first.
-                if let Some(pending) = pending.take() {
-                    write(pending.stanza);
-                    written += 1;
-                }
-                corrected = None;
-                for stanza in stanzas {
-                    if is_message_with_body(&stanza) {
-                        corrected = stanza.attr("id").map(|id| Corrected {
-                            first_id: id.to_owned(),
-                            last_sent: Instant::now(),
-                        });
-                    }
-                    write(stanza);
-                    written += 1;
-                }
+            Ok(None) => {
+                let written = state.finish(request, domain, new_id, &mut out);
+                out.drain(..).for_each(&mut *write);
+                stream.finish();
+                return (StreamEnd::Complete, written);
             }
+            Err(error) => break Stop::Unreadable { line: lines, error },
         }
     };
-    // Stopped: the last text of a chain still goes, then the error, and
-    // typing never stays on.
-    if let Some(pending) = pending.take() {
-        write(pending.stanza);
-        written += 1;
-    }
-    let error = match &end {
-        Stop::BadLine { reason, .. } => bad_reply_error(request, reason),
-        Stop::Unreadable { .. } => error_reply(request, &error_for_status(500)),
-        Stop::Idle(_) | Stop::TooLong(_) => error_reply(request, &error_for_status(0)),
-    };
-    if let Some(error) = error {
-        write(error);
-    }
-    if composing {
-        write_active(request, domain, new_id, write);
-    }
-    (StreamEnd::Stopped(end), written)
-}
-
-/// A standalone `<active/>`: the bot stopped typing without a message.
-fn write_active(
-    request: &Request,
-    domain: &str,
-    new_id: &mut (dyn FnMut() -> String + Send),
-    write: &mut (dyn FnMut(Element) + Send),
-) {
-    if let Some(active) = chat_state_message(request, ChatState::Active, domain, new_id) {
-        write(active);
-    }
+    let written = state.stop(
+        request,
+        domain,
+        stop_error(request, &stop),
+        new_id,
+        &mut out,
+    );
+    out.drain(..).for_each(&mut *write);
+    (StreamEnd::Stopped(stop), written)
 }
 
 /// Sleeps until `at`, or forever without one.

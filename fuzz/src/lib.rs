@@ -9,6 +9,11 @@
 //! * [`reply`]: the reply rules, on any bot answer and any pushed JSON.
 //! * [`api`]: one connection to the connector's API.
 
+// The component crate's counting allocator: the global allocator of every
+// program that links this crate (the fuzz targets and its tests), so the
+// stream target holds the parser's account of a stanza's memory to what it
+// really allocates.
+#[path = "../../component/src/counted_alloc.rs"]
 pub mod alloc_meter;
 pub mod api;
 pub mod http;

@@ -222,6 +222,15 @@ pub fn is_notification(stanza: &Element) -> bool {
         })
 }
 
+/// How many of `stanzas` are replies, not the connector's notifications:
+/// what the reply counts in metrics count.
+pub fn replies_among(stanzas: &[Element]) -> usize {
+    stanzas
+        .iter()
+        .filter(|stanza| !is_notification(stanza))
+        .count()
+}
+
 /// What the connector already sent for a request while the bot worked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Notified {

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use xmpp_lambda_tests::{
-    BotReply, BotRequest, BotServer, Connector, Prosody, Result, XmppClient, XmppServer, body_of,
-    login, process_memory,
+    BotReply, BotRequest, BotServer, Connector, Prosody, RawAnswer, RawBot, Result, XmppClient,
+    XmppServer, body_of, login, process_memory,
 };
 
 /// How long anything that should happen may take.
@@ -352,6 +352,59 @@ async fn many_large_requests_at_once_stay_within_the_memory_budget() -> Result<(
         CLIENT_STANZA_LIMIT / 1024
     );
     assert_eq!(bot.requests().len(), CLIENTS * EACH);
+    assert!(peak < PEAK_RSS_LIMIT_KIB, "peak RSS {peak} KiB");
+    Ok(())
+}
+
+/// Many bots answering at once with bodies near the largest the connector
+/// reads (1 MiB), each body trickling in over half a second (each message
+/// to another bot address, so each is its own conversation and none waits
+/// for another): answers past 64 KiB are read a few at a time, the others
+/// wait (the bot's TCP holds the rest), so the connector's peak memory stays
+/// under the same limit; each sender still gets an answer (here the error
+/// for a reply over 64 KiB).
+#[tokio::test]
+async fn many_large_answers_at_once_stay_within_the_memory_budget() -> Result<()> {
+    const MESSAGES: usize = 64;
+    const PIECE: usize = 100 * 1024;
+    let prosody = Prosody::start().await?;
+    let bot = RawBot::start(|_| {
+        let body = format!("{{\"body\":\"{}\"}}", "x".repeat(10 * PIECE - 11));
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut pieces = vec![(Duration::ZERO, head.into_bytes())];
+        for chunk in body.as_bytes().chunks(PIECE) {
+            pieces.push((Duration::from_millis(50), chunk.to_vec()));
+        }
+        RawAnswer::Paced(pieces)
+    })
+    .await?;
+    let connector = Connector::start_for(&prosody, &[("COMPONENT_POST_URL", bot.url())]).await?;
+    connector
+        .wait_for_log("component link established", WAIT)
+        .await?;
+    let mut alice = login(&prosody, "alice").await?;
+    for m in 0..MESSAGES {
+        let to = format!("bot{m}@{}", prosody.component_domain());
+        alice
+            .send(&format!(
+                "<message to='{to}' type='chat' id='b{m}'><body>{m}</body></message>"
+            ))
+            .await?;
+    }
+    for _ in 0..MESSAGES {
+        let answer = alice.expect_message("an answer", WAIT).await?;
+        assert_eq!(answer.attr("type"), Some("error"), "{answer:?}");
+    }
+    let peak = process_memory(connector.pid())
+        .ok_or("the connector is not running")?
+        .peak_kib;
+    eprintln!(
+        "budget: {MESSAGES} answers of 1000 KiB, each over 0.5 s, at once: all answered, \
+         peak RSS {peak} KiB"
+    );
     assert!(peak < PEAK_RSS_LIMIT_KIB, "peak RSS {peak} KiB");
     Ok(())
 }

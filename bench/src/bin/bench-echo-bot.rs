@@ -1,6 +1,7 @@
 //! `bench-echo-bot [--listen ADDR]`: the PHP example echo bot as a fast Rust
-//! HTTP server. Prints `listening on http://ADDR/` once ready and serves
-//! until SIGINT or SIGTERM.
+//! HTTP server, which also streams NDJSON answers at
+//! `/stream?lines=N&interval_ms=M[&replace=1]`. Prints
+//! `listening on http://ADDR/` once ready and serves until SIGINT or SIGTERM.
 
 use std::process::ExitCode;
 

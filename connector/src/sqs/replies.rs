@@ -18,7 +18,8 @@
 //! and is retried, and `/readyz` says the reply queue cannot be polled
 //! until a poll works again.
 
-use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error};
+use super::calls::{MAX_BATCH_ENTRIES, SqsStats, describe_error};
+use crate::awaiting::{Awaiting, Part};
 use crate::health::{QueueCall, QueueHealth};
 use crate::ids::new_stanza_id;
 use crate::metrics::Metrics;
@@ -32,7 +33,8 @@ use tracing::{debug, info, warn};
 use xmpp_lambda_component::Backoff;
 use xmpp_lambda_component::Shutdown;
 use xmpp_lambda_component::{LinkState, Outbound};
-use xmpp_lambda_shared::{ReplyQueueMessage, stanzas_to_send};
+use xmpp_lambda_shared::ReplyQueueMessage;
+use xmpp_lambda_shared::live::{replies_among, stanzas_to_send_live};
 
 /// How many written envelope ids are remembered to drop repeats: far more
 /// than can be in flight between a write and its delete.
@@ -55,6 +57,9 @@ pub struct ReplyPoller {
     queue_url: Arc<str>,
     /// Checks pushed messages; its writer is the link's.
     pusher: Pusher,
+    /// Requests awaiting their answers: what their senders were shown
+    /// meanwhile, and the state of streamed answers.
+    awaiting: Awaiting,
     /// Whether the component link is up: polling waits while it is not.
     link: watch::Receiver<LinkState>,
     /// Call counters.
@@ -71,10 +76,11 @@ pub struct ReplyPoller {
 
 /// A reply whose stanzas are queued for the link.
 struct Writing {
-    /// Its envelope id, remembered once written.
+    /// Its envelope id (with a streamed part's number), remembered once
+    /// written.
     id: String,
-    /// Deletes the message once written.
-    receipt_handle: String,
+    /// Delete the message (and parts held for it) once written.
+    receipt_handles: Vec<String>,
     /// Fired by the link after the last stanza is flushed.
     written: oneshot::Receiver<()>,
 }
@@ -92,6 +98,12 @@ impl ReplyPoller {
         ReplyPoller {
             client,
             queue_url: queue_url.into(),
+            awaiting: Awaiting::new(
+                pusher.writer().clone(),
+                pusher.domain(),
+                None,
+                crate::stream_state::StreamOptions::default().edit_interval,
+            ),
             pusher,
             link,
             stats,
@@ -100,6 +112,13 @@ impl ReplyPoller {
             written: RecentIds::new(REMEMBERED_IDS),
             receive_timeout: RECEIVE_TIMEOUT,
         }
+    }
+
+    /// Shares `awaiting` with the dispatcher, which says what requests it
+    /// queued (without it, answers show no typing that came before them).
+    pub fn with_awaiting(mut self, awaiting: Awaiting) -> ReplyPoller {
+        self.awaiting = awaiting;
+        self
     }
 
     /// Polls until shutdown; then lets the replies already handed to the
@@ -196,13 +215,40 @@ impl ReplyPoller {
                     continue;
                 }
             };
-            let id = envelope.id().to_owned();
+            // A streamed answer's parts share the request's id.
+            let id = match &envelope {
+                ReplyQueueMessage::Reply(reply) => match reply.stream {
+                    Some(part) => format!("{}#{}", reply.id, part.seq),
+                    None => reply.id.clone(),
+                },
+                ReplyQueueMessage::Send(send) => send.id.clone(),
+            };
             if self.written.contains(&id) || !in_batch.insert(id.clone()) {
                 debug!(envelope_id = %id, "envelope already written: deleting the repeat");
                 done.push(receipt_handle);
                 continue;
             }
+            let mut receipt_handles = vec![receipt_handle];
             let stanzas = match envelope {
+                ReplyQueueMessage::Reply(envelope) if envelope.stream.is_some() => {
+                    let handle = receipt_handles[0].clone();
+                    match self.awaiting.part(*envelope, handle) {
+                        Part::Apply { stanzas, also_done } => {
+                            receipt_handles.extend(also_done);
+                            stanzas
+                        }
+                        Part::Repeat => {
+                            self.written.insert(id);
+                            done.extend(receipt_handles);
+                            continue;
+                        }
+                        // Early: on the queue until the parts before it come.
+                        Part::Held | Part::Later => {
+                            in_batch.remove(&id);
+                            continue;
+                        }
+                    }
+                }
                 ReplyQueueMessage::Reply(envelope) => self.reply_stanzas(&envelope),
                 ReplyQueueMessage::Send(envelope) => {
                     match self.pusher.check(&envelope.send, true) {
@@ -227,7 +273,7 @@ impl ReplyPoller {
             };
             let Some((last, first)) = split_last(stanzas) else {
                 self.written.insert(id);
-                done.push(receipt_handle);
+                done.extend(receipt_handles);
                 continue;
             };
             let (written, confirmation) = oneshot::channel();
@@ -242,14 +288,14 @@ impl ReplyPoller {
             }
             writing.push(Writing {
                 id,
-                receipt_handle,
+                receipt_handles,
                 written: confirmation,
             });
         }
         for reply in writing {
             if reply.written.await.is_ok() {
                 self.written.insert(reply.id);
-                done.push(reply.receipt_handle);
+                done.extend(reply.receipt_handles);
             } else {
                 debug!(envelope_id = %reply.id, "reply not written before the link stopped; left on the queue");
             }
@@ -257,19 +303,24 @@ impl ReplyPoller {
         done
     }
 
-    /// The stanzas a reply envelope turns into (DESIGN §2), the refusal
+    /// The stanzas a reply envelope turns into (DESIGN §2), with the
+    /// conversation's notifications (§10: the receipt went out when the
+    /// request was queued; typing may have shown since), the refusal
     /// logged.
     fn reply_stanzas(&self, envelope: &xmpp_lambda_shared::ReplyEnvelope) -> Vec<minidom::Element> {
         let request = &envelope.request;
-        let (stanzas, refused) = stanzas_to_send(
+        let notified = self.awaiting.answered(&envelope.id);
+        let (stanzas, refused) = stanzas_to_send_live(
             request,
             &envelope.response,
             self.pusher.domain(),
+            notified,
             &mut new_stanza_id,
         );
+        let replies = replies_among(&stanzas);
         self.metrics
             .requests
-            .answered(&envelope.response, stanzas.len(), refused.is_some());
+            .answered(&envelope.response, replies, refused.is_some());
         if let Some(reason) = refused {
             warn!(%reason, envelope_id = %envelope.id, from = %request.from, to = %request.to, status = envelope.response.status, "bot reply refused");
         }

@@ -17,7 +17,7 @@
 //! then its sender learns it was not queued, so the user gets an error,
 //! never silence.
 
-use super::{MAX_BATCH_ENTRIES, SqsStats, describe_error, is_fifo};
+use super::calls::{MAX_BATCH_ENTRIES, SqsStats, describe_error, is_fifo};
 use crate::health::{QueueCall, QueueHealth};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use std::sync::Arc;
@@ -150,17 +150,19 @@ impl RequestSender {
 
     /// Puts `request` on the request queue; returns once it is there, or
     /// with the reason it could not be within the bot timeout.
-    pub async fn enqueue(&self, request: &Request) -> Result<(), EnqueueError> {
-        let envelope = RequestEnvelope::new(uuid::Uuid::new_v4().to_string(), request.clone());
-        let body = envelope.to_json();
+    pub async fn enqueue(&self, request: &Request) -> Result<String, EnqueueError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        // Written from the request itself: a copy of it would be one more
+        // than its memory budget counts.
+        let body = RequestEnvelope::json_for(&id, request);
         if body.len() > MAX_REQUEST_ENVELOPE_BYTES {
             let error = EnqueueError::TooLarge { bytes: body.len() };
-            warn!(envelope_id = %envelope.id, from = %request.from, to = %request.to, %error, "request not queued");
+            warn!(envelope_id = %id, from = %request.from, to = %request.to, %error, "request not queued");
             return Err(error);
         }
         let (done, outcome) = oneshot::channel();
         let pending = Pending {
-            id: envelope.id.clone(),
+            id: id.clone(),
             body,
             group: self.fifo.then(|| conversation_id(request)),
             deadline: Instant::now() + self.timeout,
@@ -173,13 +175,13 @@ impl RequestSender {
         let result = outcome.await.unwrap_or(Err(EnqueueError::Stopped));
         match &result {
             Ok(()) => {
-                debug!(envelope_id = %envelope.id, from = %request.from, to = %request.to, "request queued")
+                debug!(envelope_id = %id, from = %request.from, to = %request.to, "request queued")
             }
             Err(error) => {
-                warn!(envelope_id = %envelope.id, from = %request.from, to = %request.to, %error, "request not queued")
+                warn!(envelope_id = %id, from = %request.from, to = %request.to, %error, "request not queued")
             }
         }
-        result
+        result.map(|()| id)
     }
 }
 

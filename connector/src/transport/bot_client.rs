@@ -12,7 +12,9 @@
 //! `reqwest` instead, which honours it.
 
 use super::headers::{JSON, USER_AGENT};
-use super::http1::{self, Answer, ExchangeError};
+#[cfg(test)]
+use super::http1::Answer;
+use super::http1::{self, ExchangeError};
 use base64::Engine;
 use hyper::Uri;
 use hyper::header::{HeaderName, HeaderValue};
@@ -287,7 +289,9 @@ impl Pending<'_> {
         self.answering.content_type.as_deref()
     }
 
-    /// Reads the whole body, at most `max_body` bytes of it.
+    /// Reads the whole body, at most `max_body` bytes of it. (The
+    /// transport reads bodies as they arrive, under its memory bounds.)
+    #[cfg(test)]
     pub async fn read_body(mut self, max_body: usize) -> Result<Answer, ExchangeError> {
         let answer = self
             .answering

@@ -6,7 +6,7 @@
 //! does not bounce every user who wrote meanwhile. Once the request may
 //! have been sent it is never sent again, since the bot may have acted on it.
 
-use super::bot_client::BotClient;
+use super::bot_client::{BotClient, Pending};
 use super::http1::ExchangeError;
 use super::reply_stream::ReplyStream;
 use bytes::Bytes;
@@ -29,6 +29,15 @@ use xmpp_lambda_component::Backoff;
 /// longer answer is cut here and then refused by the reply rules as invalid,
 /// instead of filling memory.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// How much of an answer is read without a [`LARGE_ANSWERS`] permit: a
+/// reply is at most 64 KiB of stanza.
+const SMALL_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Answers read past [`SMALL_ANSWER_BYTES`] at once, over every route: a
+/// few whole answers (up to [`MAX_RESPONSE_BYTES`] each, such as ten
+/// replies of 64 KiB) while the rest wait their turn.
+static LARGE_ANSWERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 
 /// The longest first wait before connecting again; later waits double (each
 /// a random time between half and all of its bound), up to
@@ -235,12 +244,13 @@ impl HttpTransport {
                 if is_reply_stream(pending.status(), pending.content_type()) {
                     return Ok(Exchanged::Stream(ReplyStream::direct(pending)));
                 }
-                let read = pending.read_body(MAX_RESPONSE_BYTES);
-                match tokio::time::timeout_at(deadline, read).await {
-                    Ok(Ok(answer)) => Ok(Exchanged::Answer(BotResponse::from_http(
-                        answer.status,
-                        answer.content_type.as_deref(),
-                        &answer.body,
+                let (status, content_type) =
+                    (pending.status(), pending.content_type().map(str::to_owned));
+                match tokio::time::timeout_at(deadline, read_answer_body(pending)).await {
+                    Ok(Ok(body)) => Ok(Exchanged::Answer(BotResponse::from_http(
+                        status,
+                        content_type.as_deref(),
+                        &body,
                     ))),
                     Ok(Err(error)) => Err(Attempt::Failed(error.into())),
                     Err(_) => Err(late()),
@@ -314,6 +324,40 @@ pub enum Exchanged<'c> {
     Answer(BotResponse),
     /// The answer is a stream of replies, read as it comes.
     Stream(ReplyStream<'c>),
+}
+
+/// An answer's body, read as it arrives, at most [`MAX_RESPONSE_BYTES`].
+/// Past [`SMALL_ANSWER_BYTES`] it first takes one of the
+/// [`LARGE_ANSWERS`] permits: whatever bots send, answers hold at most
+/// `MAX_IN_FLIGHT` × 64 KiB and a few whole answers together (DESIGN §12).
+/// A permit, once held, is held to the end of the body, so no answer waits
+/// for one while holding one.
+async fn read_answer_body(mut pending: Pending<'_>) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut large = None;
+    let mut whole = true;
+    loop {
+        let room = MAX_RESPONSE_BYTES - body.len();
+        if room == 0 {
+            // Cut: the rest is not read, and the connection not reused.
+            whole = false;
+            break;
+        }
+        if body.len() >= SMALL_ANSWER_BYTES && large.is_none() {
+            // Never closed, so this waits until a permit is free.
+            large = LARGE_ANSWERS.acquire().await.ok();
+        }
+        let limit = if large.is_some() {
+            room
+        } else {
+            SMALL_ANSWER_BYTES - body.len()
+        };
+        if !pending.read_more(&mut body, limit).await? {
+            break;
+        }
+    }
+    pending.finish(whole);
+    Ok(body)
 }
 
 /// How requests reach the bot.

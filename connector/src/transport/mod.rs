@@ -14,6 +14,7 @@ pub use headers::{JSON, USER_AGENT};
 
 use crate::options::RedactedUrl;
 use crate::sqs::RequestSender;
+use crate::sqs::requests::EnqueueError;
 use xmpp_lambda_shared::{BotResponse, Request};
 
 /// How requests reach a bot, as configured.
@@ -48,11 +49,12 @@ pub enum Forwarded<'t> {
     Answered(BotResponse),
     /// The bot answers with a stream of replies, relayed as they come.
     Streaming(ReplyStream<'t>),
-    /// On the request queue: the reply comes through the reply queue.
-    Queued,
-    /// Could not be put on the request queue in time (the reason is
-    /// logged where it happened): the sender is told.
-    NotQueued,
+    /// On the request queue as this envelope: the reply comes through the
+    /// reply queue.
+    Queued { envelope_id: String },
+    /// Could not be put on the request queue (the reason is logged where
+    /// it happened): the sender is told.
+    NotQueued(EnqueueError),
 }
 
 impl Transport {
@@ -77,8 +79,8 @@ impl Transport {
                 Exchanged::Stream(stream) => Forwarded::Streaming(stream),
             },
             Transport::Sqs(sqs) => match sqs.enqueue(request).await {
-                Ok(()) => Forwarded::Queued,
-                Err(_) => Forwarded::NotQueued,
+                Ok(envelope_id) => Forwarded::Queued { envelope_id },
+                Err(error) => Forwarded::NotQueued(error),
             },
         }
     }

@@ -2,9 +2,8 @@
 //! target's corpus: Prosody 0.12 and ejabberd 23.01 (Debian's), a
 //! component linked through a recording TCP proxy, and real clients
 //! (slixmpp) sending messages with extensions, presence, IQs and group
-//! chat. `make fuzz-capture` runs it (it is ignored otherwise: it needs
-//! both servers) and writes `fuzz/captures/<server>.xml`, the bytes the
-//! server sent, as sent.
+//! chat. `make fuzz-capture` runs it and writes
+//! `fuzz/captures/<server>.xml`, the bytes the server sent, as sent.
 
 use minidom::Element;
 use std::path::PathBuf;
@@ -20,20 +19,15 @@ use xmpp_lambda_tests::{Ejabberd, Prosody, XmppClient, XmppServer};
 /// How long the component waits for the traffic to arrive.
 const TRAFFIC_WAIT: Duration = Duration::from_secs(30);
 
-#[tokio::test]
-#[ignore = "needs Prosody and ejabberd; run by `make fuzz-capture`"]
-async fn capture_prosody() {
-    let server = Prosody::start_with_config("muc_room_locking = false")
+#[tokio::main]
+async fn main() {
+    let prosody = Prosody::start_with_config("muc_room_locking = false")
         .await
         .expect("Prosody");
-    capture(&server, "prosody").await;
-}
-
-#[tokio::test]
-#[ignore = "needs Prosody and ejabberd; run by `make fuzz-capture`"]
-async fn capture_ejabberd() {
-    let server = Ejabberd::start().await.expect("ejabberd");
-    capture(&server, "ejabberd").await;
+    capture(&prosody, "prosody").await;
+    drop(prosody);
+    let ejabberd = Ejabberd::start().await.expect("ejabberd");
+    capture(&ejabberd, "ejabberd").await;
 }
 
 /// Forwards one connection from a port of its own to `server`, keeping a
