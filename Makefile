@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(HOME)/.cargo/bin:$(PATH)
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup test lint unit demo demo-sqs bench soak profile dist dist-test fuzz fuzz-capture
+.PHONY: setup test lint unit demo demo-sqs bench soak profile dist dist-test fuzz fuzz-capture docs
 
 setup:
 	@scripts/setup.sh
@@ -19,6 +19,7 @@ lint:
 # build alone does not build the binaries of other packages, so build them
 # first and never test stale ones.
 test: setup lint
+	scripts/check_links.py --self-test && scripts/check_links.py
 	cargo build --workspace --bins --examples
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo nextest run --workspace --no-fail-fast; \
@@ -79,3 +80,18 @@ fuzz:
 # fuzz/captures/, the real traffic the stream target starts from.
 fuzz-capture: setup
 	cargo run -p xmpp-lambda-fuzz --example capture
+
+# The book (docs/, mdBook) into target/book. Installs mdBook into .tools/
+# on first use (a few minutes of CPU, once); fails on any mdBook error or a
+# broken relative link or anchor.
+MDBOOK_VERSION := 0.5.4
+MDBOOK := $(CURDIR)/.tools/bin/mdbook
+docs:
+	@scripts/check_links.py
+	@if ! "$(MDBOOK)" --version 2>/dev/null | grep -qx 'mdbook v$(MDBOOK_VERSION)'; then \
+	  echo "docs: cargo install mdbook $(MDBOOK_VERSION) into .tools/"; \
+	  cargo install --locked --quiet --root .tools --version $(MDBOOK_VERSION) \
+	    --no-default-features --features search mdbook; \
+	fi
+	"$(MDBOOK)" build docs
+	@echo "docs: open target/book/index.html"

@@ -1,5 +1,5 @@
 //! Signed requests (DESIGN §9), end to end: the connector signs every POST
-//! with `COMPONENT_POST_SECRET`, and the verifiers the README shows
+//! with `COMPONENT_POST_SECRET`, and the verifiers the docs show
 //! (`examples/verifiers/`, in PHP, Python and Node) run as real bots that
 //! accept what is signed with their secret and refuse everything else.
 //!
@@ -303,10 +303,11 @@ async fn connector_reaches_the_reference_php_bot_only_with_its_secret() -> Resul
     Ok(())
 }
 
-/// The verifier examples the README shows are these files, verbatim.
+/// The verifier examples the docs show (docs/src/signing.md) are these
+/// files, verbatim.
 #[test]
-fn readme_shows_the_example_verifiers() -> Result<()> {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md"))?;
+fn the_docs_show_the_example_verifiers() -> Result<()> {
+    let page = std::fs::read_to_string(workspace_root().join("docs/src/signing.md"))?;
     let examples: &[(&str, &str, &str)] = &[
         ("echo_bot.php", "function xmpp_lambda_verified", "\n}\n"),
         (
@@ -323,8 +324,8 @@ fn readme_shows_the_example_verifiers() -> Result<()> {
         let to = from + text[from..].find(end).ok_or(format!("{file}: no end"))? + end.len();
         let verifier = &text[from..to];
         assert!(
-            readme.contains(verifier),
-            "README.md does not show the verifier of {file} as it is:\n{verifier}"
+            page.contains(verifier),
+            "docs/src/signing.md does not show the verifier of {file} as it is:\n{verifier}"
         );
         let lines = verifier.lines().count();
         assert!(lines <= 12, "{file}: the verifier is {lines} lines");
