@@ -45,7 +45,8 @@ bench: setup
 	@scripts/bench.sh
 
 # The connector's instructions per message under callgrind (valgrind):
-# what the README's benchmark section quotes, independent of machine load.
+# what the book's benchmarks page (docs/src/benchmarks.md) quotes, independent
+# of machine load.
 profile: setup
 	@scripts/profile.sh
 
@@ -55,7 +56,7 @@ profile: setup
 soak: setup
 	@scripts/soak.sh
 
-# What an operator installs (README "Install"), in dist/: the portable
+# What an operator installs (docs/src/install.md), in dist/: the portable
 # binary (glibc >= 2.17, linked with zig), a tarball, a .deb and an OCI
 # image. A release build with fat LTO: about 5.5 minutes of CPU.
 dist: setup

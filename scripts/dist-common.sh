@@ -6,7 +6,7 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIST_DIR=${DIST_DIR:-$ROOT/dist}
 # x86_64 is the one Rust target this project's machines have; aarch64 is
-# the documented recipe (README "Install"): `rustup target add
+# the documented recipe (docs/src/install.md): `rustup target add
 # aarch64-unknown-linux-gnu`, then `DIST_ARCH=aarch64 make dist`.
 DIST_ARCH=${DIST_ARCH:-x86_64}
 # The oldest glibc the binary may need. 2.17 (2012) is the oldest Rust's

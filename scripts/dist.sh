@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds what an operator installs (README "Install"), into dist/:
+# Builds what an operator installs (docs/src/install.md), into dist/:
 #   xmpp-lambda-connector-V-x86_64-linux-gnu     the portable binary
 #   xmpp-lambda-connector-V-x86_64-linux.tar.gz  binary, systemd unit, example config
 #   xmpp-lambda-connector_V-1_amd64.deb          Debian/Ubuntu package
@@ -21,7 +21,7 @@
 # Ubuntu, Fedora, Debian with systemd's libnss-myhostname), because it
 # dlopens that system's module built for another glibc. Linking against
 # glibc 2.17's symbols with zig keeps the system's own resolver and runs on
-# every distribution since 2014. README "Install" has the measurements.
+# every distribution since 2014. docs/src/install.md has the measurements.
 set -euo pipefail
 # shellcheck source=scripts/dist-common.sh
 . "$(dirname "$0")/dist-common.sh"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make profile`: the connector's instructions per message under callgrind,
-# the load-independent figure the README's benchmark section quotes (CPU
+# the load-independent figure the book's benchmarks page quotes (CPU
 # time moves with the machine; instruction counts repeat to a fraction of a
 # percent). Builds the connector with symbols (the `profiling` profile:
 # release with line tables), runs Prosody, the echo bot and the connector

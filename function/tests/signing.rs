@@ -1,8 +1,8 @@
 //! Signed requests (DESIGN §9) in the function: the Function URL handler
 //! lets only requests signed with `COMPONENT_POST_SECRET` reach the bot, and
 //! the proxy bot signs every POST, checked by the example verifiers the
-//! README shows (`examples/verifiers/`, PHP and Python; Node when `node` is
-//! on PATH) and by the real binary under cargo lambda.
+//! book shows (docs/src/signing.md: `examples/verifiers/`, PHP and Python;
+//! Node when `node` is on PATH) and by the real binary under cargo lambda.
 
 mod common;
 

@@ -3,7 +3,7 @@
 //! minidom parses with) on the same bytes: unit by unit, the same XML
 //! declaration, stream header, stanzas (as trees) and footer, or both
 //! refusing. Where the two may differ on purpose, the difference is named
-//! in [`Difference`] and the README. Each stanza read is also parsed again
+//! in [`Difference`] and the book (docs/src/reliability.md). Each stanza read is also parsed again
 //! under the allocation meter: what the parser allocates stays within what
 //! it charged to the stanza's memory budget, and a small multiple of its
 //! bytes.
@@ -90,7 +90,7 @@ pub struct Reading {
 
 /// The deliberate differences: where our reader refuses what rxml takes,
 /// or skips what rxml would read (each is tested in the crate that makes
-/// it and named in the README).
+/// it and named in the book).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Difference {
     /// XMPP allows only whitespace between stanzas (RFC 6120 §4.2–4.3);

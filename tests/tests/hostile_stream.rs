@@ -193,7 +193,7 @@ impl Rig {
     }
 }
 
-/// Prints the figures of one test for the README.
+/// Prints the figures of one test for the book (docs/src/reliability.md).
 fn report(case: &str, fed: usize, peak_kib: u64) {
     eprintln!("bad input: {case}: {fed} bytes fed, connector peak RSS {peak_kib} KiB");
 }

@@ -313,7 +313,7 @@ async fn several_replies_in_order_all_or_nothing_and_attachments() -> Result<()>
 /// What a client that shows typing sends per message, and what reaches the
 /// bot of it with and without `COMPONENT_MESSAGES_WITHOUT_BODY=skip`:
 /// slixmpp with its own chat-state, receipt and marker plugins
-/// (tests/chatty_client.py). Prints a `chat states:` line for the README.
+/// (tests/chatty_client.py). Prints a `chat states:` line for the book (docs/src/protocol.md).
 #[tokio::test]
 async fn a_client_that_shows_typing_costs_one_request_per_message() -> Result<()> {
     const MESSAGES: usize = 5;

@@ -231,7 +231,7 @@ async fn ejabberd_sqs_active_active_survives_a_killed_connector_under_load() -> 
 /// `component_number` (with `type` alone the handshake crashes on
 /// `badkey component_number`), and that makes fixed slots: the slot of a
 /// dead connector keeps its users, whose stanzas are then dropped without
-/// an error. Which is why the README says to leave the default (a link
+/// an error. Which is why the book (docs/src/xmpp-servers.md) says to leave the default (a link
 /// picked per stanza), which fails over.
 #[tokio::test]
 async fn ejabberd_balancing_by_sender_strands_the_users_of_a_dead_connector() -> Result<()> {

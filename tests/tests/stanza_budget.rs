@@ -9,7 +9,7 @@
 //! connector's peak memory stays under [`PEAK_RSS_LIMIT_KIB`], and no stanza
 //! costs its CPU more than [`CPU_RATIO_LIMIT`] times a plain message of the
 //! same size (a lookup that scans, say, would make one cost hundreds of
-//! times as much). Each case prints a `budget:` line for the README.
+//! times as much). Each case prints a `budget:` line for the book (docs/src/reliability.md).
 
 use std::time::Duration;
 
