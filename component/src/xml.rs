@@ -255,6 +255,10 @@ struct Binding<'a> {
 /// Namespace bindings in force: the stream's, then those of the open
 /// elements, innermost last.
 struct Bindings<'a> {
+    /// The stream header's, in force for every stanza: read where they
+    /// are rather than copied for each (a stanza usually declares none).
+    stream: &'a [(Option<String>, String)],
+    /// Those of the open elements of the unit being parsed.
     list: Vec<Binding<'a>>,
     /// Where the innermost binding of each prefix is in `list`, once there
     /// are more than [`SCANNED_BINDINGS`]: a stanza that declares
@@ -265,17 +269,14 @@ struct Bindings<'a> {
 
 impl<'a> Bindings<'a> {
     fn new(scope: &'a StreamScope) -> Bindings<'a> {
-        let mut bindings = Bindings {
-            list: Vec::with_capacity(scope.bindings.len() + 2),
+        Bindings {
+            stream: &scope.bindings,
+            list: Vec::new(),
             index: None,
-        };
-        for (prefix, namespace) in &scope.bindings {
-            bindings.push(prefix.as_deref(), Cow::Borrowed(namespace));
         }
-        bindings
     }
 
-    /// Where the innermost binding of `prefix` is.
+    /// Where the innermost binding of `prefix` made in the unit is.
     fn find(&self, prefix: Option<&str>) -> Option<usize> {
         match &self.index {
             Some(index) => index.get(&prefix).copied(),
@@ -329,8 +330,14 @@ impl<'a> Bindings<'a> {
         if prefix == Some("xml") {
             return Ok(XML_NS);
         }
-        match self.find(prefix) {
-            Some(at) => Ok(&self.list[at].namespace),
+        if let Some(at) = self.find(prefix) {
+            return Ok(&self.list[at].namespace);
+        }
+        // The header's prefixes are unique (a prefix declared twice in one
+        // tag is refused), and at most MAX_HEADER_BINDINGS.
+        let stream = self.stream.iter().find(|(p, _)| p.as_deref() == prefix);
+        match stream {
+            Some((_, namespace)) => Ok(namespace),
             None if prefix.is_none() => Ok(""),
             None => error(format!(
                 "the undeclared prefix {:?}",
@@ -340,18 +347,14 @@ impl<'a> Bindings<'a> {
     }
 
     fn into_scope(self) -> StreamScope {
-        StreamScope {
-            bindings: self
-                .list
-                .into_iter()
-                .map(|binding| {
-                    (
-                        binding.prefix.map(str::to_owned),
-                        binding.namespace.into_owned(),
-                    )
-                })
-                .collect(),
-        }
+        let mut bindings = self.stream.to_vec();
+        bindings.extend(self.list.into_iter().map(|binding| {
+            (
+                binding.prefix.map(str::to_owned),
+                binding.namespace.into_owned(),
+            )
+        }));
+        StreamScope { bindings }
     }
 }
 
@@ -632,7 +635,11 @@ impl<'b> Cursor<'b> {
                 };
                 let raw = &self.rest()[..lt];
                 if !raw.is_empty() {
-                    if memchr::memmem::find(raw, b"]]>").is_some() {
+                    // Servers write `>` in text as `&gt;`: look for the
+                    // whole `]]>` only where a `>` is.
+                    if memchr::memchr(b'>', raw).is_some()
+                        && memchr::memmem::find(raw, b"]]>").is_some()
+                    {
                         return Err(XmlError("]]> in text".into()).into());
                     }
                     let decoded = decode(raw, false)?;

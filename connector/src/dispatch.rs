@@ -2,7 +2,7 @@
 //!
 //! Presence and IQs that are not forwarded are answered here at once.
 //! Forwarded stanzas become requests; each conversation (sender's bare JID +
-//! recipient, [`conversation_id`]) has at most one task working through its
+//! recipient, [`conversation_key`]) has at most one task working through its
 //! own queue, so one conversation's requests reach the bot, and its replies
 //! reach the user, in the order they were sent, while other conversations
 //! run alongside. A [`Semaphore`] bounds the requests accepted but not yet
@@ -30,6 +30,7 @@ use crate::streaming::{self, Stop, StreamEnd};
 use crate::transport::Forwarded;
 use minidom::Element;
 use std::collections::{HashMap, VecDeque};
+use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -43,7 +44,7 @@ use xmpp_lambda_shared::live::{
     stanzas_to_send_live,
 };
 use xmpp_lambda_shared::{
-    ErrorType, Request, StanzaErrorSpec, StanzaKind, conversation_id, error_reply,
+    ErrorType, Request, StanzaErrorSpec, StanzaKind, conversation_key, error_reply,
     stanza_to_request, too_large_error, wants_answer,
 };
 
@@ -362,10 +363,13 @@ impl Dispatcher {
         // batch.
         if !job.destination.transport.keeps_order() {
             let shared = Arc::clone(&self.shared);
-            tokio::spawn(async move { shared.answer(job).await });
+            // Boxed: tokio moves a task's future several times on its way
+            // in, and a pointer is cheaper to move than the request's
+            // whole task (a few KB).
+            tokio::spawn(Box::pin(async move { shared.answer(job).await }));
             return;
         }
-        let key = conversation_id(&job.request);
+        let key = conversation_key(&job.request);
         let first = {
             let mut conversations = self.shared.conversations();
             match conversations.get_mut(&key) {
@@ -380,7 +384,7 @@ impl Dispatcher {
             }
         };
         if let Some(job) = first {
-            tokio::spawn(converse(Arc::clone(&self.shared), key, job));
+            tokio::spawn(Box::pin(converse(Arc::clone(&self.shared), key, job)));
         }
     }
 }
@@ -440,7 +444,7 @@ impl Shared {
         let outcomes = &self.metrics.requests;
         // Typing while the bot works, for a sender whose client shows it.
         let typing = self.typing_after.filter(|_| shows_typing(request));
-        let forward = job.destination.transport.forward(request);
+        let forward = pin!(job.destination.transport.forward(request));
         let (forwarded, composing) = typing_while(forward, typing, || {
             self.write_any(chat_state_message(
                 request,
@@ -472,11 +476,15 @@ impl Shared {
                     typing,
                     notified,
                 };
-                let (end, written) =
-                    streaming::relay(stream, relay, &mut new_stanza_id, &mut |stanza| {
-                        self.write(stanza)
-                    })
-                    .await;
+                // Boxed: a stream is rarer than a plain answer, and every
+                // request's task would otherwise be as large as a relay.
+                let (end, written) = Box::pin(streaming::relay(
+                    stream,
+                    relay,
+                    &mut new_stanza_id,
+                    &mut |stanza| self.write(stanza),
+                ))
+                .await;
                 outcomes.streamed(
                     matches!(end, StreamEnd::Complete),
                     matches!(end, StreamEnd::Stopped(Stop::BadLine { .. })),

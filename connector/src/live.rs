@@ -6,6 +6,8 @@
 //! `COMPONENT_MESSAGES_WITHOUT_BODY=forward`.
 
 use crate::options::{OptionDoc, OptionError, Sources, invalid};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 /// The options of live conversations.
@@ -95,16 +97,17 @@ impl LiveOptions {
 /// end, calls `composing` (which shows the bot typing, and says whether it
 /// could); returns what `work` came to, and whether typing was shown.
 /// Without `after` (typing off, or the sender's client shows no chat
-/// states) nothing waits beside `work`.
-pub async fn typing_while<F: std::future::Future>(
-    work: F,
+/// states) nothing waits beside `work`. `work` is pinned by the caller so
+/// that the bot call, the largest part of a request's task, is held once
+/// in it rather than copied into this future too.
+pub async fn typing_while<F: Future + ?Sized>(
+    mut work: Pin<&mut F>,
     after: Option<Duration>,
     composing: impl FnOnce() -> bool,
 ) -> (F::Output, bool) {
     let Some(after) = after else {
         return (work.await, false);
     };
-    let mut work = std::pin::pin!(work);
     tokio::select! {
         output = &mut work => return (output, false),
         () = tokio::time::sleep(after) => {}
@@ -116,22 +119,24 @@ pub async fn typing_while<F: std::future::Future>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::pin;
 
     #[tokio::test(start_paused = true)]
     async fn typing_shows_only_when_the_bot_takes_longer_than_the_delay() {
         let after = Some(Duration::from_millis(500));
         let slow = tokio::time::sleep(Duration::from_millis(2500));
-        let (_, shown) = typing_while(slow, after, || true).await;
+        let (_, shown) = typing_while(pin!(slow), after, || true).await;
         assert!(shown);
         let fast = tokio::time::sleep(Duration::from_millis(100));
-        let (_, shown) = typing_while(fast, after, || panic!("not typing for a fast bot")).await;
+        let (_, shown) =
+            typing_while(pin!(fast), after, || panic!("not typing for a fast bot")).await;
         assert!(!shown);
         let slow = tokio::time::sleep(Duration::from_secs(5));
-        let (_, shown) = typing_while(slow, None, || panic!("typing is off")).await;
+        let (_, shown) = typing_while(pin!(slow), None, || panic!("typing is off")).await;
         assert!(!shown);
         // A composing that could not be written is not shown.
         let slow = tokio::time::sleep(Duration::from_secs(1));
-        let (_, shown) = typing_while(slow, after, || false).await;
+        let (_, shown) = typing_while(pin!(slow), after, || false).await;
         assert!(!shown);
     }
 }

@@ -28,7 +28,10 @@ pub use envelope::{
     MAX_SEND_MESSAGES, ReplyEnvelope, ReplyQueueMessage, RequestEnvelope, SendEnvelope, StreamPart,
 };
 pub use outbound::OutboundMessage;
-pub use request::{ChatState, Request, StanzaKind, UnknownKind, conversation_id, message_group_id};
+pub use request::{
+    ChatState, Request, StanzaKind, UnknownKind, conversation_id, conversation_key,
+    message_group_id,
+};
 pub use response::{BotResponse, is_reply_stream};
 pub use signing::{SignatureError, Signer};
 

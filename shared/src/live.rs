@@ -35,39 +35,49 @@ pub fn is_bodyless_message(stanza: &Element) -> bool {
     stanza.name() == "message" && body_element(stanza).is_none()
 }
 
-/// The chat state a received message carries: its first element in
-/// [`CHAT_STATES_NS`] that names a state of XEP-0085. An element of
-/// another name there is no state a client sends, and counts as none.
-pub fn chat_state_of(stanza: &Element) -> Option<ChatState> {
+/// What a received message asked of the conversation, read in one pass
+/// over its children (every request pays for this, so once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// Its chat state: the first element in [`CHAT_STATES_NS`] that names
+    /// a state of XEP-0085. An element of another name there is no state
+    /// a client sends, and counts as none.
+    pub chat_state: Option<ChatState>,
+    /// It asks for a delivery receipt: it carries
+    /// `<request xmlns='urn:xmpp:receipts'/>` and an `id` for the receipt
+    /// to name (XEP-0184 §5).
+    pub receipt_requested: bool,
+    /// It is markable: it carries
+    /// `<markable xmlns='urn:xmpp:chat-markers:0'/>` and an `id` for the
+    /// marker to name (XEP-0333).
+    pub markable: bool,
+}
+
+/// The [`Signals`] of a received stanza; none for anything but a message.
+pub fn signals_of(stanza: &Element) -> Signals {
+    let mut signals = Signals::default();
     if stanza.name() != "message" {
-        return None;
+        return signals;
     }
-    stanza
-        .children()
-        .filter(|child| child.has_ns(CHAT_STATES_NS))
-        .find_map(|child| ChatState::from_name(child.name()))
-}
-
-/// Whether a received message asks for a delivery receipt: it carries
-/// `<request xmlns='urn:xmpp:receipts'/>` and an `id` for the receipt to
-/// name (XEP-0184 §5).
-pub fn asks_for_receipt(stanza: &Element) -> bool {
-    stanza.name() == "message"
-        && has_id(stanza)
-        && stanza.children().any(|c| c.is("request", RECEIPTS_NS))
-}
-
-/// Whether a received message is markable: it carries
-/// `<markable xmlns='urn:xmpp:chat-markers:0'/>` and an `id` for the
-/// marker to name (XEP-0333).
-pub fn is_markable(stanza: &Element) -> bool {
-    stanza.name() == "message"
-        && has_id(stanza)
-        && stanza.children().any(|c| c.is("markable", CHAT_MARKERS_NS))
-}
-
-fn has_id(stanza: &Element) -> bool {
-    stanza.attr("id").is_some_and(|id| !id.is_empty())
+    let mut receipt = false;
+    let mut markable = false;
+    for child in stanza.children() {
+        if child.has_ns(CHAT_STATES_NS) {
+            if signals.chat_state.is_none() {
+                signals.chat_state = ChatState::from_name(child.name());
+            }
+        } else if child.is("request", RECEIPTS_NS) {
+            receipt = true;
+        } else if child.is("markable", CHAT_MARKERS_NS) {
+            markable = true;
+        }
+    }
+    if receipt || markable {
+        let has_id = stanza.attr("id").is_some_and(|id| !id.is_empty());
+        signals.receipt_requested = receipt && has_id;
+        signals.markable = markable && has_id;
+    }
+    signals
 }
 
 /// Whether a request is a message of a one-to-one conversation that a
@@ -195,13 +205,13 @@ fn is_reply_message(stanza: &Element, request: &Request) -> bool {
 /// a standalone `<active/>` must end it.
 pub fn add_active(request: &Request, stanzas: &mut [Element]) -> bool {
     let mut replied = false;
+    let shows_typing = shows_typing(request);
     for stanza in stanzas
         .iter_mut()
         .filter(|stanza| is_reply_message(stanza, request))
     {
         replied = true;
-        let has_state = stanza.children().any(|c| c.has_ns(CHAT_STATES_NS));
-        if shows_typing(request) && !has_state {
+        if shows_typing && !stanza.children().any(|c| c.has_ns(CHAT_STATES_NS)) {
             stanza.append_child(Element::bare(ChatState::Active.as_str(), CHAT_STATES_NS));
         }
     }
@@ -261,7 +271,10 @@ pub fn stanzas_to_send_live(
     new_id: &mut dyn FnMut() -> String,
 ) -> (Vec<Element>, Option<BadReply>) {
     let (mut stanzas, refused) = stanzas_to_send(request, response, domain, new_id);
-    let replied = add_active(request, &mut stanzas);
+    // Only a client that shows chat states gets `<active/>`, and only a
+    // `<composing/>` sent needs to know whether a reply ends it.
+    let replied =
+        (notified.composing || shows_typing(request)) && add_active(request, &mut stanzas);
     let mut out = Vec::with_capacity(stanzas.len() + 3);
     if response.is_success() && refused.is_none() {
         if !notified.receipt {

@@ -341,8 +341,20 @@ fn json_string(text: &str, out: &mut Vec<u8>) {
 ///
 /// The result is a valid SQS `MessageGroupId` (see [`message_group_id`]).
 pub fn conversation_id(request: &Request) -> String {
+    message_group_id(&conversation_key(request))
+}
+
+/// The conversation a request belongs to, as a key for a map in memory:
+/// `"<sender's bare JID> <recipient>"`, which a bare JID's lack of spaces
+/// keeps unambiguous. [`conversation_id`] is the same conversation as an
+/// SQS group id; this one costs a single copy of the two addresses.
+pub fn conversation_key(request: &Request) -> String {
     let sender = request.from.split('/').next().unwrap_or_default();
-    message_group_id(&format!("{sender} {}", request.to))
+    let mut key = String::with_capacity(sender.len() + 1 + request.to.len());
+    key.push_str(sender);
+    key.push(' ');
+    key.push_str(&request.to);
+    key
 }
 
 /// `key` as a valid SQS `MessageGroupId` (at most 128 printable ASCII
@@ -350,13 +362,20 @@ pub fn conversation_id(request: &Request) -> String {
 /// that would not fit is replaced by a hash of itself. Stable across builds,
 /// so every part of xmpp-lambda groups alike.
 pub fn message_group_id(key: &str) -> String {
-    let fits = key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
-    if fits && !key.contains(' ') {
+    let (mut printable, mut spaces, mut bars) = (key.len() <= 128, 0, 0);
+    for byte in key.bytes() {
+        match byte {
+            b' ' => spaces += 1,
+            b'|' => bars += 1,
+            _ => printable &= byte.is_ascii_graphic(),
+        }
+    }
+    if printable && spaces == 0 {
         return key.to_owned();
     }
     // The space is not allowed in a group id; keep readable keys readable.
     // A `|` already in a key with spaces could make two keys one.
-    if fits && key.matches(' ').count() == 1 && !key.contains('|') {
+    if printable && spaces == 1 && bars == 0 {
         return key.replace(' ', "|");
     }
     format!("h:{:016x}{:016x}", fnv1a(key, 0), fnv1a(key, 1))
@@ -489,6 +508,39 @@ mod tests {
         assert_eq!(
             conversation_id(&request("alice@example.com/phone", "echo@bot.example.com")),
             "alice@example.com|echo@bot.example.com"
+        );
+    }
+
+    #[test]
+    fn conversation_key_is_the_group_id_before_it_is_made_one() {
+        let phone = request("alice@example.com/phone", "echo@bot.example.com/x y");
+        assert_eq!(
+            conversation_key(&phone),
+            "alice@example.com echo@bot.example.com/x y"
+        );
+        assert_eq!(
+            conversation_id(&phone),
+            message_group_id(&conversation_key(&phone))
+        );
+    }
+
+    #[test]
+    fn group_ids_keep_readable_keys_and_hash_the_rest() {
+        assert_eq!(message_group_id("a@b c@d"), "a@b|c@d");
+        assert_eq!(message_group_id("a@b|c@d"), "a@b|c@d");
+        let hashed = |key: &str| message_group_id(key).starts_with("h:");
+        // A `|` beside a space, two spaces, what is not printable ASCII,
+        // more than 128 characters.
+        assert!(hashed("a|b c@d"));
+        assert!(hashed("a b c"));
+        assert!(hashed("caf\u{e9}@b c@d"));
+        assert!(hashed("tab\tkey"));
+        assert!(hashed(&"a".repeat(129)));
+        assert!(!hashed(&"a".repeat(128)));
+        // Stable across builds and parts (FNV-1a, computed independently of this code).
+        assert_eq!(
+            message_group_id("a b c"),
+            "h:0e99428a22a440fdc41e554cd0cbf044"
         );
     }
 

@@ -48,6 +48,21 @@ impl BotResponse {
         }
     }
 
+    /// An answer from owned parts, as read from the network: a body that
+    /// is UTF-8 (as JSON is) becomes the text without a copy; any other
+    /// is decoded lossily.
+    pub fn from_http_owned(status: u16, content_type: Option<String>, body: Vec<u8>) -> Self {
+        let body = match String::from_utf8(body) {
+            Ok(text) => text,
+            Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
+        };
+        BotResponse {
+            status,
+            content_type,
+            body,
+        }
+    }
+
     /// Whether the content type is JSON (`application/json`, parameters
     /// such as `; charset=utf-8` allowed, case-insensitive).
     pub fn is_json(&self) -> bool {
@@ -95,6 +110,21 @@ mod tests {
 
     fn with_type(ct: Option<&str>) -> BotResponse {
         BotResponse::from_http(200, ct, b"{}")
+    }
+
+    #[test]
+    fn owned_parts_read_as_the_borrowed_ones() {
+        for body in [
+            &b"{\"body\":\"hi\"}"[..],
+            b"caf\xc3\xa9",
+            b"bad \xff byte",
+            b"",
+        ] {
+            assert_eq!(
+                BotResponse::from_http_owned(200, Some("application/json".into()), body.to_vec()),
+                BotResponse::from_http(200, Some("application/json"), body)
+            );
+        }
     }
 
     #[test]

@@ -397,6 +397,7 @@ pub fn stanza_to_request(stanza: &Element) -> Result<Request, InvalidStanza> {
         StanzaKind::Message => body_element(stanza).map(Element::text),
         _ => None,
     };
+    let signals = live::signals_of(stanza);
     Ok(Request {
         to: to.to_owned(),
         from: from.to_owned(),
@@ -408,9 +409,9 @@ pub fn stanza_to_request(stanza: &Element) -> Result<Request, InvalidStanza> {
         room: None,
         nick: None,
         mention: None,
-        chat_state: live::chat_state_of(stanza),
-        receipt_requested: live::asks_for_receipt(stanza),
-        markable: live::is_markable(stanza),
+        chat_state: signals.chat_state,
+        receipt_requested: signals.receipt_requested,
+        markable: signals.markable,
     })
 }
 

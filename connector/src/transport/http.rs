@@ -247,10 +247,10 @@ impl HttpTransport {
                 let (status, content_type) =
                     (pending.status(), pending.content_type().map(str::to_owned));
                 match tokio::time::timeout_at(deadline, read_answer_body(pending)).await {
-                    Ok(Ok(body)) => Ok(Exchanged::Answer(BotResponse::from_http(
+                    Ok(Ok(body)) => Ok(Exchanged::Answer(BotResponse::from_http_owned(
                         status,
-                        content_type.as_deref(),
-                        &body,
+                        content_type,
+                        body,
                     ))),
                     Ok(Err(error)) => Err(Attempt::Failed(error.into())),
                     Err(_) => Err(late()),
