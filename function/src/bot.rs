@@ -6,7 +6,10 @@ use xmpp_lambda_shared::{BotResponse, OutboundMessage, Request};
 
 /// A bot: given one stanza as a [`Request`], give the HTTP-shaped outcome the
 /// reply rules turn into stanzas (status 200 with a JSON object to reply,
-/// 204 for no reply, 4xx/5xx for an error to the sender).
+/// 204 for no reply, 4xx/5xx for an error to the sender). The helpers build
+/// the common ones: [`text_reply`](crate::text_reply),
+/// [`no_reply`](crate::no_reply), a [`Reply`](crate::Reply) with an
+/// attachment (`.into()`), several with [`replies`](crate::replies).
 ///
 /// Implement it with a plain `async fn`:
 ///
