@@ -171,6 +171,10 @@ LAMBDA_CONDITIONS = {
 # SQS's largest message (1 MiB): a reply envelope repeats its request.
 SQS_MAX_MESSAGE_BYTES = 1048576
 
+# A Function URL's invoke modes, as the function reads them too
+# (FUNCTION_URL_INVOKE_MODE).
+INVOKE_MODES = ["BUFFERED", "RESPONSE_STREAM"]
+
 
 def as_list(value):
     return value if isinstance(value, list) else [value]
@@ -225,6 +229,19 @@ def guardrail_problems(template):
     need(
         environment.get("MAX_RECEIVE_COUNT") == {"Ref": "MaxReceiveCount"},
         "the function needs MAX_RECEIVE_COUNT = MaxReceiveCount to answer a request's last delivery",
+    )
+    invoke_mode = parameters.get("FunctionUrlInvokeMode", {})
+    need(
+        invoke_mode.get("AllowedValues") == INVOKE_MODES and invoke_mode.get("Default") == "BUFFERED",
+        f"FunctionUrlInvokeMode must be a parameter of {INVOKE_MODES}, BUFFERED by default",
+    )
+    need(
+        function.get("FunctionUrlConfig", {}).get("InvokeMode") == {"Ref": "FunctionUrlInvokeMode"},
+        "the Function URL's InvokeMode must be the FunctionUrlInvokeMode parameter",
+    )
+    need(
+        environment.get("FUNCTION_URL_INVOKE_MODE") == {"Ref": "FunctionUrlInvokeMode"},
+        "the function needs FUNCTION_URL_INVOKE_MODE = FunctionUrlInvokeMode (Lambda reads a streamed response only from a URL that streams)",
     )
     logging = function.get("LoggingConfig", {})
     need(logging.get("LogFormat") == "JSON", "LoggingConfig.LogFormat must be JSON (log levels need it)")
@@ -472,6 +489,16 @@ BREAKAGES = {
     ),
     "unknown runtime": function_prop("Runtime", value="provided.al2024"),
     "Function URL AuthType misspelt": function_prop("FunctionUrlConfig", "AuthType", value="IAM"),
+    "Function URL InvokeMode fixed, not the parameter": function_prop(
+        "FunctionUrlConfig", "InvokeMode", value="RESPONSE_STREAM"
+    ),
+    "the function not told the URL's invoke mode": lambda t: function_properties(t)["Environment"][
+        "Variables"
+    ].pop("FUNCTION_URL_INVOKE_MODE"),
+    "an invoke mode Lambda does not know": set_path(
+        "Parameters", "FunctionUrlInvokeMode", "AllowedValues", value=["BUFFERED", "STREAM"]
+    ),
+    "streaming by default": set_path("Parameters", "FunctionUrlInvokeMode", "Default", value="RESPONSE_STREAM"),
     "memory size out of range": function_prop("MemorySize", value=64),
     "request visibility under 6 x the function timeout": set_path(
         "Mappings", "Timeouts", "30", "RequestVisibility", value=120
@@ -562,6 +589,12 @@ STARTER_BREAKAGES = {
     "starter without MAX_RECEIVE_COUNT": lambda t: t["Resources"]["BotFunction"]["Properties"][
         "Environment"
     ]["Variables"].pop("MAX_RECEIVE_COUNT"),
+    "starter without FUNCTION_URL_INVOKE_MODE": lambda t: t["Resources"]["BotFunction"]["Properties"][
+        "Environment"
+    ]["Variables"].pop("FUNCTION_URL_INVOKE_MODE"),
+    "starter with its Function URL's invoke mode fixed": set_path(
+        "Resources", "BotFunction", "Properties", "FunctionUrlConfig", "InvokeMode", value="BUFFERED"
+    ),
     "starter with the built-in bot's BOT": set_path(
         "Resources", "BotFunction", "Properties", "Environment", "Variables", "BOT", value="echo"
     ),

@@ -1,6 +1,9 @@
 //! A webhook receiver written as a bot: Prometheus Alertmanager POSTs its
 //! alerts to the function's Function URL, and the bot sends one message
-//! per notification to the JIDs (or rooms) in `ALERT_TO`.
+//! per notification to the JIDs (or rooms) in `ALERT_TO`, with a link to
+//! the panel that shows the problem attached (XEP-0066): the first alert's
+//! `panel_url` or `dashboard_url` annotation, else its `generatorURL` (the
+//! Prometheus graph of the rule's expression).
 //!
 //! Alertmanager cannot sign requests with AWS SigV4, so deploy this bot
 //! behind a Function URL with `AuthType: NONE` and give Alertmanager the
@@ -17,7 +20,12 @@
 //! ```
 
 use serde_json::Value;
-use xmpp_lambda_function::{Bot, BotResponse, Event, OutboundMessage, Request, WebhookEvent};
+use xmpp_lambda_function::{
+    Bot, BotResponse, Event, OutboundMessage, Reply, Request, WebhookEvent, attachment_url,
+};
+
+/// Annotations that name a panel or dashboard, most specific first.
+const LINK_ANNOTATIONS: [&str; 2] = ["panel_url", "dashboard_url"];
 
 struct AlertBot {
     /// Who is told.
@@ -71,6 +79,26 @@ fn alert_lines(notification: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The link to attach: the first alert's panel or dashboard annotation,
+/// else its `generatorURL`. One the connector would refuse is left out
+/// (and logged): the alert itself must still get through.
+fn panel_link(notification: &Value) -> Option<String> {
+    let alert = notification.get("alerts")?.as_array()?.first()?;
+    let annotations = alert.get("annotations");
+    let link = LINK_ANNOTATIONS
+        .iter()
+        .find_map(|name| annotations?.get(name)?.as_str())
+        .or_else(|| alert.get("generatorURL")?.as_str())
+        .filter(|link| !link.is_empty())?;
+    match attachment_url(link) {
+        Ok(url) => Some(url),
+        Err(error) => {
+            tracing::warn!(%error, "the alert's link cannot be attached: sent without it");
+            None
+        }
+    }
+}
+
 impl Bot for AlertBot {
     async fn answer(&self, _request: &Request) -> BotResponse {
         // Nothing to say to chat messages.
@@ -89,10 +117,11 @@ impl Bot for AlertBot {
         if lines.is_empty() {
             return Vec::new();
         }
-        let text = lines.join("\n");
+        let mut message = Reply::text(lines.join("\n"));
+        message.url = panel_link(&webhook.body);
         self.recipients
             .iter()
-            .map(|jid| OutboundMessage::chat(jid, &text))
+            .map(|jid| message.addressed_to(jid))
             .collect()
     }
 }

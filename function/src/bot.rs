@@ -1,11 +1,15 @@
 //! The one thing a bot must do: answer a request.
 
+use crate::writer::ReplyWriter;
 use std::future::Future;
 use xmpp_lambda_shared::{BotResponse, OutboundMessage, Request};
 
 /// A bot: given one stanza as a [`Request`], give the HTTP-shaped outcome the
 /// reply rules turn into stanzas (status 200 with a JSON object to reply,
-/// 204 for no reply, 4xx/5xx for an error to the sender).
+/// 204 for no reply, 4xx/5xx for an error to the sender). The helpers build
+/// the common ones: [`text_reply`](crate::text_reply),
+/// [`no_reply`](crate::no_reply), a [`Reply`](crate::Reply) with an
+/// attachment (`.into()`), several with [`replies`](crate::replies).
 ///
 /// Implement it with a plain `async fn`:
 ///
@@ -29,6 +33,68 @@ use xmpp_lambda_shared::{BotResponse, OutboundMessage, Request};
 pub trait Bot: Send + Sync {
     /// The outcome for one request.
     fn answer(&self, request: &Request) -> impl Future<Output = BotResponse> + Send;
+
+    /// The answer to one request as a stream of replies (DESIGN §11): each
+    /// [`ReplyWriter::send`] is on its way to the person at once, so an
+    /// answer that takes a while (a language model's) shows while it is
+    /// being written, and [`Reply::replacing`](crate::Reply::replacing)
+    /// lets one message grow in place (XEP-0308 corrections).
+    ///
+    /// The function asks every bot this way; by default it returns
+    /// [`Bot::answer`]'s outcome and writes no line, which is today's one
+    /// answer exactly. The outcome returned says how the answer ends:
+    ///
+    /// * no line written: it is the whole answer, as from [`Bot::answer`];
+    /// * after lines, a `200` JSON reply: one more line, the last;
+    /// * after lines, any other success (such as [`no_reply`](crate::no_reply)):
+    ///   the stream ends;
+    /// * after lines, an error or no response: the stream stopped early.
+    ///   Over SQS the sender hears that error after the lines (as from a
+    ///   stream that broke); a Function URL can only log it, since its
+    ///   `200` went out with the first line.
+    ///
+    /// Behind a Function URL the lines are the response's NDJSON, streamed
+    /// when the URL's invoke mode is `RESPONSE_STREAM`
+    /// (`FUNCTION_URL_INVOKE_MODE`), gathered into one NDJSON answer
+    /// otherwise; over SQS each line is a reply envelope of its own, sent as
+    /// soon as it exists. A line the reader can no longer take (the caller
+    /// went away, the queue refused it) fails with
+    /// [`StreamClosed`](crate::StreamClosed): stop writing then.
+    ///
+    /// ```
+    /// use xmpp_lambda_function::{Bot, BotResponse, Reply, ReplyWriter, Request, no_reply};
+    ///
+    /// struct Typist;
+    ///
+    /// impl Bot for Typist {
+    ///     async fn answer(&self, _request: &Request) -> BotResponse {
+    ///         no_reply()
+    ///     }
+    ///
+    ///     async fn answer_streamed(&self, _request: &Request, replies: &mut ReplyWriter) -> BotResponse {
+    ///         let mut text = String::new();
+    ///         for (n, word) in ["Streams", "grow", "in", "place."].into_iter().enumerate() {
+    ///             if n > 0 {
+    ///                 text.push(' ');
+    ///             }
+    ///             text.push_str(word);
+    ///             let line = if n == 0 { Reply::text(&text) } else { Reply::text(&text).replacing() };
+    ///             if replies.send(line).await.is_err() {
+    ///                 break;
+    ///             }
+    ///         }
+    ///         no_reply()
+    ///     }
+    /// }
+    /// ```
+    fn answer_streamed(
+        &self,
+        request: &Request,
+        replies: &mut ReplyWriter,
+    ) -> impl Future<Output = BotResponse> + Send {
+        let _ = replies;
+        self.answer(request)
+    }
 
     /// The messages to send when something other than a stanza wakes the
     /// function: a schedule, a webhook. They go out through the reply queue
@@ -58,15 +124,17 @@ pub trait Bot: Send + Sync {
     }
 }
 
-/// A `200 application/json` answer `{"body": text}`: a chat message back to
-/// the sender, the most common reply.
-pub fn text_reply(text: &str) -> BotResponse {
-    BotResponse::json(serde_json::json!({ "body": text }).to_string())
-}
-
 impl<B: Bot> Bot for &B {
     fn answer(&self, request: &Request) -> impl Future<Output = BotResponse> + Send {
         (**self).answer(request)
+    }
+
+    fn answer_streamed(
+        &self,
+        request: &Request,
+        replies: &mut ReplyWriter,
+    ) -> impl Future<Output = BotResponse> + Send {
+        (**self).answer_streamed(request, replies)
     }
 
     fn on_event(&self, event: &Event) -> impl Future<Output = Vec<OutboundMessage>> + Send {
@@ -77,6 +145,14 @@ impl<B: Bot> Bot for &B {
 impl<B: Bot> Bot for std::sync::Arc<B> {
     fn answer(&self, request: &Request) -> impl Future<Output = BotResponse> + Send {
         (**self).answer(request)
+    }
+
+    fn answer_streamed(
+        &self,
+        request: &Request,
+        replies: &mut ReplyWriter,
+    ) -> impl Future<Output = BotResponse> + Send {
+        (**self).answer_streamed(request, replies)
     }
 
     fn on_event(&self, event: &Event) -> impl Future<Output = Vec<OutboundMessage>> + Send {

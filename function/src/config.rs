@@ -5,12 +5,25 @@
 use crate::bot::Bot;
 use crate::echo::EchoBot;
 use crate::proxy::ProxyBot;
+use crate::writer::ReplyWriter;
 use std::time::Duration;
 use xmpp_lambda_shared::signing::{MIN_SECRET_BYTES, Signer};
 use xmpp_lambda_shared::{BotResponse, Request};
 
 /// How long the proxy waits for the bot unless `COMPONENT_POST_TIMEOUT` says.
 pub const DEFAULT_POST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the proxy waits for each line of a streamed answer unless
+/// `COMPONENT_STREAM_IDLE_TIMEOUT` says (the connector's default).
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The least time between two corrections of a streamed message sent over
+/// SQS unless `COMPONENT_STREAM_EDIT_INTERVAL` says (the connector's
+/// default, so none is sent that it would drop).
+pub const DEFAULT_EDIT_INTERVAL: Duration = Duration::from_millis(1000);
+
+/// The longest `COMPONENT_STREAM_EDIT_INTERVAL`, as the connector allows.
+const MAX_EDIT_INTERVAL_MS: u64 = 60_000;
 
 /// A setting the function cannot start with.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +58,19 @@ pub enum ConfigError {
          (the request queue's maxReceiveCount)"
     )]
     InvalidMaxReceiveCount(String),
+    /// `FUNCTION_URL_INVOKE_MODE` is not a Function URL invoke mode.
+    #[error(
+        "FUNCTION_URL_INVOKE_MODE={0:?} is not BUFFERED or RESPONSE_STREAM \
+         (the Function URL's InvokeMode)"
+    )]
+    InvalidInvokeMode(String),
+    /// `COMPONENT_STREAM_EDIT_INTERVAL` is not a number of milliseconds
+    /// up to 60000.
+    #[error("COMPONENT_STREAM_EDIT_INTERVAL={0:?} is not a number of milliseconds, at most 60000")]
+    InvalidEditInterval(String),
+    /// `COMPONENT_STREAM_IDLE_TIMEOUT` is not a positive number of seconds.
+    #[error("COMPONENT_STREAM_IDLE_TIMEOUT={0:?} is not a positive number of seconds")]
+    InvalidIdleTimeout(String),
     /// The HTTP client could not be built (e.g. no TLS roots).
     #[error("cannot build the HTTP client for the proxy bot: {0}")]
     HttpClient(#[from] reqwest::Error),
@@ -86,6 +112,49 @@ pub(crate) fn max_receive_count(
         .transpose()
 }
 
+/// How the function's URL sends its responses: its `InvokeMode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InvokeMode {
+    /// `BUFFERED`: the whole response at once (a streamed answer is
+    /// gathered into one NDJSON response).
+    #[default]
+    Buffered,
+    /// `RESPONSE_STREAM`: the response as it is written, so a streamed
+    /// answer reaches the connector line by line.
+    ResponseStream,
+}
+
+/// `FUNCTION_URL_INVOKE_MODE`: how the Function URL sends responses, as
+/// its `InvokeMode` says (`BUFFERED` unless set).
+pub(crate) fn invoke_mode(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<InvokeMode, ConfigError> {
+    match option(lookup, "FUNCTION_URL_INVOKE_MODE") {
+        None => Ok(InvokeMode::default()),
+        Some(mode) if mode.eq_ignore_ascii_case("BUFFERED") => Ok(InvokeMode::Buffered),
+        Some(mode) if mode.eq_ignore_ascii_case("RESPONSE_STREAM") => {
+            Ok(InvokeMode::ResponseStream)
+        }
+        Some(mode) => Err(ConfigError::InvalidInvokeMode(mode)),
+    }
+}
+
+/// `COMPONENT_STREAM_EDIT_INTERVAL`: milliseconds between two corrections
+/// of a streamed message sent over SQS, as the connector reads it.
+pub(crate) fn edit_interval(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Duration, ConfigError> {
+    match option(lookup, "COMPONENT_STREAM_EDIT_INTERVAL") {
+        None => Ok(DEFAULT_EDIT_INTERVAL),
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms <= MAX_EDIT_INTERVAL_MS)
+            .map(Duration::from_millis)
+            .ok_or(ConfigError::InvalidEditInterval(text)),
+    }
+}
+
 /// The bots that ship with the function, chosen by `BOT`.
 #[derive(Debug, Clone)]
 pub enum BuiltinBot {
@@ -113,18 +182,24 @@ impl BuiltinBot {
                 // Checked here too, so a bad setting stops the start whichever
                 // bot runs (the handler uses them).
                 post_signer(&lookup)?;
-                max_receive_count(&lookup)?;
+                handler_options(&lookup)?;
                 Ok(BuiltinBot::Echo(EchoBot))
             }
             "proxy" => {
                 let url = post_url.ok_or(ConfigError::MissingPostUrl)?;
                 let parsed = parse_post_url(&url)?;
                 let timeout = match option(&lookup, "COMPONENT_POST_TIMEOUT") {
-                    Some(text) => parse_timeout(&text)?,
+                    Some(text) => parse_timeout(&text).ok_or(ConfigError::InvalidTimeout(text))?,
                     None => DEFAULT_POST_TIMEOUT,
                 };
-                max_receive_count(&lookup)?;
-                let mut proxy = ProxyBot::new(parsed, timeout)?;
+                let idle = match option(&lookup, "COMPONENT_STREAM_IDLE_TIMEOUT") {
+                    Some(text) => {
+                        parse_timeout(&text).ok_or(ConfigError::InvalidIdleTimeout(text))?
+                    }
+                    None => DEFAULT_STREAM_IDLE_TIMEOUT,
+                };
+                handler_options(&lookup)?;
+                let mut proxy = ProxyBot::new(parsed, timeout)?.with_stream_idle_timeout(idle);
                 if let Some(signer) = post_signer(&lookup)? {
                     proxy = proxy.with_signer(signer);
                 }
@@ -150,6 +225,22 @@ impl Bot for BuiltinBot {
             BuiltinBot::Echo(bot) => bot.answer(request).await,
         }
     }
+
+    async fn answer_streamed(&self, request: &Request, replies: &mut ReplyWriter) -> BotResponse {
+        match self {
+            BuiltinBot::Proxy(bot) => bot.answer_streamed(request, replies).await,
+            BuiltinBot::Echo(bot) => bot.answer_streamed(request, replies).await,
+        }
+    }
+}
+
+/// The handler's own options, checked with the bot's so that a bad one
+/// stops the start in one clear line.
+fn handler_options(lookup: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    max_receive_count(lookup)?;
+    invoke_mode(lookup)?;
+    edit_interval(lookup)?;
+    Ok(())
 }
 
 fn parse_post_url(url: &str) -> Result<reqwest::Url, ConfigError> {
@@ -165,12 +256,11 @@ fn parse_post_url(url: &str) -> Result<reqwest::Url, ConfigError> {
 }
 
 /// Seconds, whole or fractional (`30`, `2.5`), as the connector reads them.
-fn parse_timeout(text: &str) -> Result<Duration, ConfigError> {
+fn parse_timeout(text: &str) -> Option<Duration> {
     text.parse::<f64>()
         .ok()
         .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
         .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-        .ok_or_else(|| ConfigError::InvalidTimeout(text.to_owned()))
 }
 
 #[cfg(test)]
@@ -261,6 +351,61 @@ mod tests {
     }
 
     #[test]
+    fn the_invoke_mode_is_the_function_urls() {
+        let lookup = |value: &'static str| {
+            move |name: &str| (name == "FUNCTION_URL_INVOKE_MODE").then(|| value.to_owned())
+        };
+        assert_eq!(
+            invoke_mode(&|_: &str| None).expect("unset"),
+            InvokeMode::Buffered
+        );
+        assert_eq!(
+            invoke_mode(&lookup("")).expect("empty"),
+            InvokeMode::Buffered
+        );
+        assert_eq!(
+            invoke_mode(&lookup("BUFFERED")).expect("valid"),
+            InvokeMode::Buffered
+        );
+        assert_eq!(
+            invoke_mode(&lookup("response_stream")).expect("valid"),
+            InvokeMode::ResponseStream
+        );
+        let err = bot(&[("FUNCTION_URL_INVOKE_MODE", "STREAM")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"FUNCTION_URL_INVOKE_MODE="STREAM" is not BUFFERED or RESPONSE_STREAM (the Function URL's InvokeMode)"#
+        );
+    }
+
+    #[test]
+    fn the_edit_interval_is_milliseconds_as_the_connector_reads_it() {
+        let lookup = |value: &'static str| {
+            move |name: &str| (name == "COMPONENT_STREAM_EDIT_INTERVAL").then(|| value.to_owned())
+        };
+        assert_eq!(
+            edit_interval(&|_: &str| None).expect("unset"),
+            DEFAULT_EDIT_INTERVAL
+        );
+        assert_eq!(edit_interval(&lookup("0")).expect("valid"), Duration::ZERO);
+        assert_eq!(
+            edit_interval(&lookup("60000")).expect("valid"),
+            Duration::from_secs(60)
+        );
+        for bad in ["60001", "-1", "1.5", "soon"] {
+            assert!(
+                matches!(
+                    edit_interval(&lookup(bad)),
+                    Err(ConfigError::InvalidEditInterval(_))
+                ),
+                "{bad}"
+            );
+        }
+        let err = bot(&[("COMPONENT_STREAM_EDIT_INTERVAL", "fast")]).unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidEditInterval(_)), "{err}");
+    }
+
+    #[test]
     fn max_receive_count_is_a_whole_number_from_one() {
         let lookup = |value: &'static str| {
             move |name: &str| (name == "MAX_RECEIVE_COUNT").then(|| value.to_owned())
@@ -290,5 +435,14 @@ mod tests {
             Duration::from_millis(2500)
         );
         assert_eq!(parse_timeout("30").expect("valid"), Duration::from_secs(30));
+        let idle = bot(&[
+            ("COMPONENT_POST_URL", "http://127.0.0.1/"),
+            ("COMPONENT_STREAM_IDLE_TIMEOUT", "never"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            idle.to_string(),
+            r#"COMPONENT_STREAM_IDLE_TIMEOUT="never" is not a positive number of seconds"#
+        );
     }
 }

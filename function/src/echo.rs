@@ -1,6 +1,7 @@
 //! The echo bot of the Prosody module's README, built in.
 
-use crate::bot::{Bot, text_reply};
+use crate::bot::Bot;
+use crate::reply::text_reply;
 use xmpp_lambda_shared::{BotResponse, Request};
 
 /// Answers like the PHP example in mod_component_http's README:

@@ -17,6 +17,12 @@
 //!   **webhook**): handed to [`Bot::on_event`], whose messages go out
 //!   through the reply queue as send envelopes ([`Outbox`]).
 //!
+//! A bot answers with one reply ([`text_reply`], a [`Reply`] with an
+//! attachment), several ([`replies`]), or a stream of them written as they
+//! come ([`Bot::answer_streamed`], [`ReplyWriter`]): behind a Function URL
+//! as NDJSON (streamed with `FUNCTION_URL_INVOKE_MODE=RESPONSE_STREAM`),
+//! over SQS as one reply envelope per line.
+//!
 //! Writing a bot is implementing [`Bot`] and handing it to [`run`]:
 //!
 //! ```no_run
@@ -52,20 +58,31 @@ mod event;
 mod logging;
 mod proxy;
 mod reply_target;
+mod stream_parts;
 
 mod outbox;
 mod reply_queue;
 
 mod bot;
+mod writer;
 
-pub use bot::{Bot, Event, ScheduleEvent, WebhookEvent, text_reply};
-pub use config::{BuiltinBot, ConfigError};
+mod reply;
+
+pub use answer::buffered_answer;
+pub use bot::{Bot, Event, ScheduleEvent, WebhookEvent};
+pub use config::{BuiltinBot, ConfigError, InvokeMode};
 pub use echo::EchoBot;
 pub use error::HandlerError;
+pub use function_url::ResponseBody;
 pub use handler::{Handler, run};
 pub use logging::init_logging;
 pub use outbox::{Outbox, OutboxError};
 pub use proxy::{POOL_IDLE_TIMEOUT, ProxyBot};
+pub use reply::{
+    BadUrl, MAX_REPLIES, MAX_URL_BYTES, Reply, TooManyReplies, attachment_url, no_reply, replies,
+    text_reply,
+};
+pub use writer::{ReplyWriter, StreamClosed};
 
 /// The protocol types a bot works with, re-exported so a bot needs only
 /// this crate.

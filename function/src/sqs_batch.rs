@@ -11,15 +11,23 @@
 //! On the last delivery before the dead-letter queue a failure is answered
 //! instead: the sender hears the error rather than nothing, and an IQ gets
 //! the answer XMPP requires.
+//!
+//! A streamed answer goes out part by part as the bot writes it (see
+//! `stream_parts`), not with the batch: the replies its conversation
+//! answered before it go first, so the conversation stays in order.
 
-use crate::answer::answer_by;
+use crate::answer::drive;
 use crate::bot::Bot;
 use crate::error::HandlerError;
 use crate::reply_queue::{Outgoing, send_in_batches};
+use crate::stream_parts::{QueuedParts, Streamed, send_parts};
+use crate::writer::LINE_BUFFER;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use futures::channel::mpsc;
 use futures::future::join_all;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use xmpp_lambda_shared::{BotResponse, ReplyEnvelope, RequestEnvelope};
@@ -43,12 +51,33 @@ pub(crate) struct BatchLimits {
     /// delivered that often goes to the dead-letter queue if it fails
     /// again, so it is answered instead. `None`: always retried.
     pub max_receive_count: Option<u32>,
+    /// The least time between two corrections of a streamed message.
+    pub edit_interval: Duration,
+}
+
+/// The reply queue, for the parts of streamed answers (sent as they come,
+/// not with the batch).
+#[derive(Clone, Copy)]
+struct ReplyQueue<'a> {
+    /// The SQS client.
+    client: &'a aws_sdk_sqs::Client,
+    /// The queue's URL.
+    url: &'a str,
+    /// Whether the request queue keeps order (then a reply that could not
+    /// be sent holds back the rest of its conversation's).
+    fifo: bool,
 }
 
 /// What became of one record before replies are sent.
 enum Outcome {
-    /// A final answer, to be sent as a reply.
+    /// A final answer, to be sent as a reply with the batch.
     Answered(Box<ReplyEnvelope>),
+    /// Its answer is on the reply queue already: a streamed answer's
+    /// parts, or a reply sent early to go before one.
+    Sent,
+    /// Its answer could not be queued: retried, and the rest of its
+    /// conversation with it.
+    NotSent,
     /// The bot failed for now (no response, 429, 5xx): retried, and the
     /// rest of its conversation with it.
     Retry,
@@ -92,6 +121,11 @@ pub(crate) async fn handle<B: Bot>(
             .is_some_and(|arn| arn.ends_with(".fifo"))
     });
 
+    let queue = ReplyQueue {
+        client,
+        url: reply_queue_url,
+        fifo,
+    };
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_CONVERSATIONS));
     let answered = join_all(conversations(&records, fifo).into_iter().map(|indexes| {
         let limit = Arc::clone(&limit);
@@ -99,7 +133,7 @@ pub(crate) async fn handle<B: Bot>(
         async move {
             // The semaphore is never closed, so acquiring cannot fail.
             let _permit = limit.acquire_owned().await.ok();
-            answer_conversation(bot, records, &indexes, limits).await
+            answer_conversation(bot, records, &indexes, limits, queue).await
         }
     }))
     .await;
@@ -129,8 +163,10 @@ pub(crate) async fn handle<B: Bot>(
         .iter()
         .zip(&outcomes)
         .enumerate()
-        .filter(|(index, (_, outcome))| {
-            !matches!(outcome, Some(Outcome::Answered(_))) || unsent.contains(index)
+        .filter(|(index, (_, outcome))| match outcome {
+            Some(Outcome::Answered(_)) => unsent.contains(index),
+            Some(Outcome::Sent) => false,
+            _ => true,
         })
         .map(|(_, (id, _))| json!({ "itemIdentifier": id }))
         .collect();
@@ -170,6 +206,7 @@ async fn answer_conversation<B: Bot>(
     records: &[SqsMessage],
     indexes: &[usize],
     limits: BatchLimits,
+    queue: ReplyQueue<'_>,
 ) -> Vec<(usize, Outcome)> {
     let mut outcomes = Vec::with_capacity(indexes.len());
     let mut holding = false;
@@ -183,9 +220,9 @@ async fn answer_conversation<B: Bot>(
                 Outcome::Held
             }
         } else {
-            answer_record(bot, record, limits.deadline, last).await
+            answer_record(bot, record, limits, last, queue, &mut outcomes).await
         };
-        holding = holding || matches!(outcome, Outcome::Retry);
+        holding = holding || matches!(outcome, Outcome::Retry | Outcome::NotSent);
         outcomes.push((index, outcome));
     }
     let held = outcomes
@@ -230,16 +267,45 @@ fn request_envelope(record: &SqsMessage) -> Option<RequestEnvelope> {
     }
 }
 
+/// Asks the bot for one record's answer: a streamed answer is sent part
+/// by part as it comes (after `earlier`, the conversation's replies not
+/// yet sent, which are sent first and marked so), a whole one is left for
+/// the batch.
 async fn answer_record<B: Bot>(
     bot: &B,
     record: &SqsMessage,
-    deadline: Option<Instant>,
+    limits: BatchLimits,
     last: bool,
+    queue: ReplyQueue<'_>,
+    earlier: &mut [(usize, Outcome)],
 ) -> Outcome {
     let Some(envelope) = request_envelope(record) else {
         return Outcome::Unreadable;
     };
-    let response = answer_by(bot, &envelope.request, deadline).await;
+    let parts = QueuedParts {
+        client: queue.client,
+        queue_url: queue.url,
+        envelope: &envelope,
+    };
+    let (tx, rx) = mpsc::channel(LINE_BUFFER);
+    let ((), streamed) = futures::future::join(
+        drive(bot, &envelope.request, limits.deadline, tx),
+        send_parts(
+            rx,
+            limits.edit_interval,
+            async || send_early(queue, earlier).await,
+            async |seq, response, last| parts.send(seq, response, last).await,
+        ),
+    )
+    .await;
+    let response = match streamed {
+        Streamed::Whole(response) => response,
+        Streamed::Sent { parts } => {
+            tracing::info!(envelope_id = %envelope.id, parts, "sent a streamed answer");
+            return Outcome::Sent;
+        }
+        Streamed::NotSent => return Outcome::NotSent,
+    };
     if response.is_retryable() {
         let message_id = record.message_id.as_deref().unwrap_or_default();
         if !last {
@@ -259,6 +325,33 @@ async fn answer_record<B: Bot>(
         );
     }
     Outcome::Answered(Box::new(envelope.reply(response)))
+}
+
+/// Sends the answers in `earlier` not yet sent, in order, now (they must
+/// precede a streamed answer on the reply queue): each becomes `Sent`, or
+/// `NotSent` when the queue did not take it. `true` when all went.
+async fn send_early(queue: ReplyQueue<'_>, earlier: &mut [(usize, Outcome)]) -> bool {
+    let outgoing: Vec<Outgoing> = earlier
+        .iter()
+        .filter_map(|(index, outcome)| match outcome {
+            Outcome::Answered(reply) => Some(Outgoing::reply(*index, reply)),
+            _ => None,
+        })
+        .collect();
+    if outgoing.is_empty() {
+        return true;
+    }
+    let unsent = send_in_batches(queue.client, queue.url, outgoing, queue.fifo).await;
+    for (index, outcome) in earlier.iter_mut() {
+        if matches!(outcome, Outcome::Answered(_)) {
+            *outcome = if unsent.contains(index) {
+                Outcome::NotSent
+            } else {
+                Outcome::Sent
+            };
+        }
+    }
+    unsent.is_empty()
 }
 
 /// A held record on its last delivery: answered with the no-response error

@@ -7,7 +7,9 @@ mod common;
 
 use common::{LambdaEmulator, Moto, bootstrap, example, fixture};
 use serde_json::{Value, json};
-use xmpp_lambda_shared::{ReplyQueueMessage, SendEnvelope};
+use xmpp_lambda_shared::{
+    COMPONENT_NS, OOB_NS, ReplyQueueMessage, SendEnvelope, outbound_to_stanza,
+};
 
 fn env(moto: &Moto, reply_queue: &str, pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = moto.env();
@@ -155,18 +157,80 @@ async fn an_alertmanager_webhook_becomes_one_message_per_recipient() {
     let answer: Value = response.json().await.expect("JSON answer");
     let envelopes = send_envelopes(&moto, &replies).await;
     assert_eq!(answer, json!({"envelopes": [envelopes[0].id]}));
+    // The first alert's Prometheus graph is attached.
+    let text = "[FIRING] DiskFull db1: Disk 95% full\n[RESOLVED] DiskFull db2: Disk 80% full";
     assert_eq!(
         envelopes[0].send,
         [json!({
             "to": "alice@example.com",
-            "body": "[FIRING] DiskFull db1: Disk 95% full\n[RESOLVED] DiskFull db2: Disk 80% full"
+            "body": text,
+            "url": "http://prometheus.example.com:9090/graph",
         })]
     );
+    assert_attachment(
+        &envelopes[0].send[0],
+        text,
+        "http://prometheus.example.com:9090/graph",
+    );
+
+    // A dashboard named in an annotation wins over the graph; a link the
+    // connector would refuse is left out, and the alert still goes.
+    for (annotation, attached) in [
+        (
+            json!({"summary": "Disk 95% full", "dashboard_url": "https://grafana.example.com/d/disk?var-host=db1"}),
+            Some("https://grafana.example.com/d/disk?var-host=db1"),
+        ),
+        (
+            json!({"summary": "Disk 95% full", "panel_url": "javascript:alert(1)"}),
+            None,
+        ),
+    ] {
+        let mut notification = fixture("alertmanager_webhook.json");
+        notification["alerts"][0]["annotations"] = annotation;
+        if attached.is_none() {
+            notification["alerts"][0]["generatorURL"] = json!("");
+        }
+        let response = lambda
+            .post_url_with(
+                "/alertmanager",
+                &notification.to_string(),
+                &[("authorization", &format!("Bearer {token}"))],
+            )
+            .await;
+        assert_eq!(response.status(), 202);
+        let envelopes = send_envelopes(&moto, &replies).await;
+        assert_eq!(
+            envelopes[0].send[0].get("url").and_then(Value::as_str),
+            attached
+        );
+        if let Some(url) = attached {
+            assert_attachment(&envelopes[0].send[0], text, url);
+        }
+    }
 
     // Without the token the notification is dropped.
     let response = lambda.post_url_with("/alertmanager", &alert, &[]).await;
     assert_eq!(response.status(), 204);
     assert!(moto.drain(&replies).await.is_empty());
+}
+
+/// What the connector writes for a pushed message: its text, and the link
+/// as XEP-0066 out-of-band data.
+fn assert_attachment(message: &Value, text: &str, url: &str) {
+    let stanza = outbound_to_stanza(message, "bot.example.com", &|_| None, &mut || "p1".into())
+        .expect("the connector accepts the message");
+    assert_eq!(
+        stanza
+            .get_child("body", COMPONENT_NS)
+            .map(|body| body.text())
+            .as_deref(),
+        Some(text)
+    );
+    let oob = stanza
+        .get_child("x", OOB_NS)
+        .and_then(|x| x.get_child("url", OOB_NS))
+        .map(|link| link.text());
+    assert_eq!(oob.as_deref(), Some(url));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

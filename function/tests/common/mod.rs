@@ -147,6 +147,24 @@ impl Moto {
             .clone()
     }
 
+    /// How many messages the queue holds (SQS's approximate count, exact
+    /// on moto).
+    pub async fn depth(&self, url: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .expect("get queue attributes");
+        out.attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|n| n.parse().ok())
+            .expect("a message count")
+    }
+
     /// Takes every visible message off the queue (deleting them), in the
     /// order received.
     pub async fn drain(&self, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
@@ -217,8 +235,11 @@ impl SeenRequest {
 /// A real HTTP bot on loopback whose answer depends on the message text:
 /// `status N` → status N (text/plain), `slow` → answers after 30 s,
 /// `sleep N …` → answers after N ms, `flaky …` → 500 the first time that
-/// text comes, `plain` → 200 text/plain, an IQ → 503, anything else → 200
-/// JSON `{"body": "bot heard <text>"}` with a charset parameter.
+/// text comes, `plain` → 200 text/plain, an IQ → 503, `stream N MS` → a
+/// chunked `application/x-ndjson` answer of N lines `{"body": "line K"}`,
+/// one every MS ms (the first at once), `stall` → one such line, then
+/// nothing for 30 s, anything else → 200 JSON
+/// `{"body": "bot heard <text>"}` with a charset parameter.
 pub struct BotServer {
     pub url: String,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
@@ -329,6 +350,9 @@ async fn serve_one(
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 
+    if let Some(lines) = stream_script(&text) {
+        return write_ndjson(&mut stream, &lines).await;
+    }
     let (status, content_type, answer) = if is_iq {
         (503, "text/plain", "no IQs here".to_owned())
     } else if text.starts_with("flaky") && !seen_before {
@@ -356,6 +380,50 @@ async fn serve_one(
         answer.len()
     );
     stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The lines of a scripted stream and the wait before each, or `None`
+/// when `text` asks for no stream.
+fn stream_script(text: &str) -> Option<Vec<(Duration, String)>> {
+    let line = |n: u64| json!({ "body": format!("line {n}") }).to_string();
+    if text == "stall" {
+        return Some(vec![
+            (Duration::ZERO, line(1)),
+            (Duration::from_secs(30), line(2)),
+        ]);
+    }
+    let mut words = text.strip_prefix("stream ")?.split(' ');
+    let count: u64 = words.next()?.parse().ok()?;
+    let gap = Duration::from_millis(words.next()?.parse().ok()?);
+    Some(
+        (1..=count)
+            .map(|n| (if n == 1 { Duration::ZERO } else { gap }, line(n)))
+            .collect(),
+    )
+}
+
+/// Answers `200 application/x-ndjson`, chunked, each line its own chunk
+/// after its wait.
+async fn write_ndjson(
+    stream: &mut tokio::net::TcpStream,
+    lines: &[(Duration, String)],
+) -> std::io::Result<()> {
+    stream
+        .write_all(
+            b"HTTP/1.1 200 Scripted\r\nContent-Type: application/x-ndjson\r\n\
+              Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        )
+        .await?;
+    for (wait, line) in lines {
+        tokio::time::sleep(*wait).await;
+        let chunk = format!("{line}\n");
+        stream
+            .write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes())
+            .await?;
+        stream.flush().await?;
+    }
+    stream.write_all(b"0\r\n\r\n").await?;
     stream.shutdown().await
 }
 
