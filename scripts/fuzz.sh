@@ -46,7 +46,8 @@ work=${CARGO_TARGET_DIR:-target}/fuzz
 per_target=$(( seconds / ${#targets[@]} ))
 [ "$per_target" -ge 1 ] || per_target=1
 # More than one job makes libFuzzer fork workers that log to files of
-# their own in the current folder.
+# their own in the current folder (fuzz-N.log); it copies them into the
+# run's output when they end, so they are removed after each run.
 parallel=()
 [ "$jobs" -gt 1 ] && parallel=(-jobs="$jobs" -workers="$jobs")
 declare -A max_len=([stream]=65536 [http_answer]=8192 [reply]=16384 [api_request]=16384)
@@ -66,6 +67,7 @@ for target in "${targets[@]}"; do
     -dict=fuzz/dict/"$target".dict -timeout=10 -rss_limit_mb=2048 \
     "${parallel[@]}" -print_final_stats=1 \
     -artifact_prefix="$artifacts/" >"$log" 2>&1 || status=$?
+  rm -f fuzz-[0-9]*.log
   runs=$(grep -h '^stat::number_of_executed_units' "$log" | awk '{s += $2} END {print s + 0}')
   coverage=$(grep -ho 'cov: [0-9]*' "$log" | tail -1 | awk '{print $2}')
   inputs=$(find "$corpus" -type f | wc -l)

@@ -123,6 +123,9 @@ pub struct ReadLimit {
     exceeded: Option<Refusal>,
     /// The last byte stepped over ended a unit of the stream.
     unit_ended: bool,
+    /// Nothing but a `<` has been scanned yet: only there may the XML
+    /// declaration begin (XML 1.0 §2.8: not even whitespace before it).
+    at_start: bool,
 }
 
 /// A unit of the stream ended.
@@ -155,6 +158,7 @@ impl ReadLimit {
             head_read: false,
             exceeded: None,
             unit_ended: false,
+            at_start: true,
         }
     }
 
@@ -173,6 +177,7 @@ impl ReadLimit {
             // the state: a run of them is counted at once.
             let (run, counted) = self.plain_run(&bytes[offset..]);
             if run > 0 {
+                self.at_start = false;
                 if counted && let Err(room) = self.count_bytes(run) {
                     // The byte after the room passes the limit.
                     return Err((
@@ -273,6 +278,8 @@ impl ReadLimit {
 
     /// Advances over one byte.
     fn step(&mut self, byte: u8) -> Result<(), Refusal> {
+        // Still at the start after the stream's first `<` only.
+        let at_start = std::mem::take(&mut self.at_start);
         // Whitespace between stanzas is free; the `<` of the next one counts.
         let between_stanzas = self.markup == Markup::Text && self.depth <= 1 && byte != b'<';
         if !between_stanzas && self.count_bytes(1).is_err() {
@@ -281,7 +288,10 @@ impl ReadLimit {
             });
         }
         self.markup = match self.markup {
-            Markup::Text if byte == b'<' => Markup::Open,
+            Markup::Text if byte == b'<' => {
+                self.at_start = at_start;
+                Markup::Open
+            }
             Markup::Text if self.depth <= 1 && !is_whitespace(byte) => {
                 return Err(Refusal::Forbidden {
                     what: "text between stanzas",
@@ -290,8 +300,8 @@ impl ReadLimit {
             Markup::Text => Markup::Text,
             Markup::Open => match byte {
                 b'/' => Markup::EndTag,
-                // Only the XML declaration, before the stream header.
-                b'?' if self.depth == 0 => Markup::Declaration { question: false },
+                // Only the XML declaration, first in the stream.
+                b'?' if self.depth == 0 && at_start => Markup::Declaration { question: false },
                 b'?' => {
                     return Err(Refusal::Forbidden {
                         what: "a processing instruction",
@@ -504,6 +514,33 @@ mod tests {
         let mut limit = ReadLimit::new(4, 4, 4);
         assert!(limit.scan(b"<stream><message>").is_err());
         assert_eq!(limit.scan(b"<a/>"), Err((0, Refusal::Bytes { limit: 4 })));
+    }
+
+    #[test]
+    fn the_xml_declaration_comes_first_or_not_at_all() {
+        let scan = |xml: &str| scan_all(&mut ReadLimit::default(), xml.as_bytes());
+        assert!(scan(HEADER).is_ok());
+        assert!(
+            scan("\n<stream:stream>").is_ok(),
+            "whitespace before a header"
+        );
+        let forbidden = Err(Refusal::Forbidden {
+            what: "a processing instruction",
+        });
+        for late in [
+            "\r<?xml version='1.0'?><stream:stream>",
+            " <?xml version='1.0'?>",
+            "<?xml version='1.0'?><?xml version='1.0'?>",
+            "<?xml version='1.0'?> <?xml version='1.0'?>",
+        ] {
+            assert_eq!(scan(late).map_err(|e| e.1), forbidden, "{late:?}");
+        }
+        // Split anywhere, the first byte is still the first.
+        for split in 1..HEADER.len() {
+            let mut limit = ReadLimit::default();
+            assert!(scan_all(&mut limit, &HEADER.as_bytes()[..split]).is_ok());
+            assert!(scan_all(&mut limit, &HEADER.as_bytes()[split..]).is_ok());
+        }
     }
 
     #[test]

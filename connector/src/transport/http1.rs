@@ -485,9 +485,12 @@ impl BodyReader {
             if body.len() == max_body {
                 // Full: whole only if the framing ends right here (the
                 // next chunk-size line may say so); a body read to the
-                // close is never known to be.
+                // close is never known to be. Bytes a length still owes
+                // are not waited for: they would only be dropped.
                 return match *self {
-                    BodyReader::Chunk { .. } | BodyReader::UntilClose => Ok(false),
+                    BodyReader::Length { left: 1.. }
+                    | BodyReader::Chunk { .. }
+                    | BodyReader::UntilClose => Ok(false),
                     _ => Ok(self.ready(wire).await? == 0 && self.ended()),
                 };
             }
