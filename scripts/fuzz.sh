@@ -16,7 +16,8 @@
 #
 # What the campaign learns goes to target/fuzz/corpus/<target> (kept between
 # runs, never committed); an input that breaks an invariant is written to
-# target/fuzz/artifacts/<target>/ and the script fails at the end. To keep
+# target/fuzz/artifacts/<target>/ and the script fails at the end (only
+# this run's inputs count). To keep
 # one as a regression, copy it to fuzz/regressions/<target>/: `make test`
 # replays it from then on.
 set -euo pipefail
@@ -53,6 +54,10 @@ parallel=()
 declare -A max_len=([stream]=65536 [http_answer]=8192 [reply]=16384 [api_request]=16384)
 report=()
 failed=()
+# Faults are counted among the inputs this run writes; those of earlier
+# runs stay in the artifacts folder until someone keeps or deletes them.
+started=$(mktemp)
+trap 'rm -f "$started"' EXIT
 for target in "${targets[@]}"; do
   corpus="$work/corpus/$target"
   artifacts="$work/artifacts/$target"
@@ -71,7 +76,7 @@ for target in "${targets[@]}"; do
   runs=$(grep -h '^stat::number_of_executed_units' "$log" | awk '{s += $2} END {print s + 0}')
   coverage=$(grep -ho 'cov: [0-9]*' "$log" | tail -1 | awk '{print $2}')
   inputs=$(find "$corpus" -type f | wc -l)
-  found=$(find "$artifacts" -type f | wc -l)
+  found=$(find "$artifacts" -type f -newer "$started" | wc -l)
   report+=("$(printf '%-12s %12s %10s %8s %8s %6s' "$target" "$runs" "$(( runs / per_target ))" "${coverage:-?}" "$inputs" "$found")")
   if [ "$status" -ne 0 ] || [ "$found" -gt 0 ]; then
     failed+=("$target")

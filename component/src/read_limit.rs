@@ -85,8 +85,10 @@ enum Markup {
     /// Inside an end tag `</…>`.
     EndTag,
     /// Inside `<?…?>` (the XML declaration before the stream header);
-    /// `question` says the last byte was `?`.
-    Declaration { question: bool },
+    /// `quote` is the open quote of a value, if any (a `?>` inside one
+    /// does not end the declaration); `question` says the last byte
+    /// outside quotes was `?`.
+    Declaration { quote: Option<u8>, question: bool },
     /// Just after `<!`: only a CDATA section may follow.
     Bang,
     /// Inside a CDATA section, ended by `]]>`; `brackets` counts the `]`
@@ -301,7 +303,10 @@ impl ReadLimit {
             Markup::Open => match byte {
                 b'/' => Markup::EndTag,
                 // Only the XML declaration, first in the stream.
-                b'?' if self.depth == 0 && at_start => Markup::Declaration { question: false },
+                b'?' if self.depth == 0 && at_start => Markup::Declaration {
+                    quote: None,
+                    question: false,
+                },
                 b'?' => {
                     return Err(Refusal::Forbidden {
                         what: "a processing instruction",
@@ -326,11 +331,18 @@ impl ReadLimit {
                 Markup::Text
             }
             Markup::EndTag => Markup::EndTag,
-            Markup::Declaration { question: true } if byte == b'>' => {
+            Markup::Declaration {
+                quote: Some(open), ..
+            } => Markup::Declaration {
+                quote: (byte != open).then_some(open),
+                question: false,
+            },
+            Markup::Declaration { question: true, .. } if byte == b'>' => {
                 self.tag_closed();
                 Markup::Text
             }
-            Markup::Declaration { .. } => Markup::Declaration {
+            Markup::Declaration { quote: None, .. } => Markup::Declaration {
+                quote: matches!(byte, b'\'' | b'"').then_some(byte),
                 question: byte == b'?',
             },
             // `<![CDATA[`: the parser checks the rest of the opening.
@@ -535,6 +547,11 @@ mod tests {
         ] {
             assert_eq!(scan(late).map_err(|e| e.1), forbidden, "{late:?}");
         }
+        // A `?>` in a quoted value does not end the declaration.
+        let mut limit = ReadLimit::default();
+        let quoted = b"<?xml version='1.0' encoding='UTF-8?>'?><stream:stream>";
+        let ends = scan_all(&mut limit, quoted).expect("scanned");
+        assert_eq!(ends[0].0, b"<?xml version='1.0' encoding='UTF-8?>'?>".len());
         // Split anywhere, the first byte is still the first.
         for split in 1..HEADER.len() {
             let mut limit = ReadLimit::default();
