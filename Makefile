@@ -20,6 +20,8 @@ lint:
 # first and never test stale ones.
 test: setup lint
 	scripts/check_links.py --self-test && scripts/check_links.py
+	scripts/check_imports.py --self-test && \
+	  scripts/check_imports.py shared/src component/src connector/src function/src
 	cargo build --workspace --bins --examples
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo nextest run --workspace --no-fail-fast; \

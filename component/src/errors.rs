@@ -1,6 +1,6 @@
 //! Why a link could not be made, or was lost.
 
-use crate::STREAMS_NS;
+use crate::xml::STREAMS_NS;
 use minidom::Element;
 use std::fmt;
 use std::io;

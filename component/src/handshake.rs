@@ -2,7 +2,7 @@
 //! handshake, each bounded in time.
 
 use crate::errors::{LinkError, StreamError};
-use crate::link::LinkSettings;
+use crate::settings::LinkSettings;
 use crate::stream::{ComponentStream, Read, ReadTimeouts};
 use minidom::Element;
 use sha1::{Digest, Sha1};

@@ -65,6 +65,7 @@ mod link;
 mod outbound;
 mod read_limit;
 mod secret;
+mod settings;
 mod shutdown;
 mod socket;
 mod stream;
@@ -73,13 +74,11 @@ mod xml;
 pub use backoff::Backoff;
 pub use errors::{LinkError, StreamError};
 pub use handshake::{HANDSHAKE_TIMEOUT, connect, handshake};
-pub use link::{Inbound, LinkSettings, LinkState, Unanswered, run};
+pub use link::{Inbound, LinkState, Unanswered, run};
 pub use outbound::Outbound;
 pub use read_limit::{MAX_STANZA_BYTES, MAX_STANZA_DEPTH, MAX_STANZA_MARKUP, Oversize};
 pub use secret::Secret;
+pub use settings::LinkSettings;
 pub use shutdown::{Shutdown, ShutdownTrigger, channel as shutdown_channel};
 pub use stream::{ComponentStream, Read};
 pub use xml::MAX_STANZA_MEMORY;
-
-/// The namespace of the stream element itself, and of `<stream:error>`.
-const STREAMS_NS: &str = "http://etherx.jabber.org/streams";

@@ -12,7 +12,7 @@ use crate::outbound::{
     Outbound, Unconfirmed, is_keepalive_echo, ping, sleep_until, write, write_items,
 };
 use crate::read_limit::Oversize;
-use crate::secret::Secret;
+use crate::settings::LinkSettings;
 use crate::shutdown::Shutdown;
 use crate::stream::{ComponentStream, Read};
 use minidom::Element;
@@ -94,19 +94,6 @@ impl fmt::Display for LinkState {
             LinkState::Standby(reason) => write!(f, "standby: {reason}"),
         }
     }
-}
-
-/// What the link needs to know.
-#[derive(Debug, Clone)]
-pub struct LinkSettings {
-    /// The component's domain, sent in the stream header.
-    pub domain: String,
-    /// The shared secret for the handshake.
-    pub secret: Secret,
-    /// The server's component port, `host:port`, resolved at every attempt.
-    pub server: String,
-    /// How often to ping the server.
-    pub ping_interval: Duration,
 }
 
 /// How a session on an established link ended.

@@ -7,9 +7,9 @@
 //! caller is told ([`Read::Silent`]) so it can ping, and a server that stays
 //! silent for the answer timeout after that has lost the link.
 
-use crate::STREAMS_NS;
 use crate::read_limit::{Oversize, ReadLimit};
 use crate::socket::LinkSocket;
+use crate::xml::STREAMS_NS;
 use crate::xml::{NO_SCOPE, StreamScope, Unit, parse_head, parse_unit};
 use minidom::Element;
 use std::io;

@@ -18,7 +18,6 @@
 //! The count also bounds what writing the stanza back out as text costs
 //! (text is counted as long as it is once escaped).
 
-use crate::STREAMS_NS;
 use crate::read_limit::{Oversize, is_whitespace};
 use minidom::Element;
 use minidom::rxml::{Namespace, NcName, XMLNS_XML as XML_NS, XMLNS_XMLNS as XMLNS_NS};
@@ -26,6 +25,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use xmpp_lambda_shared::{common_name, escaped_len, is_xml_char};
+
+/// The namespace of the stream element itself, and of `<stream:error>`.
+pub(crate) const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
 
 /// The most memory the tree of one stanza may take, counted as it is built
 /// (see the module's documentation). A 1 MiB body costs a little over

@@ -4,18 +4,11 @@
 
 use crate::bot::Bot;
 use crate::echo::EchoBot;
-use crate::proxy::ProxyBot;
+use crate::proxy::{DEFAULT_POST_TIMEOUT, DEFAULT_STREAM_IDLE_TIMEOUT, ProxyBot};
 use crate::writer::ReplyWriter;
 use std::time::Duration;
 use xmpp_lambda_shared::signing::{MIN_SECRET_BYTES, Signer};
 use xmpp_lambda_shared::{BotResponse, Request};
-
-/// How long the proxy waits for the bot unless `COMPONENT_POST_TIMEOUT` says.
-pub const DEFAULT_POST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long the proxy waits for each line of a streamed answer unless
-/// `COMPONENT_STREAM_IDLE_TIMEOUT` says (the connector's default).
-pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The least time between two corrections of a streamed message sent over
 /// SQS unless `COMPONENT_STREAM_EDIT_INTERVAL` says (the connector's

@@ -11,6 +11,13 @@ use tokio::time::Instant;
 use xmpp_lambda_shared::signing::{Signer, unix_seconds};
 use xmpp_lambda_shared::{BotResponse, Request, is_reply_stream};
 
+/// How long the proxy waits for the bot unless `COMPONENT_POST_TIMEOUT` says.
+pub const DEFAULT_POST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the proxy waits for each line of a streamed answer unless
+/// `COMPONENT_STREAM_IDLE_TIMEOUT` says (the connector's default).
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long an idle connection to the bot stays in the pool: under the
 /// 5-second keep-alive of common HTTP servers (Node.js, uvicorn, Apache),
 /// so a connection the bot has already closed is not reused — above all
@@ -71,7 +78,7 @@ impl ProxyBot {
             origin,
             signer: None,
             timeout,
-            idle_timeout: crate::config::DEFAULT_STREAM_IDLE_TIMEOUT,
+            idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
         })
     }
 

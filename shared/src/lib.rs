@@ -46,6 +46,8 @@ pub mod muc;
 #[cfg(feature = "xml")]
 mod reply;
 #[cfg(feature = "xml")]
+mod signals;
+#[cfg(feature = "xml")]
 mod stanza;
 #[cfg(feature = "xml")]
 mod stream;

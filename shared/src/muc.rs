@@ -3,8 +3,7 @@
 //! when the bot is mentioned; what a room's presence means for the
 //! connector's membership; how it joins; what an invitation says.
 
-use crate::reply::bare;
-use crate::stanza::{COMPONENT_NS, set_attr};
+use crate::stanza::{COMPONENT_NS, bare, set_attr};
 use crate::{Request, stanza_to_request};
 use minidom::Element;
 

@@ -87,8 +87,8 @@ pub use rule::{bad_message_text, outbound_to_stanza};
 
 #[cfg(feature = "xml")]
 mod rule {
-    use crate::reply::{BadReply, Defaults, IqId, Reply, bare, build_stanza, checked_size};
-    use crate::stanza::parse_stanza;
+    use crate::reply::{BadReply, Defaults, IqId, Reply, build_stanza, checked_size};
+    use crate::stanza::{bare, parse_stanza};
     use minidom::Element;
     use serde_json::Value;
 

@@ -2,7 +2,7 @@
 
 use crate::errors::{error_element, error_for_status, error_reply};
 use crate::muc::BOT_MARK_NS;
-use crate::stanza::{COMPONENT_NS, InvalidStanza, is_xml_char, parse_stanza, set_attr};
+use crate::stanza::{COMPONENT_NS, InvalidStanza, bare, is_xml_char, parse_stanza, set_attr};
 use crate::{BotResponse, ErrorType, Request, StanzaErrorSpec, StanzaKind};
 use minidom::Element;
 use serde_json::{Map, Value};
@@ -478,11 +478,6 @@ pub(crate) fn reply_message_type(request: &Request) -> &str {
         (StanzaKind::Message, Some(t @ ("chat" | "normal" | "groupchat"))) => t,
         _ => "chat",
     }
-}
-
-/// The bare part of a JID (everything before the first `/`).
-pub(crate) fn bare(jid: &str) -> &str {
-    jid.split('/').next().unwrap_or(jid)
 }
 
 /// What a stanza built from a bot's JSON fields gets where a field is

@@ -1,6 +1,7 @@
 //! Stanzas as XML: parsing, namespaces, and stanza → request (DESIGN §1).
 
-use crate::{Request, StanzaKind, live};
+use crate::signals::signals_of;
+use crate::{Request, StanzaKind};
 use minidom::Element;
 use minidom::rxml::{NcName, RawEvent, RawQName};
 use minidom::tree_builder::TreeBuilder;
@@ -397,7 +398,7 @@ pub fn stanza_to_request(stanza: &Element) -> Result<Request, InvalidStanza> {
         StanzaKind::Message => body_element(stanza).map(Element::text),
         _ => None,
     };
-    let signals = live::signals_of(stanza);
+    let signals = signals_of(stanza);
     Ok(Request {
         to: to.to_owned(),
         from: from.to_owned(),
@@ -421,6 +422,11 @@ pub(crate) fn body_element(stanza: &Element) -> Option<&Element> {
     stanza
         .children()
         .find(|child| child.name() == "body" && is_stanza_element(child))
+}
+
+/// The bare part of a JID (everything before the first `/`).
+pub(crate) fn bare(jid: &str) -> &str {
+    jid.split('/').next().unwrap_or(jid)
 }
 
 #[cfg(test)]
