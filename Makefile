@@ -3,6 +3,10 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(HOME)/.cargo/bin:$(PATH)
 export AWS_EC2_METADATA_DISABLED := true
+# CI builds once from scratch: incremental compilation would only cost.
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
 
 .PHONY: setup test lint unit demo demo-sqs bench soak profile dist dist-test fuzz fuzz-capture docs
 
@@ -30,8 +34,9 @@ test: setup lint
 	fi
 	# The fuzz targets' short pass ran above, as the fuzz crate's tests: the
 	# committed corpus and mutated server traffic, without libFuzzer.
-	# nextest runs no doctests: the component crate's example is one.
-	cargo test --doc -p xmpp-lambda-component
+	# nextest runs no doctests (the component crate's example, the Bot
+	# API's); over the whole workspace they reuse the build above.
+	cargo test --workspace --doc
 	scripts/validate-template.sh
 	scripts/dist-setup.sh quick && scripts/dist-test.sh quick
 

@@ -440,7 +440,7 @@ lint
 if [ "$MODE" = quick ]; then
   # The debug build `make test` made, packaged fast: the packaging is under
   # test here, not the binary.
-  debug_bin=$ROOT/target/debug/$NAME
+  debug_bin=${CARGO_TARGET_DIR:-$ROOT/target}/debug/$NAME
   [ -x "$debug_bin" ] || cargo build --quiet --bin "$NAME"
   export DIST_DIR="$WORK/dist"
   DIST_BINARY=$DIST_DIR/$(basename "$DIST_BINARY")
