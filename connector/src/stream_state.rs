@@ -307,25 +307,15 @@ impl StreamState {
 pub(crate) mod tests {
     use super::*;
     use crate::streaming::{Stop, stop_error};
-    use xmpp_lambda_shared::{ChatState as State, StanzaKind};
+    use xmpp_lambda_shared::ChatState as State;
 
     /// A chat message from alice to the echo bot, with the chat state its
     /// client sent.
     pub(crate) fn request(chat_state: Option<State>) -> Request {
         Request {
-            to: "echo@bot.example.com".into(),
-            from: "alice@example.com/x".into(),
-            kind: StanzaKind::Message,
-            stanza: String::new(),
-            body: Some("go".into()),
-            stanza_type: Some("chat".into()),
             id: Some("m1".into()),
-            room: None,
-            nick: None,
-            mention: None,
             chat_state,
-            receipt_requested: false,
-            markable: false,
+            ..Request::chat("alice@example.com/x", "echo@bot.example.com", "go")
         }
     }
 

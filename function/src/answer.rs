@@ -129,23 +129,11 @@ mod tests {
     use super::*;
     use crate::reply::{Reply, text_reply};
     use crate::writer::{MAX_BUFFERED_BYTES, NDJSON, StreamClosed};
-    use xmpp_lambda_shared::StanzaKind;
 
     fn request() -> Request {
         Request {
-            to: "bot@bot.example.com".into(),
-            from: "alice@example.com/phone".into(),
-            kind: StanzaKind::Message,
-            stanza: String::new(),
-            body: Some("hi".into()),
-            stanza_type: Some("chat".into()),
             id: Some("m1".into()),
-            room: None,
-            nick: None,
-            mention: None,
-            chat_state: None,
-            receipt_requested: false,
-            markable: false,
+            ..Request::chat("alice@example.com/phone", "bot@bot.example.com", "hi")
         }
     }
 

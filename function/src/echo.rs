@@ -20,23 +20,12 @@ impl Bot for EchoBot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xmpp_lambda_shared::StanzaKind;
 
     fn message(body: Option<&str>) -> Request {
         Request {
-            to: "echo@bot.localhost".into(),
-            from: "alice@localhost/phone".into(),
-            kind: StanzaKind::Message,
-            stanza: "<message/>".into(),
             body: body.map(str::to_owned),
-            stanza_type: Some("chat".into()),
-            id: None,
-            room: None,
-            nick: None,
-            mention: None,
-            chat_state: None,
-            receipt_requested: false,
-            markable: false,
+            stanza: "<message/>".into(),
+            ..Request::chat("alice@localhost/phone", "echo@bot.localhost", "")
         }
     }
 

@@ -273,26 +273,15 @@ mod tests {
     //! push through `outbound_to_stanza`.
     use super::*;
     use xmpp_lambda_shared::{
-        COMPONENT_NS, OOB_NS, Request, StanzaKind, outbound_to_stanza, response_to_stanzas,
+        COMPONENT_NS, OOB_NS, Request, outbound_to_stanza, response_to_stanzas,
     };
 
     const DOMAIN: &str = "bot.example.com";
 
     fn request() -> Request {
         Request {
-            to: "echo@bot.example.com".into(),
-            from: "alice@example.com/phone".into(),
-            kind: StanzaKind::Message,
-            stanza: String::new(),
-            body: Some("hi".into()),
-            stanza_type: Some("chat".into()),
             id: Some("m1".into()),
-            room: None,
-            nick: None,
-            mention: None,
-            chat_state: None,
-            receipt_requested: false,
-            markable: false,
+            ..Request::chat("alice@example.com/phone", "echo@bot.example.com", "hi")
         }
     }
 

@@ -177,23 +177,12 @@ mod tests {
     use crate::writer::{LINE_BUFFER, ReplyWriter};
     use serde_json::{Value, json};
     use std::sync::Mutex;
-    use xmpp_lambda_shared::{Request, StanzaKind};
+    use xmpp_lambda_shared::Request;
 
     fn request() -> Request {
         Request {
-            to: "story@bot.example.com".into(),
-            from: "alice@example.com/phone".into(),
-            kind: StanzaKind::Message,
-            stanza: String::new(),
-            body: Some("tell".into()),
-            stanza_type: Some("chat".into()),
             id: Some("m1".into()),
-            room: None,
-            nick: None,
-            mention: None,
-            chat_state: None,
-            receipt_requested: false,
-            markable: false,
+            ..Request::chat("alice@example.com/phone", "story@bot.example.com", "tell")
         }
     }
 

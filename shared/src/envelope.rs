@@ -258,23 +258,12 @@ impl ReplyQueueMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StanzaKind;
 
     fn request() -> Request {
         Request {
-            to: "echo@bot.example.com".into(),
-            from: "alice@example.com/x".into(),
-            kind: StanzaKind::Message,
             stanza: "<message xmlns='jabber:client'><body>hi</body></message>".into(),
-            body: Some("hi".into()),
-            stanza_type: Some("chat".into()),
             id: Some("m1".into()),
-            room: None,
-            nick: None,
-            mention: None,
-            chat_state: None,
-            receipt_requested: false,
-            markable: false,
+            ..Request::chat("alice@example.com/x", "echo@bot.example.com", "hi")
         }
     }
 

@@ -200,6 +200,37 @@ impl Request {
 }
 
 impl Request {
+    /// A one-to-one message that says `body`, as the connector forwards a
+    /// client's `<message type='chat'>`, with nothing else set (no `id`, no
+    /// stanza text): what a bot's tests start from. Set other fields with
+    /// struct update syntax:
+    ///
+    /// ```
+    /// # use xmpp_lambda_shared::Request;
+    /// let request = Request {
+    ///     id: Some("m1".into()),
+    ///     ..Request::chat("alice@example.com/phone", "echo@bot.example.com", "hi")
+    /// };
+    /// assert_eq!(request.stanza_type.as_deref(), Some("chat"));
+    /// ```
+    pub fn chat(from: &str, to: &str, body: &str) -> Request {
+        Request {
+            to: to.to_owned(),
+            from: from.to_owned(),
+            kind: StanzaKind::Message,
+            stanza: String::new(),
+            body: Some(body.to_owned()),
+            stanza_type: Some("chat".to_owned()),
+            id: None,
+            room: None,
+            nick: None,
+            mention: None,
+            chat_state: None,
+            receipt_requested: false,
+            markable: false,
+        }
+    }
+
     /// Whether this is a message without a body: nothing a person wrote (a
     /// chat state, a receipt, a marker), so by default not forwarded
     /// (DESIGN §10). The same rule as `live::is_bodyless_message` on the

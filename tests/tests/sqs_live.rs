@@ -136,19 +136,8 @@ async fn a_streamed_answers_parts_are_applied_in_order_and_once() -> Result<()> 
     // The request alice's message would have been, answered in parts that
     // reach the reply queue out of order, one of them twice.
     let request = xmpp_lambda_shared::Request {
-        to: to.clone(),
-        from: rig.alice.full_jid().to_owned(),
-        kind: xmpp_lambda_shared::StanzaKind::Message,
-        stanza: String::new(),
-        body: Some("tell me".into()),
-        stanza_type: Some("chat".into()),
         id: Some("s1".into()),
-        room: None,
-        nick: None,
-        mention: None,
-        chat_state: None,
-        receipt_requested: false,
-        markable: false,
+        ..xmpp_lambda_shared::Request::chat(rig.alice.full_jid(), &to, "tell me")
     };
     let envelope = RequestEnvelope::new("stream-1", request);
     let line = |seq: u64, body: &str| {

@@ -430,24 +430,15 @@ async fn write_ndjson(
 /// A message request as the connector would send it.
 pub fn request(text: Option<&str>) -> Request {
     Request {
-        to: "echo@bot.localhost".into(),
-        from: "alice@localhost/phone".into(),
-        kind: StanzaKind::Message,
+        body: text.map(str::to_owned),
         stanza: match text {
             Some(text) => format!(
                 "<message xmlns='jabber:client' type='chat' id='m1' to='echo@bot.localhost' from='alice@localhost/phone'><body>{text}</body></message>"
             ),
             None => "<message xmlns='jabber:client' type='chat' id='m1' to='echo@bot.localhost' from='alice@localhost/phone'/>".into(),
         },
-        body: text.map(str::to_owned),
-        stanza_type: Some("chat".into()),
         id: Some("m1".into()),
-        room: None,
-        nick: None,
-        mention: None,
-            chat_state: None,
-            receipt_requested: false,
-            markable: false,
+        ..Request::chat("alice@localhost/phone", "echo@bot.localhost", "")
     }
 }
 
