@@ -22,6 +22,10 @@ if [ "${1:-}" != quick ]; then
   # The image's trust store comes from the build machine's.
   [ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
   command -v readelf >/dev/null || need_apt+=(binutils)
+  # An aarch64 binary, when `DIST_ARCH=aarch64 make dist` made one, runs
+  # under qemu-user with Debian's aarch64 C library for cross builds.
+  command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
+  [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || need_apt+=(libc6-arm64-cross)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "dist-setup: apt-get install ${need_apt[*]}"

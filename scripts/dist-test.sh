@@ -434,6 +434,25 @@ test_image() {
   expect_all_pass "image: check as uid 65532 with the test CA as the bundle: server, handshake, HTTPS bot" "$output"
 }
 
+# --- The aarch64 binary, under qemu-user ---------------------------------------
+
+# `DIST_ARCH=aarch64 make dist` into the same folder makes one; this machine
+# runs it through qemu-user with Debian's aarch64 C library (glibc 2.36),
+# against the same Prosody and HTTPS bot, the bot's CA given as the trust
+# store.
+test_aarch64() {
+  local bin=$DIST_DIR/$NAME-$VERSION-aarch64-linux-gnu
+  if [ ! -f "$bin" ]; then
+    echo "  skip  aarch64: no $bin (DIST_ARCH=aarch64 make dist makes one)"
+    return
+  fi
+  local envs output
+  mapfile -t envs < <(test_config)
+  output=$(env "${envs[@]}" SSL_CERT_FILE="$WORK/tls/ca.pem" \
+    qemu-aarch64-static -L /usr/aarch64-linux-gnu "$bin" check 2>&1 || true)
+  expect_all_pass "aarch64: check under qemu-user: server, handshake, HTTPS bot" "$output"
+}
+
 # --- Run ------------------------------------------------------------------------
 
 lint
@@ -463,6 +482,7 @@ else
   start_servers
   test_deb_in_old_root
   test_image
+  test_aarch64
 fi
 
 echo "dist-test $MODE: $PASSED checks passed, $FAILED failed"
