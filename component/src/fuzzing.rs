@@ -76,3 +76,37 @@ pub const LIMITS: (usize, usize, usize) = (
     crate::MAX_STANZA_DEPTH,
     crate::MAX_STANZA_BYTES,
 );
+
+/// A tree as text that shows what it means and nothing else: names with
+/// their namespaces, attributes sorted, adjacent text joined (rxml may hand
+/// one text over as several nodes, and minidom's own parser keeps the
+/// namespace declarations as written, which the stream's elements never
+/// had). Both the parser's tests and the fuzz targets compare trees by it.
+pub fn canonical(element: &Element) -> String {
+    let mut out = format!("{{{}}}{}", element.ns(), element.name());
+    let mut attributes: Vec<String> = element
+        .attrs()
+        .iter()
+        .map(|((namespace, name), value)| format!(" {{{namespace}}}{name}={value:?}"))
+        .collect();
+    attributes.sort();
+    out.push_str(&attributes.concat());
+    out.push('[');
+    let mut text = String::new();
+    for node in element.nodes() {
+        match node {
+            minidom::Node::Text(piece) => text.push_str(piece),
+            minidom::Node::Element(child) => {
+                if !text.is_empty() {
+                    out.push_str(&format!("{:?}", std::mem::take(&mut text)));
+                }
+                out.push_str(&canonical(child));
+            }
+        }
+    }
+    if !text.is_empty() {
+        out.push_str(&format!("{text:?}"));
+    }
+    out.push(']');
+    out
+}

@@ -951,6 +951,7 @@ fn checked_text(raw: &[u8]) -> Result<Cow<'_, str>, XmlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzzing::canonical;
     use proptest::prelude::*;
 
     const HEADER: &str = "<stream:stream xmlns='jabber:component:accept' \
@@ -981,40 +982,6 @@ mod tests {
             .parse()
             .expect("rxml reads it");
         document.children().next().cloned().expect("one stanza")
-    }
-
-    /// A tree as text that shows what it means and nothing else: names
-    /// with their namespaces, attributes sorted, adjacent text joined. (rxml
-    /// may hand one text over as several nodes, and minidom's own parser
-    /// keeps the namespace declarations as written, which the stream's
-    /// elements never had.)
-    fn canonical(element: &Element) -> String {
-        let mut out = format!("{{{}}}{}", element.ns(), element.name());
-        let mut attributes: Vec<String> = element
-            .attrs()
-            .iter()
-            .map(|((namespace, name), value)| format!(" {{{namespace}}}{name}={value:?}"))
-            .collect();
-        attributes.sort();
-        out.push_str(&attributes.concat());
-        out.push('[');
-        let mut text = String::new();
-        for node in element.nodes() {
-            match node {
-                minidom::Node::Text(piece) => text.push_str(piece),
-                minidom::Node::Element(child) => {
-                    if !text.is_empty() {
-                        out.push_str(&format!("{:?}", std::mem::take(&mut text)));
-                    }
-                    out.push_str(&canonical(child));
-                }
-            }
-        }
-        if !text.is_empty() {
-            out.push_str(&format!("{text:?}"));
-        }
-        out.push(']');
-        out
     }
 
     /// Parsed by both: the same tree.

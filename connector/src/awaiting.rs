@@ -14,6 +14,7 @@
 //! requests that waited too long.
 
 use crate::stream_state::StreamState;
+use crate::wake::sleep_until;
 use minidom::Element;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -377,14 +378,6 @@ fn apply_part(
         state.stop(request, domain, error, &mut new_id, out);
     }
     None
-}
-
-/// Sleeps until `at`, or forever without one.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

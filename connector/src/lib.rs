@@ -47,6 +47,7 @@ mod stream_state;
 mod streaming;
 mod timer_anchor;
 mod transport;
+mod wake;
 
 /// What the fuzz targets drive: the parsers of what the connector reads
 /// from bots and API clients. Not an API.

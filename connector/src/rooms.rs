@@ -18,6 +18,7 @@
 //! JID and current nick.
 
 use crate::options::{OptionDoc, OptionError, Sources, invalid};
+use crate::wake::sleep_until;
 use minidom::Element;
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
@@ -630,14 +631,6 @@ impl RoomKeeper {
                 _ => {}
             }
         }
-    }
-}
-
-/// Sleeps until `at`, or forever without one.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

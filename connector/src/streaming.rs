@@ -7,6 +7,7 @@
 
 use crate::stream_state::{StreamOptions, StreamState};
 use crate::transport::{ReplyStream, StreamError};
+use crate::wake::sleep_until;
 use minidom::Element;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -136,12 +137,4 @@ pub async fn relay(
     );
     out.drain(..).for_each(&mut *write);
     (StreamEnd::Stopped(stop), written)
-}
-
-/// Sleeps until `at`, or forever without one.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

@@ -10,10 +10,10 @@
 
 use crate::alloc_meter::peak_of;
 use crate::input::{Input, read_sizes};
-use minidom::Element;
 use minidom::rxml::{self, Parse, WithOptions, error::EndOrError};
 use xmpp_lambda_component::fuzzing::{
-    LIMITS, Oversize, READ_SIZE, Refusal, StreamReader, Unit, XmlError, parse_unit_charged,
+    LIMITS, Oversize, READ_SIZE, Refusal, StreamReader, Unit, XmlError, canonical,
+    parse_unit_charged,
 };
 
 /// The header a server sends: put before the payload when the case asks.
@@ -388,34 +388,7 @@ fn assert_within_budget(bytes: &[u8], scope: &xmpp_lambda_component::fuzzing::St
     );
 }
 
-/// A tree as text that shows what it means and nothing else: names with
-/// their namespaces, attributes sorted, adjacent text joined.
-pub fn canonical(element: &Element) -> String {
-    let mut out = String::new();
-    let mut attributes: Vec<String> = element
-        .attrs()
-        .iter()
-        .map(|((namespace, name), value)| format!(" {{{namespace}}}{name}={value:?}"))
-        .collect();
-    attributes.sort();
-    out.push_str(&format!("{{{}}}{}", element.ns(), element.name()));
-    out.push_str(&attributes.concat());
-    out.push('[');
-    let mut text = String::new();
-    for node in element.nodes() {
-        match node {
-            minidom::Node::Text(piece) => text.push_str(piece),
-            minidom::Node::Element(child) => {
-                flush_text(&mut out, &mut text);
-                out.push_str(&canonical(child));
-            }
-        }
-    }
-    flush_text(&mut out, &mut text);
-    out.push(']');
-    out
-}
-
+/// Text as [`canonical`] writes it: a run of adjacent text, quoted.
 fn flush_text(out: &mut String, text: &mut String) {
     if !text.is_empty() {
         out.push_str(&format!("{:?}", std::mem::take(text)));

@@ -278,19 +278,11 @@ mod tests {
 
     fn request() -> Request {
         Request {
-            to: "echo@bot.example.com".into(),
-            from: "alice@example.com/phone".into(),
-            kind: StanzaKind::Message,
-            stanza: String::new(),
-            body: Some("hi".into()),
-            stanza_type: Some("chat".into()),
             id: Some("m1".into()),
-            room: None,
-            nick: None,
-            mention: None,
             chat_state: Some(ChatState::Active),
             receipt_requested: true,
             markable: true,
+            ..Request::chat("alice@example.com/phone", "echo@bot.example.com", "hi")
         }
     }
 

@@ -1101,19 +1101,8 @@ fn a_list_of_replies_is_each_replys_stanzas_in_order_or_none_at_all() {
 #[test]
 fn any_url_is_attached_as_the_http_url_it_parses_to_or_refused() {
     let request = Request {
-        to: format!("echo@{DOMAIN}"),
-        from: "alice@example.com/phone".into(),
-        kind: StanzaKind::Message,
-        stanza: String::new(),
-        body: Some("hi".into()),
-        stanza_type: Some("chat".into()),
         id: Some("m1".into()),
-        room: None,
-        nick: None,
-        mention: None,
-        chat_state: None,
-        receipt_requested: false,
-        markable: false,
+        ..Request::chat("alice@example.com/phone", &format!("echo@{DOMAIN}"), "hi")
     };
     let outcomes = [const { AtomicUsize::new(0) }; 2];
     check(
